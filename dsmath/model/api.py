@@ -1,0 +1,93 @@
+"""Pure functions over (config, params): init, forward, logits, KV cache. The model's public face."""
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dsmath.model.config import ModelConfig
+from dsmath.model.transformer import Transformer
+
+
+def default_positions(tokens: jax.Array, segment_ids: jax.Array) -> jax.Array:
+  """Per-segment positions [B, T] for contiguous packed segments (restart at each segment change)."""
+  t = tokens.shape[1]
+  idx = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), tokens.shape)
+  starts = jnp.concatenate([jnp.ones_like(segment_ids[:, :1], bool), segment_ids[:, 1:] != segment_ids[:, :-1]], 1)
+  start_idx = jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)
+  return idx - start_idx
+
+
+def _inputs(tokens, segment_ids, positions):
+  tokens = jnp.asarray(tokens, jnp.int32)
+  segment_ids = jnp.ones_like(tokens) if segment_ids is None else jnp.asarray(segment_ids, jnp.int32)
+  positions = default_positions(tokens, segment_ids) if positions is None else jnp.asarray(positions, jnp.int32)
+  return tokens, segment_ids, positions
+
+
+def _boxed_init(cfg: ModelConfig, rng: jax.Array):
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  return Transformer(cfg).init(rng, tokens, tokens, tokens + 1)["params"]
+
+
+def init_params(cfg: ModelConfig, rng: jax.Array) -> dict:
+  """A fresh params pytree (plain arrays, float32 by default)."""
+  return nn.unbox(_boxed_init(cfg, rng))
+
+
+def abstract_params(cfg: ModelConfig) -> dict:
+  """Shapes and dtypes of the params, allocating nothing."""
+  return nn.unbox(jax.eval_shape(lambda: _boxed_init(cfg, jax.random.key(0))))
+
+
+def param_logical_axes(cfg: ModelConfig) -> dict:
+  """The params pytree with a PartitionSpec of logical axis names at each leaf."""
+  return nn.get_partition_spec(jax.eval_shape(lambda: _boxed_init(cfg, jax.random.key(0))))
+
+
+def count_params(params) -> int:
+  return sum(int(x.size) for x in jax.tree.leaves(params))
+
+
+def hidden_states(cfg: ModelConfig, params: dict, tokens: jax.Array, segment_ids: Optional[jax.Array] = None,
+                  positions: Optional[jax.Array] = None) -> jax.Array:
+  """tokens [B, T] -> final-normed hidden states [B, T, H] (for LM heads, value heads, reward heads)."""
+  tokens, segment_ids, positions = _inputs(tokens, segment_ids, positions)
+  hidden, _ = Transformer(cfg).apply({"params": params}, tokens, positions, segment_ids)
+  return hidden
+
+
+def lm_head(cfg: ModelConfig, params: dict, hidden: jax.Array) -> jax.Array:
+  """hidden [..., H] -> logits [..., V] in float32."""
+  w = params["lm_head"].astype(cfg.dtype)
+  return jnp.einsum("...h,hv->...v", hidden, w, preferred_element_type=jnp.float32)
+
+
+def logits(cfg: ModelConfig, params: dict, tokens: jax.Array, segment_ids: Optional[jax.Array] = None,
+           positions: Optional[jax.Array] = None) -> jax.Array:
+  """tokens [B, T] -> next-token logits [B, T, V] float32.
+
+  segment_ids [B, T] (0 = padding) keep packed documents apart; positions [B, T] default to per-segment positions.
+  """
+  return lm_head(cfg, params, hidden_states(cfg, params, tokens, segment_ids, positions))
+
+
+def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> dict:
+  """An empty KV cache: k, v [L, B, S, KV, D]; segment_ids, positions [B, S] (segment 0 marks an empty slot)."""
+  dtype = jnp.dtype(dtype or cfg.dtype)
+  shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
+          "segment_ids": jnp.zeros((batch, max_len), jnp.int32), "positions": jnp.zeros((batch, max_len), jnp.int32)}
+
+
+def forward_with_cache(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array,
+                       segment_ids: jax.Array, cache: dict, cache_index: jax.Array) -> tuple[jax.Array, dict]:
+  """Writes tokens [B, T] into cache slots [cache_index, cache_index + T) and returns (hidden [B, T, H], cache).
+
+  Used for prefill (T = prompt length) and decode (T = 1). Queries see every cache slot of their own segment at a
+  position not after theirs, so prompts of different lengths share one cache layout.
+  """
+  hidden, cache = Transformer(cfg).apply({"params": params}, jnp.asarray(tokens, jnp.int32),
+                                         jnp.asarray(positions, jnp.int32), jnp.asarray(segment_ids, jnp.int32),
+                                         cache, cache_index)
+  return hidden, cache

@@ -1,0 +1,167 @@
+"""The LLaMA-style decoder as Flax Linen modules, layers under nn.scan.
+
+Every parameter carries logical axis names (see `dsmath.model.sharding`); activations are constrained by logical
+names too, so the same code runs on one CPU or a (data, fsdp, tensor) mesh.
+
+Attention masking is by segment ids and per-segment positions: a query attends to a key iff both are in the same
+segment and the key's position is not after the query's. This one rule covers packed pre-training rows, padded
+prompts and the KV cache (empty cache slots hold segment 0, which no real token has).
+"""
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dsmath.model.config import ModelConfig
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "everything": jax.checkpoint_policies.everything_saveable,
+}
+
+_NEG_INF = -1e30  # finite, so a row with nothing to attend to (padding) gives a uniform row, not NaN
+
+
+def _param(module, name, shape, axes, dtype, scale):
+  init = nn.with_logical_partitioning(nn.initializers.normal(stddev=scale), axes)
+  return module.param(name, init, shape, jnp.dtype(dtype))
+
+
+def rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+  """Rotary embedding, HF's rotate-half layout. x: [B, T, N, D]; positions: [B, T]."""
+  d = x.shape[-1]
+  inv_freq = 1.0 / theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d)
+  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
+  cos = jnp.cos(angles)[:, :, None, :]
+  sin = jnp.sin(angles)[:, :, None, :]
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+def attention_mask(q_segment: jax.Array, q_pos: jax.Array, kv_segment: jax.Array, kv_pos: jax.Array) -> jax.Array:
+  """[B, T, S] bool: same segment and key position <= query position."""
+  same = q_segment[:, :, None] == kv_segment[:, None, :]
+  causal = kv_pos[:, None, :] <= q_pos[:, :, None]
+  return same & causal
+
+
+class RMSNorm(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x):
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (x.shape[-1],),
+                       jnp.dtype(self.cfg.param_dtype))
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.cfg.rms_norm_eps)
+    return (x32 * scale).astype(self.cfg.dtype)
+
+
+class Attention(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, positions, mask, layer_cache, cache_index):
+    """x: [B, T, H]; mask: [B, T, S]; layer_cache: None or {k, v: [B, S, KV, D]} written at cache_index."""
+    c = self.cfg
+    h, n, kvn, d = c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim
+    std = h ** -0.5
+    wq = _param(self, "q", (h, n, d), ("embed", "heads", "head_dim"), c.param_dtype, std)
+    wk = _param(self, "k", (h, kvn, d), ("embed", "kv_heads", "head_dim"), c.param_dtype, std)
+    wv = _param(self, "v", (h, kvn, d), ("embed", "kv_heads", "head_dim"), c.param_dtype, std)
+    wo = _param(self, "o", (n, d, h), ("heads", "head_dim", "embed"), c.param_dtype, (n * d) ** -0.5)
+    dt = jnp.dtype(c.dtype)
+    q = jnp.einsum("bth,hnd->btnd", x, wq.astype(dt))
+    k = jnp.einsum("bth,hnd->btnd", x, wk.astype(dt))
+    v = jnp.einsum("bth,hnd->btnd", x, wv.astype(dt))
+    q = nn.with_logical_constraint(rope(q, positions, c.rope_theta), ("batch", "length", "act_heads", "head_dim"))
+    k = rope(k, positions, c.rope_theta)
+
+    new_cache = None
+    if layer_cache is not None:
+      k = jax.lax.dynamic_update_slice_in_dim(layer_cache["k"], k.astype(layer_cache["k"].dtype), cache_index, 1)
+      v = jax.lax.dynamic_update_slice_in_dim(layer_cache["v"], v.astype(layer_cache["v"].dtype), cache_index, 1)
+      new_cache = {"k": k, "v": v}
+      k, v = k.astype(dt), v.astype(dt)
+
+    b, t = q.shape[:2]
+    q = q.reshape(b, t, kvn, n // kvn, d)  # grouped heads share one KV head
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * d ** -0.5
+    scores = jnp.where(mask[:, None, None], scores, _NEG_INF)
+    probs = jax.nn.softmax(scores, axis=-1).astype(dt)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, n, d)
+    out = jnp.einsum("btnd,ndh->bth", out, wo.astype(dt))
+    return out, new_cache
+
+
+class MLP(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x):
+    c = self.cfg
+    h, m = c.hidden_size, c.intermediate_size
+    dt = jnp.dtype(c.dtype)
+    gate = _param(self, "gate", (h, m), ("embed", "mlp"), c.param_dtype, h ** -0.5)
+    up = _param(self, "up", (h, m), ("embed", "mlp"), c.param_dtype, h ** -0.5)
+    down = _param(self, "down", (m, h), ("mlp", "embed"), c.param_dtype, m ** -0.5)
+    g = jnp.einsum("bth,hm->btm", x, gate.astype(dt))
+    u = jnp.einsum("bth,hm->btm", x, up.astype(dt))
+    y = nn.with_logical_constraint(nn.silu(g) * u, ("batch", "length", "act_mlp"))
+    return jnp.einsum("btm,mh->bth", y, down.astype(dt))
+
+
+class Block(nn.Module):
+  """Pre-norm decoder layer; the scan carry is the residual stream."""
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, layer_cache, positions, mask, cache_index):
+    attn_out, new_cache = Attention(self.cfg, name="attn")(RMSNorm(self.cfg, name="attn_norm")(x), positions, mask,
+                                                           layer_cache, cache_index)
+    x = x + attn_out
+    x = x + MLP(self.cfg, name="mlp")(RMSNorm(self.cfg, name="mlp_norm")(x))
+    x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+    return x, new_cache
+
+
+class Transformer(nn.Module):
+  """tokens [B, T] -> final-normed hidden states [B, T, H] (and the updated cache).
+
+  The LM head is applied by `dsmath.model.api.lm_head` so callers can project only the positions they need.
+  """
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, tokens, positions, segment_ids, cache: Optional[dict] = None, cache_index=0):
+    c = self.cfg
+    embed = _param(self, "embed", (c.vocab_size, c.hidden_size), ("vocab", "embed"), c.param_dtype, 1.0)
+    # Declared here so init creates it; applied outside (see class docstring).
+    _param(self, "lm_head", (c.hidden_size, c.vocab_size), ("embed", "vocab"), c.param_dtype, c.hidden_size ** -0.5)
+    # Gather from a table replicated over vocab: a vocab-sharded gather would need an ambiguous output sharding.
+    table = nn.with_logical_constraint(embed, (None, "act_embed"))
+    x = jnp.take(table, tokens, axis=0).astype(c.dtype)
+    x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+
+    if cache is None:
+      mask = attention_mask(segment_ids, positions, segment_ids, positions)
+      layer_caches, new_cache = None, None
+    else:
+      seg = jax.lax.dynamic_update_slice_in_dim(cache["segment_ids"], segment_ids, cache_index, 1)
+      pos = jax.lax.dynamic_update_slice_in_dim(cache["positions"], positions, cache_index, 1)
+      mask = attention_mask(segment_ids, positions, seg, pos)
+      layer_caches = {"k": cache["k"], "v": cache["v"]}
+      new_cache = {"segment_ids": seg, "positions": pos}
+
+    block = nn.remat(Block, policy=REMAT_POLICIES[c.remat], prevent_cse=False) if c.remat != "none" else Block
+    layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+                     in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), length=c.num_layers,
+                     metadata_params={nn.PARTITION_NAME: "layers"})
+    x, stacked = layers(c, name="layers")(x, layer_caches, positions, mask, cache_index)
+    if cache is not None:
+      new_cache.update(stacked)
+    return RMSNorm(c, name="final_norm")(x), new_cache
