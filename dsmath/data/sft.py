@@ -1,0 +1,186 @@
+"""SFT examples: chain-of-thought, program-of-thought and tool-integrated solutions in a chat format.
+
+An example is (style, question, response). The template turns it into text segments (text, trainable): the prompt is
+never trained on; the response is, except the contents of tool output blocks, which the interpreter wrote, not the
+model (as in ToRA). The pipeline appends EOS (trained) and tokenizes each segment on its own, so the prompt tokens
+equal those the sampler sees at inference.
+
+Delimiters and instructions come from dsmath/eval/prompts.py, so training text matches what evaluation and the sampler's
+tool mode use:
+  ```python
+  print(48 / 2)
+  ```
+  ```output
+  24.0
+  ```
+
+Built-in SFT formatters for the shared TRAIN splits (never the test splits; `check_not_test_split` guards paths):
+  gsm8k_cot   GSM8K question -> its solution, calculator annotations removed, final `\\boxed{}` answer.
+  gsm8k_pot   GSM8K question -> a Python program of its calculator steps that prints the answer (records whose last
+              step is not the answer are left out, counted and logged).
+  gsm8k_tool  GSM8K question -> each calculation run as a python block with its real output, then the reasoning.
+  math_cot    MATH problem -> its solution (answer already in `\\boxed{}`).
+Generic formatters for other JSONL/Parquet/ArrayRecord sources: cot {question, response}, pot {question, program},
+tool {question, response} (a response holding python/output blocks).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import operator
+import re
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+from dsmath.eval.prompts import BLOCK_CLOSE, INSTRUCT_SUFFIX_EN, OUTPUT_OPEN, POT_SUFFIX_EN, TOOL_SUFFIX_EN
+from dsmath.eval.prompts import PYTHON_OPEN as CODE_OPEN
+from dsmath.eval.prompts import format_output_block
+
+INSTRUCTIONS = {"cot": INSTRUCT_SUFFIX_EN, "pot": POT_SUFFIX_EN, "tool": TOOL_SUFFIX_EN}
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+  """Chat format: prompt = user_prefix + question + "\\n" + instruction + assistant_prefix; then the response."""
+  user_prefix: str
+  assistant_prefix: str
+
+  def prompt(self, style: str, question: str) -> str:
+    return f"{self.user_prefix}{question.strip()}\n{INSTRUCTIONS[style]}{self.assistant_prefix}"
+
+
+# DeepSeekMath-Instruct's chat format ("User: ...\n\nAssistant: ..." then EOS).
+TEMPLATES = {"deepseek": Template(user_prefix="User: ", assistant_prefix="\n\nAssistant: ")}
+
+_OUTPUT_BLOCK = re.compile(re.escape(OUTPUT_OPEN) + r"(.*?)" + re.escape(BLOCK_CLOSE), re.S)
+
+
+def response_segments(response: str) -> list[tuple[str, bool]]:
+  """Response text -> (text, trainable) pieces; the contents of each output block are not trainable (the fences
+  are: the model learns to open and close them, the interpreter fills them)."""
+  pieces, pos = [], 0
+  for m in _OUTPUT_BLOCK.finditer(response):
+    pieces.append((response[pos:m.start(1)], True))
+    pieces.append((m.group(1), False))
+    pos = m.end(1)
+  pieces.append((response[pos:], True))
+  return [(t, trainable) for t, trainable in pieces if t]
+
+
+def example_segments(template: Template, style: str, question: str, response: str) -> list[tuple[str, bool]]:
+  return [(template.prompt(style, question), False)] + response_segments(response)
+
+
+# ---- arithmetic of GSM8K calculator annotations, evaluated for real (no eval of arbitrary code) ----
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_CALC = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
+
+
+def _arith(node):
+  if isinstance(node, ast.Expression):
+    return _arith(node.body)
+  if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+    return node.value
+  if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+    return -_arith(node.operand) if isinstance(node.op, ast.USub) else _arith(node.operand)
+  if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+    right = _arith(node.right)
+    if isinstance(node.op, ast.Pow) and abs(right) > 100:
+      raise ValueError("exponent too large")
+    return _OPS[type(node.op)](_arith(node.left), right)
+  raise ValueError(f"not plain arithmetic: {ast.dump(node)}")
+
+
+def calc(expr: str):
+  """Value of an arithmetic expression as Python computes it; ValueError if it is anything else."""
+  try:
+    return _arith(ast.parse(expr.strip(), mode="eval"))
+  except (SyntaxError, ZeroDivisionError, OverflowError) as e:
+    raise ValueError(f"cannot evaluate {expr!r}: {e}") from None
+
+
+def _code_block(code: str) -> str:
+  return f"{CODE_OPEN}{code.rstrip(chr(10))}\n{BLOCK_CLOSE}"
+
+
+def gsm8k_final(answer: str) -> str:
+  return answer.rsplit("####", 1)[-1].strip()
+
+
+def _gsm8k_body(answer: str) -> str:
+  return answer.rsplit("####", 1)[0].rstrip()
+
+
+def gsm8k_cot(record: Mapping) -> Optional[tuple[str, str, str]]:
+  body = _CALC.sub("", _gsm8k_body(record["answer"]))
+  return "cot", record["question"], f"{body}\nThe answer is $\\boxed{{{gsm8k_final(record['answer'])}}}$."
+
+
+def gsm8k_pot(record: Mapping) -> Optional[tuple[str, str, str]]:
+  steps = _CALC.findall(record["answer"])
+  try:
+    values = [calc(expr) for expr, _ in steps]
+    final = float(gsm8k_final(record["answer"]).replace(",", ""))
+  except ValueError:
+    return None
+  if not steps or abs(float(values[-1]) - final) > 1e-6:
+    return None
+  lines = [f"step{i} = {expr.strip()}" for i, (expr, _) in enumerate(steps, 1)] + [f"print(step{len(steps)})"]
+  return "pot", record["question"], _code_block("\n".join(lines))
+
+
+def gsm8k_tool(record: Mapping) -> Optional[tuple[str, str, str]]:
+  out = []
+  try:
+    for line in _gsm8k_body(record["answer"]).split("\n"):
+      for expr, _ in _CALC.findall(line):
+        # str() of the value is exactly what print() writes.
+        out.append(_code_block(f"print({expr.strip()})") + format_output_block(str(calc(expr)) + "\n"))
+      out.append(_CALC.sub("", line) + "\n")
+  except ValueError:
+    return None
+  return "tool", record["question"], "".join(out) + f"The answer is $\\boxed{{{gsm8k_final(record['answer'])}}}$."
+
+
+def math_cot(record: Mapping) -> Optional[tuple[str, str, str]]:
+  return "cot", record["problem"], record["solution"]
+
+
+def generic_cot(record: Mapping):
+  return "cot", record["question"], record["response"]
+
+
+def generic_pot(record: Mapping):
+  return "pot", record["question"], _code_block(record["program"].strip("\n"))
+
+
+def generic_tool(record: Mapping):
+  return "tool", record["question"], record["response"]
+
+
+SFT_FORMATTERS: dict[str, Callable[[Mapping], Optional[tuple[str, str, str]]]] = {
+    "gsm8k_cot": gsm8k_cot, "gsm8k_pot": gsm8k_pot, "gsm8k_tool": gsm8k_tool, "math_cot": math_cot,
+    "cot": generic_cot, "pot": generic_pot, "tool": generic_tool,
+}
+
+# Built-in SFT sources on the shared TRAIN splits (paths in the `shared:` scheme of dsmath.data.sources).
+BUILTIN_SFT_SOURCES = {
+    "gsm8k_cot": {"path": "shared:gsm8k/train.jsonl", "formatter": "gsm8k_cot", "weight": 1.0},
+    "gsm8k_pot": {"path": "shared:gsm8k/train.jsonl", "formatter": "gsm8k_pot", "weight": 0.5},
+    "gsm8k_tool": {"path": "shared:gsm8k/train.jsonl", "formatter": "gsm8k_tool", "weight": 0.5},
+    "math_cot": {"path": "shared:math/train.jsonl", "formatter": "math_cot", "weight": 1.0},
+}
+
+
+def check_not_test_split(path: str) -> None:
+  """Refuses evaluation files of the shared data folder (anything there but a train split) as SFT data."""
+  from dsmath.paths import shared_data_dir
+  try:
+    shared = shared_data_dir().resolve()
+  except FileNotFoundError:
+    return
+  p = Path(path).resolve()
+  if shared in p.parents and not p.name.startswith("train"):
+    raise ValueError(f"{p} is an evaluation split of the shared data; SFT may only use train splits")

@@ -1,0 +1,272 @@
+"""Tokenizers behind one small interface: sentencepiece (trained here for toy runs) and HF `tokenizer.json`.
+
+`encode` never adds BOS/EOS: the pipeline adds them explicitly, so both implementations behave the same.
+
+CLI (toy runs): train a sentencepiece model from files or configured sources, in a few seconds for a small vocab:
+  python -m dsmath.data.tokenizer train --input 'shared:gsm8k/train.jsonl' --text-field question \
+      --vocab-size 512 --output runs/tok/spm.model
+  python -m dsmath.data.tokenizer train --config configs/pretrain_tiny.py --vocab-size 512 --output runs/tok/spm.model
+"""
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence, runtime_checkable
+
+import sentencepiece as spm
+import tokenizers
+
+# Special pieces of the sentencepiece models trained here. pad = 0 matches the padding segment id 0.
+SPM_PAD, SPM_UNK, SPM_BOS, SPM_EOS = "<pad>", "<unk>", "<s>", "</s>"
+
+# Names under which HF tokenizers spell their BOS/EOS/PAD tokens, tried in order when not given explicitly.
+_HF_BOS_NAMES = ("<｜begin▁of▁sentence｜>", "<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>", "[CLS]")
+_HF_EOS_NAMES = ("<｜end▁of▁sentence｜>", "<|end_of_text|>", "</s>", "<eos>", "<|endoftext|>", "[SEP]")
+_HF_PAD_NAMES = ("<｜pad▁of▁sentence｜>", "<pad>", "<|pad|>", "[PAD]")
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+  """What the pipeline, trainer, sampler and evaluation need from a tokenizer."""
+  bos_id: int
+  eos_id: int
+  pad_id: int
+  vocab_size: int
+
+  def encode(self, text: str) -> list[int]:
+    """Token ids of `text`, without BOS/EOS."""
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Text of `ids` (special tokens dropped)."""
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    """`encode` over many texts (in parallel where the backend can)."""
+
+
+class SentencePieceTokenizer:
+  """A sentencepiece model file. Picklable (for Grain workers): it pickles the model bytes, not the C++ object."""
+
+  def __init__(self, model_path: str | os.PathLike | None = None, *, model_proto: bytes | None = None):
+    if model_proto is None:
+      path = Path(model_path)
+      if not path.is_file():
+        raise FileNotFoundError(f"sentencepiece model not found: {path}")
+      model_proto = path.read_bytes()
+    self._proto = model_proto
+    self.path = None if model_path is None else str(model_path)
+    self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+    self.bos_id, self.eos_id, self.pad_id = self._sp.bos_id(), self._sp.eos_id(), self._sp.pad_id()
+    self.vocab_size = self._sp.get_piece_size()
+    for name, value in (("bos", self.bos_id), ("eos", self.eos_id), ("pad", self.pad_id)):
+      if value < 0:
+        raise ValueError(f"sentencepiece model {self.path or '<bytes>'} has no {name} piece; retrain with "
+                         f"{name}_id set")
+
+  def encode(self, text: str) -> list[int]:
+    return self._sp.encode(text)
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return self._sp.encode(list(texts), num_threads=0)
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self._sp.decode([int(i) for i in ids])
+
+  def __getstate__(self):
+    return {"proto": self._proto, "path": self.path}
+
+  def __setstate__(self, state):
+    self.__init__(state["path"], model_proto=state["proto"])
+
+
+class HFTokenizer:
+  """A HF `tokenizer.json` (e.g. DeepSeek's byte-level BPE) loaded through the `tokenizers` library.
+
+  BOS/EOS/PAD come from the arguments, else from a `tokenizer_config.json` beside the file, else from the usual
+  special-token names. Without a pad token, pad = eos (padding is marked by segment id 0 anyway).
+  """
+
+  def __init__(self, path: str | os.PathLike, *, bos_token: str | None = None, eos_token: str | None = None,
+               pad_token: str | None = None):
+    path = Path(path)
+    if path.is_dir():
+      path = path / "tokenizer.json"
+    if not path.is_file():
+      raise FileNotFoundError(f"HF tokenizer file not found: {path}")
+    self.path = str(path)
+    self._tok = tokenizers.Tokenizer.from_file(self.path)
+    hf_config = _read_hf_tokenizer_config(path.parent / "tokenizer_config.json")
+    self.bos_id = self._special_id("bos", bos_token or hf_config.get("bos_token"), _HF_BOS_NAMES)
+    self.eos_id = self._special_id("eos", eos_token or hf_config.get("eos_token"), _HF_EOS_NAMES)
+    pad = pad_token or hf_config.get("pad_token")
+    try:
+      self.pad_id = self._special_id("pad", pad, _HF_PAD_NAMES)
+    except ValueError:
+      self.pad_id = self.eos_id
+    self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+
+  def _special_id(self, what: str, token: str | None, candidates: Sequence[str]) -> int:
+    names = (token,) if token else candidates
+    for name in names:
+      idx = self._tok.token_to_id(name)
+      if idx is not None:
+        return idx
+    added = [t.content for t in self._tok.get_added_tokens_decoder().values()]
+    raise ValueError(f"{self.path}: no {what} token among {list(names)}; the file's added tokens are {added}; "
+                     f"pass {what}_token=...")
+
+  def encode(self, text: str) -> list[int]:
+    return self._tok.encode(text, add_special_tokens=False).ids
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
+  def __getstate__(self):
+    return {"path": self.path, "bos": self.bos_id, "eos": self.eos_id, "pad": self.pad_id}
+
+  def __setstate__(self, state):
+    self.path = state["path"]
+    self._tok = tokenizers.Tokenizer.from_file(self.path)
+    self.bos_id, self.eos_id, self.pad_id = state["bos"], state["eos"], state["pad"]
+    self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+
+
+def _read_hf_tokenizer_config(path: Path) -> dict:
+  if not path.is_file():
+    return {}
+  cfg = json.loads(path.read_text(encoding="utf-8"))
+  out = {}
+  for key in ("bos_token", "eos_token", "pad_token"):
+    value = cfg.get(key)
+    out[key] = value.get("content") if isinstance(value, dict) else value
+  return out
+
+
+TOKENIZER_KINDS = {"sentencepiece": SentencePieceTokenizer, "hf": HFTokenizer}
+
+
+def load_tokenizer(config_or_path) -> Tokenizer:
+  """A tokenizer from a path (`*.model` = sentencepiece; `tokenizer.json` or a folder holding one = HF) or a config
+  mapping {kind: "sentencepiece"|"hf" (optional, inferred from the path), path, bos_token, eos_token, pad_token}."""
+  if isinstance(config_or_path, (str, os.PathLike)):
+    cfg = {"path": str(config_or_path)}
+  else:
+    cfg = dict(config_or_path)
+  valid = {"kind", "path", "bos_token", "eos_token", "pad_token"}
+  unknown = sorted(set(cfg) - valid)
+  if unknown:
+    raise KeyError(f"unknown tokenizer config key(s) {unknown}; valid keys: {sorted(valid)}")
+  path = cfg.get("path")
+  if not path:
+    raise ValueError("tokenizer config needs a `path` (a sentencepiece .model or a HF tokenizer.json)")
+  from dsmath.data.sources import resolve_path  # sources imports nothing from here; avoids a cycle at import time
+  path = resolve_path(path)
+  kind = cfg.get("kind") or ("hf" if (path.endswith(".json") or Path(path).is_dir()) else "sentencepiece")
+  if kind not in TOKENIZER_KINDS:
+    raise KeyError(f"unknown tokenizer kind {kind!r}; valid kinds: {sorted(TOKENIZER_KINDS)}")
+  if kind == "hf":
+    return HFTokenizer(path, bos_token=cfg.get("bos_token"), eos_token=cfg.get("eos_token"),
+                       pad_token=cfg.get("pad_token"))
+  extra = sorted(k for k in ("bos_token", "eos_token", "pad_token") if cfg.get(k))
+  if extra:
+    raise KeyError(f"tokenizer keys {extra} only apply to kind 'hf'; a sentencepiece model carries its own ids")
+  return SentencePieceTokenizer(path)
+
+
+def _training_lines(texts: Iterable[str], max_chars: int) -> Iterable[str]:
+  """Non-empty lines of the texts up to max_chars in total (sentencepiece trains on sentences, not documents)."""
+  total = 0
+  for text in texts:
+    for line in text.split("\n"):
+      line = line.strip("\r")
+      if not line.strip():
+        continue
+      yield line
+      total += len(line)
+      if total >= max_chars:
+        return
+
+
+def train_sentencepiece(texts: Iterable[str], output_path: str | os.PathLike, *, vocab_size: int = 512,
+                        model_type: str = "bpe", max_chars: int = 3_000_000, character_coverage: float = 0.995,
+                        seed_sentencepiece_size: int = 100_000, num_threads: int = 2) -> SentencePieceTokenizer:
+  """Trains a byte-fallback sentencepiece model on texts and writes it atomically to output_path (a `.model` file).
+
+  Lossless by construction: identity normalisation, no dummy prefix, whitespace kept, digits split (as DeepSeek's
+  tokenizer does), bytes for anything outside the vocabulary (so a small vocab still covers any text), newline and tab
+  as their own pieces. Ids: pad 0, unk 1, bos 2, eos 3. vocab_size must exceed 262 (256 byte pieces + 6 specials).
+  """
+  output_path = Path(output_path)
+  output_path.parent.mkdir(parents=True, exist_ok=True)
+  lines = list(_training_lines(texts, max_chars))
+  if not lines:
+    raise ValueError("train_sentencepiece: no non-empty text to train on")
+  with tempfile.TemporaryDirectory(dir=output_path.parent) as tmp:
+    prefix = os.path.join(tmp, "spm")
+    try:
+      _spm_train(lines, prefix, vocab_size, model_type, character_coverage, seed_sentencepiece_size, num_threads)
+    except RuntimeError as e:
+      if "required_chars" not in str(e):
+        raise
+      raise ValueError(f"vocab_size={vocab_size} is too small for the training text's characters (256 byte pieces "
+                       f"and 6 special pieces come first): raise vocab_size or lower character_coverage "
+                       f"({e})") from None
+    os.replace(prefix + ".model", output_path)
+  return SentencePieceTokenizer(output_path)
+
+
+def _spm_train(lines, prefix, vocab_size, model_type, character_coverage, seed_sentencepiece_size, num_threads):
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(lines), model_prefix=prefix, vocab_size=vocab_size, model_type=model_type,
+      character_coverage=character_coverage, byte_fallback=True, split_digits=True,
+      normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=False,
+      allow_whitespace_only_pieces=True, user_defined_symbols=["\n", "\t"],
+      pad_id=0, unk_id=1, bos_id=2, eos_id=3, pad_piece=SPM_PAD, unk_piece=SPM_UNK, bos_piece=SPM_BOS,
+      eos_piece=SPM_EOS, seed_sentencepiece_size=seed_sentencepiece_size, num_threads=num_threads,
+      max_sentence_length=1 << 16, hard_vocab_limit=False, minloglevel=2)
+
+
+def train_sentencepiece_from_sources(sources, output_path, *, vocab_size: int = 512, max_chars: int = 3_000_000,
+                                     **kwargs) -> SentencePieceTokenizer:
+  """Trains on the texts of configured sources ({name: source config}, see dsmath.data.config), in name order."""
+  from dsmath.data.sources import iter_source_texts
+  return train_sentencepiece(iter_source_texts(sources), output_path, vocab_size=vocab_size, max_chars=max_chars,
+                             **kwargs)
+
+
+def _main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m dsmath.data.tokenizer", description=__doc__.split("\n")[0])
+  sub = parser.add_subparsers(dest="command", required=True)
+  train = sub.add_parser("train", help="train a sentencepiece model for toy runs")
+  train.add_argument("--input", action="append", default=[],
+                     help="file glob (jsonl/parquet/array_record; 'shared:' = the shared data folder); repeatable")
+  train.add_argument("--text-field", default="text", help="record field holding the text (for --input)")
+  train.add_argument("--formatter", default=None, help="a dsmath.data.sources.FORMATTERS name instead of a field")
+  train.add_argument("--config", default=None, help="a config file whose data.sources give the texts")
+  train.add_argument("--output", required=True, help="path of the .model file to write")
+  train.add_argument("--vocab-size", type=int, default=512)
+  train.add_argument("--model-type", default="bpe", choices=["bpe", "unigram"])
+  train.add_argument("--max-chars", type=int, default=3_000_000, help="cap on training text (keeps training fast)")
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(message)s")
+  if bool(args.input) == bool(args.config):
+    parser.error("give either --input (one or more) or --config")
+  if args.config:
+    from dsmath.data.config import load_config_file
+    sources = load_config_file(args.config).data.sources
+  else:
+    sources = {f"input{i}": {"path": p, "text_field": args.text_field, "formatter": args.formatter}
+               for i, p in enumerate(args.input)}
+  tok = train_sentencepiece_from_sources(sources, args.output, vocab_size=args.vocab_size, max_chars=args.max_chars,
+                                         model_type=args.model_type)
+  print(json.dumps({"output": str(args.output), "vocab_size": tok.vocab_size, "bos_id": tok.bos_id,
+                    "eos_id": tok.eos_id, "pad_id": tok.pad_id}))
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(_main())
