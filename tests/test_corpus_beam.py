@@ -1,0 +1,62 @@
+"""The Beam pipeline (DirectRunner) selects the same pages as the stage functions run directly; shards read by Grain."""
+import glob
+import json
+import os
+
+import grain
+
+from dsmath.corpus import beam_pipeline, classifier, decontam, domains, records, selection, toy, urls
+from dsmath.paths import shared_data_dir
+
+
+def test_beam_matches_stage_functions_and_writes_grain_shards(tmp_path):
+  params = toy.ToyParams(num_seed=150, num_negatives=150, mathqa_math=60, wordproblems_math=60, tutorhub_math=10,
+                         warc_pages=5)
+  crawl = toy.build_toy_crawl(shared_data_dir(), str(tmp_path / "toy"), params)
+  pos = [r["text"] for r in records.read_pages(crawl["seed"])]
+  neg = [r["text"] for r in records.read_pages(crawl["negatives"])]
+  model_path = str(tmp_path / "clf.bin")
+  classifier.train_classifier(pos, neg, classifier.ClassifierParams(
+      num_positives=200, num_negatives=200, lr=0.1, epoch=5, dim=16, bucket=50_000), model_path)
+  budget = selection.Budget("tokens", 8000)
+  annotations = {"mathqa.example": ["/problems"], "wordproblems.example": ["/questions"]}
+  opts = beam_pipeline.pipeline_options("DirectRunner")
+
+  # Beam: dedup, then one round.
+  prefix = str(tmp_path / "dedup" / "pages")
+  beam_pipeline.run_dedup(crawl["crawl_files"], prefix, opts)
+  beam_pipeline.run_round(prefix + "-*.jsonl", model_path, budget, annotations, [], 0.10, str(tmp_path / "r1"), opts,
+                          batch_size=64)
+  beam_scores = [json.loads(l) for f in glob.glob(str(tmp_path / "r1" / "scores-*.jsonl")) for l in open(f)]
+  beam_selected = {s["canonical_url"] for s in beam_scores if s["selected"]}
+  beam_new_pos = {json.loads(l)["canonical_url"] for f in glob.glob(str(tmp_path / "r1" / "new_positives-*.jsonl"))
+                  for l in open(f)}
+
+  # Stage functions directly.
+  pages = list(urls.dedup_pages(p for f in crawl["crawl_files"] for p in records.read_pages(f)))
+  assert len(beam_scores) == len(pages) < crawl["records_with_url_variants"]
+  scores = classifier.score_texts(classifier.load_classifier(model_path), [p["text"] for p in pages])
+  scored = [{**p, "score": float(s), "tokens": selection.count_tokens(p["text"])} for p, s in zip(pages, scores)]
+  direct = selection.select_top(scored, budget)
+  direct_selected = {p["canonical_url"] for p in direct}
+  assert beam_selected == direct_selected and 0 < len(direct_selected) < len(pages)
+  table = domains.domain_table((p["domain"], p["canonical_url"] in direct_selected) for p in scored)
+  found = {r["domain"] for r in domains.math_domains(table, 0.10)}
+  direct_new_pos = {p["canonical_url"] for p in domains.annotated_positives(scored, direct_selected, annotations, found)}
+  assert beam_new_pos == direct_new_pos
+
+  # Final pipeline: decontaminate and write ArrayRecord + JSONL shards that Grain reads.
+  index = decontam.build_index(shared_data_dir(), 10, ["gsm8k/test.jsonl", "math/test.jsonl"])
+  index.save(str(tmp_path / "index.npz"))
+  out = str(tmp_path / "corpus")
+  beam_pipeline.run_final(str(tmp_path / "r1" / "selected-*.jsonl"), str(tmp_path / "index.npz"), 0.5, out, 2, opts)
+  shards = sorted(glob.glob(os.path.join(out, "corpus-*.array_record")))
+  assert len(shards) == 2
+  source = grain.sources.ArrayRecordDataSource(shards)
+  docs = [json.loads(source[i]) for i in range(len(source))]
+  kept, _ = decontam.decontaminate_pages([p for p in direct], index)
+  assert sorted(d["url"] for d in docs) == sorted(p["url"] for p in kept)
+  by_url = {p["url"]: p["text"] for p in kept}
+  assert all(d["text"] == by_url[d["url"]] for d in docs)
+  jsonl = [json.loads(l) for f in glob.glob(os.path.join(out, "corpus-*.jsonl")) for l in open(f)]
+  assert len(jsonl) == len(docs) and len(glob.glob(os.path.join(out, "corpus-*.jsonl"))) == 2
