@@ -1,0 +1,133 @@
+"""Orbax checkpoints of a run: params, the rest of the train state, and each process's data-iterator state.
+
+Layout (any path orbax/etils supports, gs:// included):
+  <dir>/<step>/params/        the model params (StandardSave): what init_from and other stages load
+  <dir>/<step>/train/         {opt_state, step, rng, num_skipped}
+  <dir>/<step>/data/          process_<i>-of-<n>.json: the Grain iterator's get_state() of each process
+Saves are asynchronous (the device->host copy happens before `save` returns, the writes run in the background) and
+atomic: orbax writes into a temporary directory and renames it to <step> when every item is written, so a kill during
+a save leaves only a tmp directory that is never restored, and the previous step stays the latest.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+PARAMS, TRAIN, DATA = "params", "train", "data"
+
+
+class DataStateHandler(ocp.CheckpointHandler):
+  """Each process writes its iterator state (a JSON-able dict, e.g. grain's get_state()) to its own file."""
+
+  def save(self, directory: epath.Path, args: "DataStateSave"):
+    name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    (directory / name).write_text(json.dumps(args.state, indent=1))
+
+  def restore(self, directory: epath.Path, args: Optional["DataStateRestore"] = None) -> dict:
+    path = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    if not path.exists():
+      raise FileNotFoundError(f"no data-iterator state for this process in the checkpoint: {path} (was it written by "
+                              f"a run with a different number of processes?)")
+    return json.loads(path.read_text())
+
+  def metadata(self, directory: epath.Path):
+    return None
+
+  def structure(self, directory: epath.Path):
+    return None
+
+  def finalize(self, directory: epath.Path):
+    pass
+
+  def close(self):
+    pass
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_save=True)
+@dataclasses.dataclass
+class DataStateSave(ocp.args.CheckpointArgs):
+  state: dict
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_restore=True)
+@dataclasses.dataclass
+class DataStateRestore(ocp.args.CheckpointArgs):
+  pass
+
+
+def _split(state: dict) -> tuple[dict, dict]:
+  return state["params"], {k: v for k, v in state.items() if k != "params"}
+
+
+def _manager(directory, *, keep: Optional[int], async_save: bool, read_only: bool = False) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
+                                         create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only)
+  return ocp.CheckpointManager(epath.Path(directory), options=options, item_names=(PARAMS, TRAIN, DATA),
+                               item_handlers={PARAMS: ocp.StandardCheckpointHandler(),
+                                              TRAIN: ocp.StandardCheckpointHandler(), DATA: DataStateHandler()})
+
+
+class Checkpointer:
+  """A run's checkpoint directory: save (async, keep last N), latest step, restore."""
+
+  def __init__(self, directory, *, keep: int = 3, async_save: bool = True):
+    self.directory = epath.Path(directory)
+    self.manager = _manager(self.directory, keep=keep, async_save=async_save)
+
+  def save(self, step: int, state: dict, data_state: dict) -> bool:
+    """Starts saving `state` (and the iterator state) as `step`; returns once the arrays are copied off device."""
+    params, train = _split(state)
+    return self.manager.save(step, args=ocp.args.Composite(**{
+        PARAMS: ocp.args.StandardSave(params), TRAIN: ocp.args.StandardSave(train),
+        DATA: DataStateSave(data_state)}), force=True)
+
+  def latest_step(self) -> Optional[int]:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def restore(self, step: int, abstract_state: dict) -> tuple[dict, dict]:
+    """(state, data_state) of `step`; abstract_state's ShapeDtypeStructs carry the target shardings."""
+    params, train = _split(abstract_state)
+    out = self.manager.restore(step, args=ocp.args.Composite(**{
+        PARAMS: ocp.args.StandardRestore(params), TRAIN: ocp.args.StandardRestore(train), DATA: DataStateRestore()}))
+    return {"params": out[PARAMS], **out[TRAIN]}, out[DATA]
+
+  def wait(self):
+    """Blocks until pending asynchronous saves are committed."""
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def resolve_checkpoint(path) -> tuple[epath.Path, int]:
+  """A run directory (with checkpoints/), a checkpoint directory or one step directory -> (checkpoint dir, step)."""
+  path = epath.Path(path)
+  if (path / PARAMS).exists() and path.name.isdigit():
+    return path.parent, int(path.name)
+  for directory in (path / "checkpoints", path):
+    if directory.exists():
+      manager = _manager(directory, keep=None, async_save=False, read_only=True)
+      step = manager.latest_step()
+      manager.close()
+      if step is not None:
+        return directory, step
+  raise FileNotFoundError(f"no checkpoint found at {path} (looked for {path}/checkpoints/<step>, {path}/<step> and a "
+                          f"step directory holding '{PARAMS}/')")
+
+
+def load_params(path, abstract_params: Any) -> dict:
+  """The params of the latest checkpoint under `path` (see resolve_checkpoint), restored to abstract_params'
+  shapes, dtypes and shardings (ShapeDtypeStructs)."""
+  directory, step = resolve_checkpoint(path)
+  handler = ocp.StandardCheckpointHandler()
+  with ocp.Checkpointer(handler) as ckptr:
+    return ckptr.restore(directory / str(step) / PARAMS, ocp.args.StandardRestore(abstract_params))

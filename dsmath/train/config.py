@@ -1,0 +1,138 @@
+"""The train-stage config: defaults for every key, and a check that fails on unknown keys, listing the valid ones.
+
+A stage config (configs/pretrain_*.py, configs/sft_*.py) is a ConfigDict with these top-level keys:
+  job          "pretrain" | "sft" (dispatch key of experiments/run.py).
+  seed         int: parameter init and the step RNG.
+  init_from    "" or a path (local or gs://) to another stage's run directory (its latest checkpoint is used) or to
+               one checkpoint step directory; only the params are taken from it. Ignored when this run already has
+               its own checkpoint (then it resumes from that).
+  workdir      optional default run directory (experiments/run.py --workdir wins).
+  model        dsmath.model.ModelConfig.from_dict keys (`preset` plus overrides; `dtype: bfloat16` for bf16 compute).
+  data         the data engineer's fragment (dsmath.data.config.resolve_data_config checks it).
+  tokenizer_training  how to train a sentencepiece tokenizer when data.tokenizer.path is empty (see below).
+  mesh         {shape: [data, fsdp, tensor]} (one entry may be -1).
+  sharding     {rules: [[logical name, mesh axis | [axes] | None], ...]} (dsmath.model.sharding.DEFAULT_RULES).
+  optimizer    see OPTIMIZER_DEFAULTS (dsmath.train.optimizer).
+  train        see TRAIN_DEFAULTS.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import ml_collections
+
+from dsmath.model.sharding import DEFAULT_RULES
+
+JOBS = ("pretrain", "sft")
+
+# The paper's pre-training optimizer (DeepSeekMath 7B, section 2.3): AdamW(0.9, 0.95, wd 0.1), clip 1.0,
+# multi-step schedule: 2000 warm-up steps to 4.2e-4, then x0.316 at 80% and x0.1 at 90% of the steps.
+OPTIMIZER_DEFAULTS = {
+    "peak_lr": 4.2e-4,
+    "schedule": "multistep",      # a key of dsmath.train.optimizer.SCHEDULES: multistep | constant | cosine
+    "warmup_steps": 2000,
+    "decay_boundaries": [0.8, 0.9],  # fractions of train.total_steps (multistep)
+    "decay_factors": [0.316, 0.1],   # lr multipliers from each boundary on (relative to the peak)
+    "final_lr_fraction": 0.1,        # cosine: lr at the end, as a fraction of the peak
+    "b1": 0.9,
+    "b2": 0.95,
+    "eps": 1e-8,
+    "weight_decay": 0.1,
+    # Parameter-path substrings that get no weight decay: norm scales (decay would fight the normalisation) and
+    # 1-D params in general (see dsmath.train.optimizer.decay_mask). Embeddings and the LM head are decayed, as in
+    # the LLaMA/DeepSeek recipe.
+    "no_decay": ["norm"],
+    "grad_clip": 1.0,                # global-norm clipping; 0 disables
+}
+
+TRAIN_DEFAULTS = {
+    "total_steps": 100,
+    "grad_accum_steps": 1,           # micro-batches per step: data.batch_size rows are split into this many
+    "log_every": 1,                  # metrics (JSONL + TensorBoard) every N steps
+    "checkpoint_every": 50,          # save every N steps (and always at the end / on Ctrl-C)
+    "keep_checkpoints": 3,           # keep the last N checkpoints
+    "async_checkpoint": True,
+    "max_consecutive_nonfinite": 3,  # this many NaN/inf losses in a row stop the run (the last good ckpt is kept)
+    "peak_flops": 0.0,               # per-device peak FLOP/s for MFU; 0 = measure a matmul's FLOP/s at start-up
+    "progress": True,                # tqdm progress bar with ETA
+    # Test/debug knob: sleep this long after every step (does not change any result). The kill/resume tests use it
+    # so a signal lands while the run is still going; leave 0 for real runs.
+    "debug_step_sleep_s": 0.0,
+}
+
+# When data.tokenizer.path is empty, a sentencepiece model is trained on the data sources into
+# <workdir>/tokenizer/spm.model (or reused from init_from's run directory, so SFT shares pre-training's vocabulary).
+TOKENIZER_TRAINING_DEFAULTS = {
+    "vocab_size": 0,                 # 0 = model.vocab_size
+    "max_chars": 3_000_000,
+}
+
+
+def default_config(job: str = "pretrain") -> ml_collections.ConfigDict:
+  """Every top-level key with its default (data defaults come from dsmath.data at resolve time)."""
+  c = ml_collections.ConfigDict()
+  c.job = job
+  c.seed = 0
+  c.init_from = ""
+  c.workdir = ""
+  c.model = ml_collections.ConfigDict({"preset": "tiny"})
+  c.data = ml_collections.ConfigDict()
+  c.tokenizer_training = ml_collections.ConfigDict(TOKENIZER_TRAINING_DEFAULTS)
+  c.mesh = ml_collections.ConfigDict({"shape": [1, -1, 1]})
+  c.sharding = ml_collections.ConfigDict({"rules": [list(r) for r in DEFAULT_RULES]})
+  c.optimizer = ml_collections.ConfigDict(OPTIMIZER_DEFAULTS)
+  c.train = ml_collections.ConfigDict(TRAIN_DEFAULTS)
+  return c
+
+
+# Sections whose keys are checked here; `model` and `data` are checked by their owners' from_dict/resolve.
+_CHECKED_SECTIONS = ("tokenizer_training", "mesh", "sharding", "optimizer", "train")
+_OPAQUE_SECTIONS = ("model", "data")
+
+
+def _to_dict(value):
+  if isinstance(value, ml_collections.ConfigDict):
+    return value.to_dict()
+  if isinstance(value, Mapping):
+    return {k: _to_dict(v) for k, v in value.items()}
+  return value
+
+
+def check_keys(where: str, given: Mapping, valid) -> None:
+  """Fails on keys of `given` not in `valid`, naming them and listing the valid keys."""
+  unknown = sorted(set(given) - set(valid))
+  if unknown:
+    raise KeyError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}")
+
+
+def resolve_config(config: Mapping) -> ml_collections.ConfigDict:
+  """Defaults overlaid with `config`, locked; an unknown key anywhere fails listing the valid keys.
+
+  Returns a new locked ConfigDict (assigning an unknown key later also fails).
+  """
+  given = _to_dict(config)
+  job = given.get("job", "pretrain")
+  if job not in JOBS:
+    raise ValueError(f"config.job={job!r} is not a train job; valid: {list(JOBS)}")
+  out = default_config(job)
+  check_keys("config", given, out.keys())
+  for key, value in given.items():
+    if key in _CHECKED_SECTIONS:
+      if not isinstance(value, Mapping):
+        raise TypeError(f"config.{key} must be a mapping, got {type(value).__name__}")
+      check_keys(f"config.{key}", value, out[key].keys())
+      out[key].update(value)
+    elif key in _OPAQUE_SECTIONS:
+      out[key] = ml_collections.ConfigDict(value)
+    else:
+      out[key] = value
+  opt, train = out.optimizer, out.train
+  if len(opt.decay_boundaries) != len(opt.decay_factors):
+    raise ValueError(f"config.optimizer.decay_boundaries {list(opt.decay_boundaries)} and decay_factors "
+                     f"{list(opt.decay_factors)} must have the same length")
+  for key in ("total_steps", "grad_accum_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+              "max_consecutive_nonfinite"):
+    if int(train[key]) < 1:
+      raise ValueError(f"config.train.{key} must be >= 1, got {train[key]}")
+  out.lock()
+  return out

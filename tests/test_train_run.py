@@ -1,0 +1,162 @@
+"""The train stage end to end, through `python -m experiments.run` in real subprocesses on the real Grain pipeline:
+exact resume after SIGKILL (killed during an asynchronous save), Ctrl-C, repeated non-finite losses, SFT init_from.
+
+The subprocesses share a persistent XLA compilation cache, so only the first compiles the step.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsmath.paths import REPO_ROOT
+
+N = 4  # the kill lands after step N's checkpoint; runs are 2N steps
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+  cache = tmp_path_factory.mktemp("xla_cache")
+  return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0", "JAX_PLATFORMS": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def tokenizer_path(tmp_path_factory):
+  from dsmath.data import train_sentencepiece_from_sources
+  from dsmath.data.config import load_config_file
+  sources = load_config_file(str(REPO_ROOT / "configs/pretrain_toy.py")).data.sources.to_dict()
+  path = tmp_path_factory.mktemp("tok") / "spm.model"
+  train_sentencepiece_from_sources(sources, path, vocab_size=512, max_chars=200_000)
+  return str(path)
+
+
+def _args(config: str, workdir: Path, tokenizer_path: str = "", **overrides) -> list:
+  flags = {"train.total_steps": 2 * N, "train.checkpoint_every": 1, "train.keep_checkpoints": 3,
+           "train.progress": False, "train.peak_flops": 1e9, "train.log_every": 1, "data.seq_len": 64, "data.batch_size": 4,
+           "optimizer.warmup_steps": 2, **overrides}
+  if tokenizer_path:
+    flags["data.tokenizer.path"] = tokenizer_path
+  return [sys.executable, "-m", "experiments.run", "--config", str(REPO_ROOT / config), "--workdir", str(workdir)] + [
+      f"--config.{k}={v}" for k, v in flags.items()]
+
+
+def _run(args, env, expect_rc=0):
+  proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == expect_rc, proc.stderr[-3000:]
+  return proc
+
+
+def _losses(workdir: Path) -> dict:
+  from dsmath.train import read_metrics
+  return {s: r["loss"] for s, r in read_metrics(workdir / "metrics.jsonl").items()}
+
+
+def _committed(ckpt_dir: Path) -> list:
+  return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) if ckpt_dir.exists() else []
+
+
+def _in_flight(ckpt_dir: Path) -> list:
+  return [p.name for p in ckpt_dir.iterdir() if "tmp" in p.name] if ckpt_dir.exists() else []
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, env, tokenizer_path):
+  """The reference: 2N steps without interruption."""
+  workdir = tmp_path_factory.mktemp("straight")
+  _run(_args("configs/pretrain_toy.py", workdir, tokenizer_path), env)
+  return workdir
+
+
+def test_sigkill_during_save_then_resume_is_bitwise(tmp_path, env, tokenizer_path, straight_run):
+  reference = _losses(straight_run)
+  assert sorted(reference) == list(range(1, 2 * N + 1))
+  workdir, ckpt = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
+  # Sleeping after each step (a test knob that changes no result) keeps the run going while we watch its saves.
+  proc = subprocess.Popen(_args("configs/pretrain_toy.py", workdir, tokenizer_path, **{
+      "train.debug_step_sleep_s": 0.4}), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  deadline, killed_mid_save = time.time() + 240, False
+  while time.time() < deadline and proc.poll() is None:
+    committed = _committed(ckpt)
+    if committed and committed[-1] >= N and _in_flight(ckpt):
+      os.kill(proc.pid, signal.SIGKILL)  # a save of a later step is in flight right now
+      killed_mid_save = True
+      break
+    time.sleep(0.002)
+  proc.wait()
+  assert killed_mid_save, f"run ended before a save after step {N} was seen in flight: {proc.stderr.read()[-2000:]}"
+  assert proc.returncode == -signal.SIGKILL
+  last_good = _committed(ckpt)[-1]
+  assert N <= last_good < 2 * N
+  # Resume: the half-written checkpoint is ignored, the previous one restores, and every step matches bitwise.
+  proc = _run(_args("configs/pretrain_toy.py", workdir, tokenizer_path), env)
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["origin"] == f"resumed from step {last_good}", summary
+  assert summary["step"] == 2 * N and summary["status"] == "completed"
+  assert not _in_flight(ckpt)
+  assert _losses(workdir) == reference  # float equality of every step's float32 loss
+  assert len(_committed(ckpt)) == 3  # keep_checkpoints
+
+
+def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path, env, tokenizer_path, straight_run):
+  workdir = tmp_path / "interrupted"
+  proc = subprocess.Popen(_args("configs/pretrain_toy.py", workdir, tokenizer_path, **{
+      "train.checkpoint_every": 100, "train.debug_step_sleep_s": 0.4}), cwd=REPO_ROOT, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+      proc.send_signal(signal.SIGINT)
+      break
+    time.sleep(0.01)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-3000:]
+  summary = json.loads(out[out.index("{"):])
+  assert summary["status"] == "interrupted" and 2 <= summary["step"] < 2 * N, summary
+  assert _committed(workdir / "checkpoints") == [summary["step"]]  # saved on Ctrl-C (no periodic save was due)
+  reference = _losses(straight_run)
+  assert all(reference[s] == loss for s, loss in _losses(workdir).items())
+
+
+def test_repeated_nonfinite_losses_stop_with_last_good_checkpoint(tmp_path, env, tokenizer_path):
+  """A learning rate of 1e12 blows the params up after the first update: later losses/gradients are not finite."""
+  workdir = tmp_path / "diverged"
+  proc = _run(_args("configs/pretrain_toy.py", workdir, tokenizer_path, **{
+      "optimizer.schedule": "constant", "optimizer.warmup_steps": 0, "optimizer.peak_lr": 1e12,
+      "optimizer.grad_clip": 0.0, "train.max_consecutive_nonfinite": 2}), env, expect_rc=1)
+  assert "FloatingPointError" in proc.stderr and "non-finite losses in a row" in proc.stderr
+  from dsmath.train import read_metrics
+  records = read_metrics(workdir / "metrics.jsonl")
+  skipped = sorted(s for s, r in records.items() if r["skipped"])
+  assert len(skipped) == 2 and skipped[1] == skipped[0] + 1 and max(records) == skipped[-1]
+  # The latest checkpoint is the last step with a finite update, and it restores to finite params.
+  committed = _committed(workdir / "checkpoints")
+  assert committed[-1] == skipped[0] - 1
+  import jax
+  from dsmath import model
+  from dsmath.train import load_params
+  params = load_params(workdir, model.abstract_params(model.ModelConfig.preset("tiny")))
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_sft_initialises_from_the_pretraining_run(tmp_path, env, tokenizer_path, straight_run):
+  """SFT with init_from: takes the params and the tokenizer of the pre-training run. With a warm-up the first
+  step's lr is 0, so the SFT checkpoint after one step holds exactly the pre-trained params."""
+  workdir = tmp_path / "sft"
+  _run(_args("configs/sft_stage_toy.py", workdir, **{"init_from": str(straight_run), "train.total_steps": 1}), env)
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["origin"] == f"initialised from {straight_run}" and summary["status"] == "completed"
+  assert summary["tokenizer"] == tokenizer_path  # from the pre-training run's tokenizer_ref.json
+  import jax
+  from dsmath import model
+  from dsmath.train import load_params
+  abstract = model.abstract_params(model.ModelConfig.preset("tiny"))
+  for a, b in zip(jax.tree.leaves(load_params(straight_run, abstract)), jax.tree.leaves(load_params(workdir, abstract))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert np.isfinite(summary["final_loss"])
