@@ -1,0 +1,135 @@
+"""Advantage estimators: GRPO outcome and process supervision (paper sec. 4.1.2-4.1.3) and PPO's GAE.
+
+Layout: a batch holds groups of G consecutive completions of the same question (rows i*G .. i*G+G-1), right-padded
+to T tokens; `mask[b, t]` is 1 on completion tokens. All functions are pure and jittable; every output is zero on
+padding.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def _grouped(x: jax.Array, group_size: int) -> jax.Array:
+  if x.shape[0] % group_size:
+    raise ValueError(f"batch of {x.shape[0]} rows is not a whole number of groups of size {group_size} "
+                     "(rl group_size config key)")
+  return x.reshape(x.shape[0] // group_size, group_size, *x.shape[1:])
+
+
+def _std(sq_dev_sum: jax.Array, count: jax.Array, ddof: int) -> jax.Array:
+  return jnp.sqrt(sq_dev_sum / jnp.maximum(count - ddof, 1.0))
+
+
+@functools.partial(jax.jit, static_argnames=("group_size", "scale_std", "ddof"))
+def grpo_outcome(rewards: jax.Array, mask: jax.Array, *, group_size: int, scale_std: bool = True,
+                 eps: float = 1e-4, ddof: int = 1) -> jax.Array:
+  """A_{i,t} = (r_i - mean(r)) / (std(r) + eps) over each group, for every token of o_i.
+
+  Args:
+    rewards: [B] one scalar reward per completion, B = num_groups * group_size.
+    mask: [B, T] completion-token mask.
+    scale_std: the paper divides by the group std (True); False keeps r - mean (the "Dr. GRPO" variant).
+    eps: keeps a group whose rewards are all equal at exactly zero advantage (0 / eps), never NaN.
+    ddof: 1 = the sample std (torch's default, as TRL uses); 0 = the population std.
+  Returns:
+    [B, T] float32 advantages, zero on padding.
+  """
+  r = _grouped(rewards.astype(jnp.float32), group_size)  # [N, G]
+  # a group of equal rewards carries no signal: exactly zero (float mean can be off by an ulp)
+  centred = jnp.where(r.max(axis=1, keepdims=True) == r.min(axis=1, keepdims=True), 0.0,
+                      r - r.mean(axis=1, keepdims=True))
+  if scale_std:
+    std = _std(jnp.sum(centred ** 2, axis=1, keepdims=True), jnp.float32(group_size), ddof)
+    centred = centred / (std + eps)
+  return centred.reshape(-1)[:, None] * mask.astype(jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("group_size", "scale_std", "ddof"))
+def grpo_process(step_rewards: jax.Array, step_mask: jax.Array, mask: jax.Array, *, group_size: int,
+                 scale_std: bool = True, eps: float = 1e-4, ddof: int = 1) -> jax.Array:
+  """Process supervision: A_{i,t} = sum of normalised step rewards of o_i whose end token index(j) >= t.
+
+  Args:
+    step_rewards: [B, T] reward r_i^{index(j)} placed at the end token index(j) of each step j (0 elsewhere).
+    step_mask: [B, T] 1 at each step's end token.
+    mask: [B, T] completion-token mask.
+  The normalisation uses the mean and std over all steps of all outputs in the group (the set R of the paper).
+  Returns:
+    [B, T] float32 advantages, zero on padding.
+  """
+  sm = _grouped(step_mask.astype(jnp.float32), group_size)  # [N, G, T]
+  r = _grouped(step_rewards.astype(jnp.float32), group_size) * sm
+  count = sm.sum(axis=(1, 2), keepdims=True)
+  mean = r.sum(axis=(1, 2), keepdims=True) / jnp.maximum(count, 1.0)
+  big = jnp.finfo(jnp.float32).max
+  constant = jnp.max(jnp.where(sm > 0, r, -big), axis=(1, 2), keepdims=True) == jnp.min(
+      jnp.where(sm > 0, r, big), axis=(1, 2), keepdims=True)
+  norm = jnp.where(constant, 0.0, (r - mean) * sm)
+  if scale_std:
+    std = _std(jnp.sum(norm ** 2, axis=(1, 2), keepdims=True), count, ddof)
+    norm = norm / (std + eps)
+  norm = norm.reshape(step_rewards.shape)
+  # sum over steps ending at or after t: a reverse cumulative sum along time.
+  adv = jnp.flip(jnp.cumsum(jnp.flip(norm, axis=1), axis=1), axis=1)
+  return adv * mask.astype(jnp.float32)
+
+
+@jax.jit
+def gae(rewards: jax.Array, values: jax.Array, mask: jax.Array, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[jax.Array, jax.Array]:
+  """Generalised advantage estimation as one reverse scan over time.
+
+  delta_t = r_t + gamma * V_{t+1} - V_t (V after the last completion token is 0: the episode ends there);
+  A_t = delta_t + gamma * lam * A_{t+1}.
+
+  Args:
+    rewards, values, mask: [B, T], right-padded completions.
+  Returns:
+    (advantages [B, T], returns = advantages + values [B, T]), zero on padding.
+  """
+  m = mask.astype(jnp.float32)
+  v = values.astype(jnp.float32) * m
+  r = rewards.astype(jnp.float32) * m
+
+  def step(carry, xs):
+    next_adv, next_value = carry
+    r_t, v_t, m_t = xs
+    adv = (r_t + gamma * next_value - v_t + gamma * lam * next_adv) * m_t
+    return (adv, v_t), adv
+
+  init = (jnp.zeros(r.shape[0], jnp.float32), jnp.zeros(r.shape[0], jnp.float32))
+  _, adv_t = jax.lax.scan(step, init, (r.T, v.T, m.T), reverse=True)
+  adv = adv_t.T
+  return adv, (adv + v) * m
+
+
+@jax.jit
+def whiten(x: jax.Array, mask: jax.Array, eps: float = 1e-8) -> jax.Array:
+  """(x - mean) / std over the masked entries (optional PPO advantage normalisation)."""
+  m = mask.astype(jnp.float32)
+  n = jnp.maximum(m.sum(), 1.0)
+  mean = (x * m).sum() / n
+  var = (((x - mean) * m) ** 2).sum() / n
+  return (x - mean) * jax.lax.rsqrt(var + eps) * m
+
+
+@jax.jit
+def ppo_token_rewards(scores: jax.Array, old_logp: jax.Array, ref_logp: jax.Array, mask: jax.Array,
+                      beta: float) -> jax.Array:
+  """PPO's per-token reward: r_t = r_phi(q, o) * [t is the last token] - beta * log(pi_old(o_t) / pi_ref(o_t)).
+
+  Uses the rollout's log-probs (no gradient flows through a reward). scores: [B]; the rest [B, T].
+  """
+  m = mask.astype(jnp.float32)
+  length = m.sum(axis=1).astype(jnp.int32)
+  last = jax.nn.one_hot(jnp.maximum(length - 1, 0), m.shape[1], dtype=jnp.float32) * (length > 0)[:, None]
+  return (scores.astype(jnp.float32)[:, None] * last - beta * (old_logp - ref_logp)) * m
+
+
+# name -> estimator; the trainer picks one from config (rl.advantage).
+ADVANTAGE_ESTIMATORS = {
+    "grpo_outcome": grpo_outcome,
+    "grpo_process": grpo_process,
+    "gae": gae,
+}

@@ -1,0 +1,221 @@
+"""Policy losses of the unified paradigm (paper sec. 5.2.1, appendix A.1) and their gradient coefficients.
+
+Every method's gradient has the form
+  grad J = E_{(q, o) ~ D} [ (1/|o|) sum_t GC(q, o, t) * grad log pi_theta(o_t | q, o_<t) ].
+`POLICY_LOSSES[name](cfg, logp, batch) -> (loss, metrics)` is the loss a trainer minimises (loss = -J);
+`GRADIENT_COEFFICIENTS[name](cfg, logp, batch) -> GC [B, T]` is that method's coefficient as the paper derives it, and
+`surrogate_objective` turns a GC into (1/|o|) sum_t stop_gradient(GC) * log pi, whose gradient equals -grad(loss).
+The tests check that identity for every method; the trainer only ever uses the losses.
+
+Inputs (all [B, T], right-padded completions; rows of a GRPO batch are groups of G consecutive outputs):
+  logp: log pi_theta(o_t | q, o_<t) of the sampled tokens (differentiable).
+  batch["mask"]: 1 on completion tokens.
+  batch["old_logp"]: log pi_old from the rollout (PPO, GRPO).   batch["ref_logp"]: log pi_ref (GRPO, DPO).
+  batch["advantages"]: [B, T] (PPO, GRPO).   batch["weights"]: [B] per-output coefficient (SFT = 1, RFT = I(o)).
+  DPO: rows [0, B/2) are the chosen outputs o+, rows [B/2, B) the rejected o- of the same questions, in order.
+"""
+import dataclasses
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+
+AGGREGATIONS = ("sequence", "token", "sequence_sum_norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """Loss hyper-parameters (hashable: pass it as a static argument under jit). Defaults are the paper's.
+
+  clip_eps: PPO/GRPO ratio clip epsilon.
+  beta: GRPO's KL coefficient (inside the per-token sum); PPO puts its KL in the reward (advantages.ppo_token_rewards).
+  aggregation: "sequence" = the paper's (1/G) sum_i (1/|o_i|) sum_t; "token" = sum over all tokens / number of tokens
+    (DAPO); "sequence_sum_norm" = (1/G) sum_i (1/max_len) sum_t (Dr. GRPO's constant normaliser).
+  max_len: the constant for "sequence_sum_norm" (the paper's maximum completion length).
+  dpo_beta, dpo_length_normalize: DPO's beta and whether log-ratios are means over tokens (the paper's Eq. 13) or sums
+    (the original DPO).
+  value_clip: PPO value-loss clip range around the rollout's values.
+  """
+  clip_eps: float = 0.2
+  beta: float = 0.04
+  aggregation: str = "sequence"
+  max_len: int = 1024
+  dpo_beta: float = 0.1
+  dpo_length_normalize: bool = True
+  value_clip: float = 0.2
+
+  def __post_init__(self):
+    if self.aggregation not in AGGREGATIONS:
+      raise ValueError(f"rl loss aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+    if not 0.0 <= self.clip_eps < 1.0:
+      raise ValueError(f"rl loss clip_eps must be in [0, 1), got {self.clip_eps}")
+
+
+def _lengths(mask: jax.Array) -> jax.Array:
+  return jnp.maximum(mask.sum(axis=1), 1.0)
+
+
+def aggregate(x: jax.Array, mask: jax.Array, aggregation: str = "sequence", max_len: int = 1024) -> jax.Array:
+  """Reduces per-token values [B, T] to a scalar with one of AGGREGATIONS."""
+  m = mask.astype(jnp.float32)
+  if aggregation == "sequence":
+    return jnp.mean((x * m).sum(axis=1) / _lengths(m))
+  if aggregation == "token":
+    return (x * m).sum() / jnp.maximum(m.sum(), 1.0)
+  if aggregation == "sequence_sum_norm":
+    return jnp.mean((x * m).sum(axis=1) / max_len)
+  raise ValueError(f"rl loss aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+
+
+def _masked_mean(x, m):
+  return (x * m).sum() / jnp.maximum(m.sum(), 1.0)
+
+
+def kl_k3(logp: jax.Array, ref_logp: jax.Array) -> jax.Array:
+  """The unbiased, non-negative estimator of KL[pi_theta || pi_ref]: pi_ref/pi - log(pi_ref/pi) - 1 (per token)."""
+  d = ref_logp - logp
+  return jnp.exp(d) - d - 1.0
+
+
+def _clipped_surrogate(logp, old_logp, adv, eps):
+  """min(rho A, clip(rho, 1-eps, 1+eps) A) per token, the ratio, and where the clipped side is active."""
+  ratio = jnp.exp(logp - old_logp)
+  unclipped = ratio * adv
+  clipped = jnp.clip(ratio, 1.0 - eps, 1.0 + eps) * adv
+  return jnp.minimum(unclipped, clipped), ratio, clipped < unclipped
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def sft_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
+  """SFT / RFT / Online RFT: -(1/B) sum_i w_i (1/|o_i|) sum_t log pi(o_t); w = 1 (SFT) or I(o_i correct) (RFT)."""
+  m = batch["mask"].astype(jnp.float32)
+  w = batch.get("weights")
+  w = jnp.ones(logp.shape[0], jnp.float32) if w is None else w.astype(jnp.float32)
+  nll = -aggregate(logp * w[:, None], m, cfg.aggregation, cfg.max_len)
+  return nll, {"nll_per_token": -_masked_mean(logp, m), "weight_mean": w.mean()}
+
+
+def _dpo_parts(cfg: LossConfig, logp, batch):
+  m = batch["mask"].astype(jnp.float32)
+  per_seq = ((logp - batch["ref_logp"]) * m).sum(axis=1)
+  if cfg.dpo_length_normalize:
+    per_seq = per_seq / _lengths(m)
+  half = logp.shape[0] // 2
+  if 2 * half != logp.shape[0]:
+    raise ValueError(f"DPO batch needs chosen rows then rejected rows (an even count), got {logp.shape[0]} rows")
+  z = cfg.dpo_beta * (per_seq[:half] - per_seq[half:])
+  return z, per_seq, half
+
+
+def dpo_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
+  """-(1/P) sum_pairs log sigmoid(beta * (Delta(o+) - Delta(o-))), Delta = (1/|o|) sum_t log(pi/pi_ref) (Eq. 13)."""
+  z, per_seq, half = _dpo_parts(cfg, logp, batch)
+  loss = -jnp.mean(jax.nn.log_sigmoid(z))
+  return loss, {"reward_accuracy": jnp.mean((z > 0).astype(jnp.float32)), "margin": jnp.mean(z),
+                "chosen_logratio": jnp.mean(per_seq[:half]), "rejected_logratio": jnp.mean(per_seq[half:])}
+
+
+def ppo_policy_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
+  """-(1/|o|) sum_t min(rho_t A_t, clip(rho_t) A_t), rho = pi/pi_old, A from GAE on KL-shaped rewards."""
+  m = batch["mask"].astype(jnp.float32)
+  obj, ratio, clipped = _clipped_surrogate(logp, batch["old_logp"], batch["advantages"], cfg.clip_eps)
+  loss = -aggregate(obj, m, cfg.aggregation, cfg.max_len)
+  return loss, {"clip_fraction": _masked_mean(clipped.astype(jnp.float32), m), "ratio_mean": _masked_mean(ratio, m),
+                "approx_kl_old": _masked_mean(batch["old_logp"] - logp, m)}
+
+
+def grpo_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
+  """The paper's GRPO objective (Eq. 21 / sec. 4.1.1), negated:
+
+  J = (1/G) sum_i (1/|o_i|) sum_t { min(rho A, clip(rho, 1-eps, 1+eps) A) - beta * D_KL },
+  rho = pi_theta/pi_old per token, D_KL = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1 per token.
+  """
+  m = batch["mask"].astype(jnp.float32)
+  obj, ratio, clipped = _clipped_surrogate(logp, batch["old_logp"], batch["advantages"], cfg.clip_eps)
+  kl = kl_k3(logp, batch["ref_logp"])
+  loss = -aggregate(obj - cfg.beta * kl, m, cfg.aggregation, cfg.max_len)
+  return loss, {"kl_ref": _masked_mean(kl, m), "clip_fraction": _masked_mean(clipped.astype(jnp.float32), m),
+                "ratio_mean": _masked_mean(ratio, m), "pg_objective": aggregate(obj, m, cfg.aggregation, cfg.max_len)}
+
+
+def ppo_value_loss(cfg: LossConfig, values: jax.Array, batch: Mapping[str, jax.Array]):
+  """Clipped value loss: 0.5 * max((V - R)^2, (clip(V, V_old - c, V_old + c) - R)^2), aggregated like the policy."""
+  m = batch["mask"].astype(jnp.float32)
+  old, ret = batch["old_values"], batch["returns"]
+  v_clipped = old + jnp.clip(values - old, -cfg.value_clip, cfg.value_clip)
+  l1, l2 = (values - ret) ** 2, (v_clipped - ret) ** 2
+  loss = 0.5 * aggregate(jnp.maximum(l1, l2), m, cfg.aggregation, cfg.max_len)
+  return loss, {"value_clip_fraction": _masked_mean((l2 > l1).astype(jnp.float32), m),
+                "value_mean": _masked_mean(values, m), "return_mean": _masked_mean(ret, m)}
+
+
+POLICY_LOSSES: dict[str, Callable] = {
+    "sft": sft_loss,
+    "rft": sft_loss,  # same loss; RFT's data are the correct samples of the SFT model (weights = I(o))
+    "online_rft": sft_loss,  # ... sampled from the current policy instead
+    "dpo": dpo_loss,
+    "ppo": ppo_policy_loss,
+    "grpo": grpo_loss,
+}
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Gradient coefficients (appendix A.1) and the surrogate they define
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def gc_sft(cfg, logp, batch):
+  """SFT: GC = 1; RFT / Online RFT: GC = I(o) (Eq. 10), carried by batch["weights"]."""
+  w = batch.get("weights")
+  w = jnp.ones(logp.shape[0], jnp.float32) if w is None else w.astype(jnp.float32)
+  return jnp.broadcast_to(w[:, None], logp.shape) * batch["mask"]
+
+
+def gc_dpo(cfg, logp, batch):
+  """Eq. 14: GC = beta * sigmoid(beta * (Delta(o-) - Delta(o+))), positive on o+, negative on o-.
+
+  With length normalisation off (plain DPO sums), the (1/|o|) of the surrogate is undone by a factor |o|.
+  """
+  z, _, half = _dpo_parts(cfg, logp, batch)
+  g = cfg.dpo_beta * jax.nn.sigmoid(-z)
+  gc = jnp.concatenate([g, -g])[:, None] * batch["mask"]
+  if not cfg.dpo_length_normalize:
+    gc = gc * _lengths(batch["mask"])[:, None]
+  return gc
+
+
+def _gc_clipped(cfg, logp, batch):
+  """rho_t A_t where the unclipped side of the min is active, else 0 (equals A_t when pi_old = pi_theta, mu = 1)."""
+  _, ratio, clipped = _clipped_surrogate(logp, batch["old_logp"], batch["advantages"], cfg.clip_eps)
+  return jnp.where(clipped, 0.0, ratio * batch["advantages"])
+
+
+def gc_ppo(cfg, logp, batch):
+  """Eq. 18: GC = A_t (GAE), times rho_t where unclipped, when pi_old differs from pi_theta."""
+  return _gc_clipped(cfg, logp, batch) * batch["mask"]
+
+
+def gc_grpo(cfg, logp, batch):
+  """Eq. 21: GC = A_{i,t} + beta * (pi_ref/pi_theta - 1) (the first term times rho where unclipped)."""
+  return (_gc_clipped(cfg, logp, batch) + cfg.beta * (jnp.exp(batch["ref_logp"] - logp) - 1.0)) * batch["mask"]
+
+
+GRADIENT_COEFFICIENTS: dict[str, Callable] = {
+    "sft": gc_sft, "rft": gc_sft, "online_rft": gc_sft, "dpo": gc_dpo, "ppo": gc_ppo, "grpo": gc_grpo,
+}
+
+
+def surrogate_objective(method: str, cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
+  """J_sur = E[(1/|o|) sum_t stop_gradient(GC(q, o, t)) * log pi(o_t)] with the method's own batch reduction.
+
+  grad J_sur = -grad loss, for every method in POLICY_LOSSES. DPO averages over pairs (each pair contributes both
+  its outputs), everything else over outputs.
+  """
+  gc = jax.lax.stop_gradient(GRADIENT_COEFFICIENTS[method](cfg, logp, batch))
+  m = batch["mask"].astype(jnp.float32)
+  if method == "dpo":
+    return 2.0 * aggregate(gc * logp, m, "sequence")
+  return aggregate(gc * logp, m, cfg.aggregation, cfg.max_len)

@@ -1,0 +1,84 @@
+"""Rule reward via the evaluation grader, step-checker process rewards at end tokens, Math-Shepherd labels, RM loss."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dsmath import model
+from dsmath.data import synthetic as syn
+from dsmath.rl import rewards
+
+
+def test_rule_rewards_grade_and_format():
+  texts = ["2 + 3 = 5\n\\boxed{5}", "\\boxed{5.0}", "the answer is 5", "\\boxed{6}"]
+  np.testing.assert_array_equal(rewards.rule_rewards(texts, ["5"] * 4), [1, 1, 0, 0])  # unboxed 5 is not graded
+  np.testing.assert_array_equal(rewards.rule_rewards(texts[2:3], ["5"], unformatted_reward=-1.0), [-1.0])
+  with pytest.raises(ValueError, match="gold"):
+    rewards.rule_rewards(texts, ["5"])
+
+
+def _char_decode(ids):
+  return "".join(chr(i) for i in ids)
+
+
+def test_token_ends_multi_char_tokens():
+  # tokens decode to "ab", "\n", "cd\n", "e": char ends 3 ("ab\n") and 7 ("cd\n" end) and 8
+  pieces = {1: "ab", 2: "\n", 3: "cd\n", 4: "e"}
+  decode = lambda ids: "".join(pieces[i] for i in ids)  # noqa: E731
+  np.testing.assert_array_equal(rewards.token_ends([1, 2, 3, 4], [3, 6, 7], decode), [1, 2, 3])
+
+
+def test_step_check_rewards_placed_at_step_ends():
+  q = "Ann has 7 pens. She buys 3 more. How many pens does Ann have?"
+  texts = ["7 + 3 = 10\n\\boxed{10}", "7 + 3 = 11\n\\boxed{11}", ""]
+  comp = np.zeros((3, 24), np.int32)
+  lengths = np.array([len(t) for t in texts])
+  for b, t in enumerate(texts):
+    comp[b, :len(t)] = [ord(ch) for ch in t]
+  r, m = rewards.step_check_rewards(texts, [q] * 3, comp, lengths, _char_decode)
+  assert list(np.nonzero(m[0])[0]) == [10, 20] and list(r[0, [10, 20]]) == [1.0, 1.0]
+  assert list(np.nonzero(m[1])[0]) == [10, 20] and list(r[1, [10, 20]]) == [0.0, 1.0]  # boxed matches its own step
+  assert m[2].sum() == 1 and r[2].sum() == 0  # empty output: one zero step so it still counts in the group
+
+
+def test_math_shepherd_hard_and_soft_labels():
+  p = syn.Problem("Ann has 7 pens. She buys 3 more. She gives away 2. How many pens does Ann have?",
+                  "7 + 3 = 10\n10 - 2 = 8\n\\boxed{8}", "8")
+  wrong = "7 + 3 = 11\n11 - 2 = 9\n\\boxed{9}"
+
+  def complete(prompts, prefixes, n):  # deterministic "policy": finish with the right arithmetic from the prefix
+    assert prompts == [p.prompt] * len(prefixes)
+    outs = []
+    for pre in prefixes:
+      last = int(syn._EQUATION.findall(pre)[-1][3])
+      good = f"\\boxed{{{last - 2 if pre.count(chr(10)) == 1 else last}}}"
+      outs.append([good, "\\boxed{0}"][:n] + ["\\boxed{0}"] * max(0, n - 2))
+    return outs
+
+  labels = rewards.math_shepherd_labels([p.prompt] * 2, [p.solution, wrong], ["8", "8"], complete, 4)
+  assert labels[0].hard == (1.0, 1.0, 1.0) and labels[0].soft == (0.25, 0.25, 1.0)
+  assert labels[1].hard == (0.0, 0.0, 0.0)  # 11 - 2 = 9 never reaches 8
+  assert labels[0].char_ends == (11, 22, len(p.solution))
+
+
+def test_reward_model_losses_train_a_scalar_head():
+  from dsmath.rl import policy
+  cfg = model.ModelConfig.preset("tiny", num_layers=1, vocab_size=32, hidden_size=16, intermediate_size=32,
+                                 num_heads=2, num_kv_heads=1)
+  params = policy.init_scalar_head(cfg, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = {"prompt": jnp.asarray(rng.integers(1, 32, (4, 3))), "prompt_mask": jnp.ones((4, 3)),
+           "completion": jnp.asarray(rng.integers(1, 32, (4, 5))), "completion_mask": jnp.ones((4, 5)),
+           "label": jnp.array([1.0, 0.0, 1.0, 0.0]),
+           "step_label": jnp.array([[0, 1, 0, 0, 1.0]] * 4), "step_mask": jnp.array([[0, 1, 0, 0, 1.0]] * 4)}
+  for kind in ("orm", "prm"):
+    loss_fn = jax.jit(rewards.reward_model_loss(cfg, kind))
+    grad_fn = jax.jit(jax.grad(lambda prm: loss_fn(prm, batch)[0]))
+    prm = params
+    l0 = float(loss_fn(prm, batch)[0])
+    assert abs(l0 - np.log(2)) < 0.05  # near-zero head at init: BCE of a coin flip
+    for _ in range(30):
+      prm = jax.tree.map(lambda p, g: p - 0.5 * g, prm, grad_fn(prm))
+    assert float(loss_fn(prm, batch)[0]) < 0.5 * l0, kind
+  with pytest.raises(ValueError, match="orm"):
+    rewards.reward_model_loss(cfg, "xrm")
