@@ -1,0 +1,5 @@
+"""Sampling: decoding strategies, the jitted KV-cache rollout engine, tool-integrated generation."""
+from dsmath.sample.engine import (FINISH_REASONS, SampleOutput, bucket_length, decode, extend, generate, prefill,
+                                  stop_sequence_array, stop_string_sequences)
+from dsmath.sample.strategies import STRATEGIES, Greedy, Temperature, TopK, TopP, strategy_from_config
+from dsmath.sample.tools import ToolConfig, ToolOutput, generate_with_tools

@@ -1,0 +1,386 @@
+"""The rollout engine: prefill once per prompt, copy its KV-cache rows for N samples, one jitted while_loop decode.
+
+Cache layout (shared by every row, see dsmath.model.forward_with_cache): slots [0, P) hold the right-padded prompts
+(pad slots have segment 0, so nobody attends to them); decode step i >= 1 writes the token sampled at step i - 1 at
+slot `slot0 + i - 1` with per-row position `pos0 + i - 1`. A row's final token (EOS, stop, length, or the last one
+before a pause) is never written: the cache always holds "context minus the pending token", which is what
+`extend` (tool-integrated continuation) needs. Finished rows keep running through the loop with segment 0 writes
+(invisible) until every row is done, then the loop exits.
+
+The jitted cores (`prefill`, `extend`, `decode`) are pure functions of arrays with static shapes; `generate` is the
+Python face that pads, buckets prompt lengths (powers of two) and post-processes stop strings.
+"""
+import contextlib
+import dataclasses
+import functools
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dsmath import model
+from dsmath.model import sharding
+from dsmath.sample.strategies import Greedy
+
+if TYPE_CHECKING:  # only encode/decode are used
+  from dsmath.data.tokenizer import Tokenizer
+
+FINISH_REASONS = ("running", "eos", "stop", "length")  # index = code returned by `decode`
+RUNNING, EOS, STOP, LENGTH = range(4)
+_NO_TOKEN = -2  # history filler before the first generated token; matches no stop-sequence entry
+_NEVER = -3  # stop-sequence filler entry: matches neither a token nor _NO_TOKEN
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleOutput:
+  """R = num_prompts * num_samples rows, prompt-major: row r is sample r % N of prompt r // N.
+
+  tokens [R, max_new] int32 (pad_id after `lengths`); logprobs [R, max_new] float32: log-prob of each token under the
+  sampling distribution (0 for greedy, and after `lengths`); model_logprobs [R, max_new]: under the unmodified model
+  (temperature 1, no truncation); lengths [R] (EOS and stop tokens included); finish_reasons: 'eos' | 'stop' |
+  'length' per row; texts: decoded completions when a tokenizer was given.
+  """
+  tokens: np.ndarray
+  logprobs: np.ndarray
+  model_logprobs: np.ndarray
+  lengths: np.ndarray
+  finish_reasons: tuple
+  num_samples: int
+  texts: Optional[tuple] = None
+
+  @property
+  def prompt_index(self) -> np.ndarray:
+    return np.arange(self.tokens.shape[0]) // self.num_samples
+
+
+def bucket_length(n: int, minimum: int = 16) -> int:
+  """Next power of two >= n (at least `minimum`): prompt shapes from a few buckets keep recompiles rare."""
+  return max(minimum, 1 << max(0, int(n) - 1).bit_length())
+
+
+def stop_sequence_array(stop_sequences: Sequence[Sequence[int]]) -> np.ndarray:
+  """Token-id stop sequences -> [n, L] int32, right-aligned with -1 (wildcard) on the left.
+
+  n and L are bucketed (powers of two, at least 4) so different stop lists rarely recompile; filler rows hold a
+  sentinel no token matches.
+  """
+  seqs = [list(map(int, s)) for s in stop_sequences]
+  for j, s in enumerate(seqs):
+    if not s:
+      raise ValueError(f"stop_sequences[{j}] is empty")
+    if min(s) < 0:
+      raise ValueError(f"stop_sequences[{j}] has a negative token id: {s}")
+  width = bucket_length(max([len(s) for s in seqs], default=1), 4)
+  out = np.full((bucket_length(len(seqs), 4), width), -1, np.int32)
+  out[len(seqs):, -1] = _NEVER
+  for j, s in enumerate(seqs):
+    out[j, width - len(s):] = s
+  return out
+
+
+def _constrain_cache(cache: dict) -> dict:
+  """Batch over the data axes (a no-op outside `sharding.activation_rules`)."""
+  kv = ("layers", "batch", None, None, None)
+  return {"k": nn.with_logical_constraint(cache["k"], kv), "v": nn.with_logical_constraint(cache["v"], kv),
+          "segment_ids": nn.with_logical_constraint(cache["segment_ids"], ("batch", None)),
+          "positions": nn.with_logical_constraint(cache["positions"], ("batch", None))}
+
+
+def _chosen_logprob(logits, tokens):
+  return jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tokens[:, None], axis=-1)[:, 0]
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "cache_len", "num_samples", "layout"))
+def prefill(cfg: model.ModelConfig, params: dict, tokens: jax.Array, lengths: jax.Array, *, cache_len: int,
+            num_samples: int, layout=None) -> tuple[dict, jax.Array]:
+  """Right-padded prompts tokens [B, P], lengths [B] -> (cache of B * N rows with cache_len slots, next-token logits
+  [B * N, V]). The prompt is run once; its cache rows and logits are repeated for the N samples.
+
+  `layout` is only a jit-cache key (mesh, rules) so traces under different activation rules never mix.
+  """
+  del layout
+  b, p = tokens.shape
+  idx = jnp.arange(p, dtype=jnp.int32)
+  segment_ids = (idx[None, :] < lengths[:, None]).astype(jnp.int32)
+  positions = jnp.broadcast_to(idx, (b, p))
+  cache = _constrain_cache(model.init_cache(cfg, b, cache_len))
+  hidden, cache = model.forward_with_cache(cfg, params, tokens, positions, segment_ids, cache, 0)
+  last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, None], axis=1)[:, 0]
+  logits = model.lm_head(cfg, params, last)
+  if num_samples > 1:
+    cache = {"k": jnp.repeat(cache["k"], num_samples, axis=1), "v": jnp.repeat(cache["v"], num_samples, axis=1),
+             "segment_ids": jnp.repeat(cache["segment_ids"], num_samples, axis=0),
+             "positions": jnp.repeat(cache["positions"], num_samples, axis=0)}
+    logits = jnp.repeat(logits, num_samples, axis=0)
+  return _constrain_cache(cache), nn.with_logical_constraint(logits, ("batch", None))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "layout"), donate_argnames=("cache",))
+def extend(cfg: model.ModelConfig, params: dict, cache: dict, tokens: jax.Array, lengths: jax.Array,
+           start_pos: jax.Array, slot: jax.Array, *, layout=None) -> tuple[dict, jax.Array]:
+  """Appends right-padded tokens [R, A] (lengths [R], 0 = row not extended) at cache slot `slot`, positions
+  start_pos + [0, A). Cached entries of a row at positions >= start_pos are dropped first (so a row can be rewound).
+  Returns (cache, logits [R, V] after each row's last appended token; garbage for rows with length 0).
+  """
+  del layout
+  r, a = tokens.shape
+  extending = lengths > 0
+  stale = extending[:, None] & (cache["positions"] >= start_pos[:, None])
+  cache = dict(cache, segment_ids=jnp.where(stale, 0, cache["segment_ids"]))
+  idx = jnp.arange(a, dtype=jnp.int32)
+  segment_ids = (idx[None, :] < lengths[:, None]).astype(jnp.int32)
+  positions = start_pos[:, None] + idx[None, :]
+  hidden, cache = model.forward_with_cache(cfg, params, tokens, positions, segment_ids, cache, slot)
+  last = jnp.take_along_axis(hidden, jnp.maximum(lengths - 1, 0)[:, None, None], axis=1)[:, 0]
+  return _constrain_cache(cache), nn.with_logical_constraint(model.lm_head(cfg, params, last), ("batch", None))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "strategy", "max_new", "layout"), donate_argnames=("cache",))
+def decode(cfg: model.ModelConfig, strategy, max_new: int, params: dict, cache: dict, logits: jax.Array,
+           pos0: jax.Array, slot0: jax.Array, done: jax.Array, keys: jax.Array, stop_seqs: jax.Array,
+           eos_ids: jax.Array, pad_id: jax.Array, budget: Optional[jax.Array] = None, *, layout=None) -> dict:
+  """Samples up to max_new tokens for R rows in one lax.while_loop that exits when every row has finished.
+
+  logits [R, V]: next-token logits (from prefill/extend); pos0 [R]: position of the first new token; slot0: first
+  free cache slot; done [R] bool: rows that take no part; keys [R]: one PRNG key per row (step i uses
+  fold_in(key, i)); stop_seqs [n, L] from `stop_sequence_array`; eos_ids [E] from `eos_array`; budget [R]: tokens
+  each row may still generate (<= max_new; default max_new).
+  Returns dict(tokens, logprobs, model_logprobs [R, max_new], lengths [R], reasons [R] (FINISH_REASONS codes),
+  steps (number of sampling steps run), cache).
+  """
+  del layout
+  r = logits.shape[0]
+  width = stop_seqs.shape[1]
+  wildcard = stop_seqs == -1
+  budget = jnp.full((r,), max_new, jnp.int32) if budget is None else budget
+
+  def sample(i, logits, st):
+    step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
+    tok, lp = strategy(logits, step_keys)
+    lpm = _chosen_logprob(logits.astype(jnp.float32), tok)
+    active = ~st["done"]
+    tok = jnp.where(active, tok, pad_id)
+    hist = jax.lax.dynamic_update_slice_in_dim(st["hist"], tok[:, None], width - 1 + i, 1)
+    window = jax.lax.dynamic_slice_in_dim(hist, i, width, 1)  # the last `width` tokens, ending at step i
+    matches = jnp.all((window[:, None, :] == stop_seqs[None]) | wildcard[None], axis=-1)
+    hit_stop = active & jnp.any(matches, axis=-1)
+    hit_eos = active & jnp.any(tok[:, None] == eos_ids[None, :], axis=-1)
+    hit_len = active & (i + 1 >= budget)
+    reasons = jnp.where(hit_eos, EOS, jnp.where(hit_stop, STOP, jnp.where(hit_len, LENGTH, st["reasons"])))
+    put = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, jnp.where(active, x, 0.0)[:, None], i, 1)
+    return dict(st, i=i + 1, hist=hist, last=tok, logprobs=put(st["logprobs"], lp),
+                model_logprobs=put(st["model_logprobs"], lpm), lengths=jnp.where(active, i + 1, st["lengths"]),
+                reasons=reasons.astype(jnp.int32), done=st["done"] | hit_eos | hit_stop | hit_len)
+
+  def body(st):
+    i = st["i"]
+    # A row finished at step i - 1 writes its final token with segment 0: the cache keeps "context minus pending".
+    seg = (~st["done"]).astype(jnp.int32)[:, None]
+    pos = (pos0 + i - 1)[:, None]
+    hidden, new_cache = model.forward_with_cache(cfg, params, st["last"][:, None], pos, seg, st["cache"],
+                                                 slot0 + i - 1)
+    step_logits = model.lm_head(cfg, params, hidden[:, 0])
+    return sample(i, step_logits, dict(st, cache=_constrain_cache(new_cache)))
+
+  init = dict(i=jnp.int32(0), cache=cache, hist=jnp.full((r, width - 1 + max_new), _NO_TOKEN, jnp.int32),
+              last=jnp.zeros((r,), jnp.int32), logprobs=jnp.zeros((r, max_new), jnp.float32),
+              model_logprobs=jnp.zeros((r, max_new), jnp.float32), lengths=jnp.zeros((r,), jnp.int32),
+              reasons=jnp.zeros((r,), jnp.int32), done=done)
+  st = sample(jnp.int32(0), logits, init)
+  st = jax.lax.while_loop(lambda s: (s["i"] < max_new) & ~jnp.all(s["done"]), body, st)
+  return dict(tokens=st["hist"][:, width - 1:], logprobs=st["logprobs"], model_logprobs=st["model_logprobs"],
+              lengths=st["lengths"], reasons=st["reasons"], steps=st["i"], cache=st["cache"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Python face
+
+
+def pad_prompts(prompts, prompt_lengths=None, *, min_bucket: int = 16,
+                pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """list of token lists, or (array [B, T], lengths [B]) -> (tokens [B, bucket(max len)] right-padded, lengths)."""
+  if prompt_lengths is None:
+    if isinstance(prompts, np.ndarray) or isinstance(prompts, jax.Array):
+      arr = np.asarray(prompts)
+      if arr.ndim != 2:
+        raise ValueError(f"prompts array must be [B, T], got shape {arr.shape}")
+      rows, lengths = list(arr), np.full((arr.shape[0],), arr.shape[1], np.int32)
+    else:
+      rows = [np.asarray(p, np.int32).reshape(-1) for p in prompts]
+      lengths = np.asarray([len(p) for p in rows], np.int32)
+  else:
+    arr = np.asarray(prompts)
+    lengths = np.asarray(prompt_lengths, np.int32).reshape(-1)
+    if arr.ndim != 2 or arr.shape[0] != lengths.shape[0]:
+      raise ValueError(f"prompts {arr.shape} and prompt_lengths {lengths.shape} disagree: need [B, T] and [B]")
+    if lengths.max(initial=0) > arr.shape[1]:
+      raise ValueError(f"prompt_lengths max {lengths.max()} exceeds the prompt width {arr.shape[1]}")
+    rows = [arr[b, :lengths[b]] for b in range(arr.shape[0])]
+  if len(rows) == 0:
+    raise ValueError("prompts is empty")
+  if lengths.min() < 1:
+    raise ValueError(f"every prompt needs at least one token; prompt {int(np.argmin(lengths))} is empty")
+  width = bucket_length(int(lengths.max()), min_bucket)
+  out = np.full((len(rows), width), pad_id, np.int32)
+  for b, row in enumerate(rows):
+    out[b, :lengths[b]] = np.asarray(row)[:lengths[b]]
+  return out, lengths
+
+
+def data_parallel_size(mesh, rules) -> int:
+  """Number of devices the batch axis is split over under `rules`."""
+  spec = sharding.batch_sharding(mesh, rules).spec[0]
+  axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+  return int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+
+
+class Layout:
+  """Where arrays live: one device (mesh None) or a mesh with logical rules; also the jit-cache key."""
+
+  def __init__(self, mesh=None, rules=None):
+    self.mesh = mesh
+    self.rules = sharding.rules_from_config(rules if rules is not None else sharding.DEFAULT_RULES)
+    self.key = None if mesh is None else (mesh, self.rules)
+    self.dp = 1 if mesh is None else data_parallel_size(mesh, self.rules)
+
+  def scope(self):
+    return contextlib.nullcontext() if self.mesh is None else sharding.activation_rules(self.mesh, self.rules)
+
+  def batch(self, x):
+    x = jnp.asarray(x)
+    return x if self.mesh is None else jax.device_put(x, sharding.batch_sharding(self.mesh, self.rules, x.ndim))
+
+  def replicated(self, x):
+    x = jnp.asarray(x)
+    return x if self.mesh is None else jax.device_put(x, sharding.replicated(self.mesh))
+
+
+def row_keys(rng: jax.Array, rows: int, offset: int = 0) -> jax.Array:
+  """Key of row r = fold_in(rng, offset + r): a row's randomness does not depend on the other rows in its batch."""
+  return jax.vmap(jax.random.fold_in, (None, 0))(rng, offset + jnp.arange(rows, dtype=jnp.int32))
+
+
+def eos_array(eos_id) -> np.ndarray:
+  """None, an id or a list of ids -> [E] int32 padded with -1 (never matches) to a power of two >= 4."""
+  ids = [] if eos_id is None else [int(eos_id)] if np.isscalar(eos_id) else [int(e) for e in eos_id]
+  out = np.full((bucket_length(len(ids), 4),), -1, np.int32)
+  out[:len(ids)] = ids
+  return out
+
+
+def stop_string_sequences(tokenizer: "Tokenizer", stop_strings: Sequence[str]) -> list[list[int]]:
+  """Token sequences that spell each stop string: its own encoding and its encoding after a newline (BPE merges
+  differ by context). Other spellings are caught after decoding by `truncate_at_stop_strings`."""
+  seqs = []
+  newline = list(tokenizer.encode("\n"))
+  for s in stop_strings:
+    if not s:
+      raise ValueError("stop_strings contains an empty string")
+    variants = [list(tokenizer.encode(s))]
+    joined = list(tokenizer.encode("\n" + s))
+    if joined[:len(newline)] == newline and joined[len(newline):]:
+      variants.append(joined[len(newline):])
+    for v in variants:
+      if v and v not in seqs:
+        seqs.append(v)
+  return seqs
+
+
+def first_stop_prefix(tokenizer: "Tokenizer", ids: Sequence[int], stop_strings: Sequence[str]) -> Optional[int]:
+  """Smallest k such that decode(ids[:k]) contains a stop string, or None (binary search: containment only grows)."""
+  has = lambda k: any(s in tokenizer.decode(list(ids[:k])) for s in stop_strings)
+  if not stop_strings or not has(len(ids)):
+    return None
+  lo, hi = 1, len(ids)
+  while lo < hi:
+    mid = (lo + hi) // 2
+    if has(mid):
+      hi = mid
+    else:
+      lo = mid + 1
+  return lo
+
+
+def check_sampling_args(max_new_tokens: int, num_samples: int, strategy, rng):
+  """Validates the common arguments; returns the PRNG key to use."""
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  if num_samples < 1:
+    raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+  if rng is None:
+    if not isinstance(strategy, Greedy):
+      raise ValueError(f"strategy {strategy} samples: pass rng=jax.random.key(seed)")
+    rng = jax.random.key(0)
+  return rng
+
+
+def prepare_prompts(cfg: model.ModelConfig, prompts, prompt_lengths, max_context: int, layout: Layout, *,
+                    min_bucket: int = 16, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+  """Pads and buckets prompts, checks positions, adds dummy one-token prompts so the batch splits evenly over the
+  data axes. Returns (tokens [B', P], lengths [B'], number of real prompts B)."""
+  tokens, lengths = pad_prompts(prompts, prompt_lengths, min_bucket=min_bucket, pad_id=pad_id)
+  if int(lengths.max()) + max_context > cfg.max_positions:
+    raise ValueError(f"longest prompt ({int(lengths.max())}) + {max_context} new tokens (max_new_tokens, plus tool "
+                     f"output blocks in tool mode) exceeds model.max_positions={cfg.max_positions}")
+  num_prompts = tokens.shape[0]
+  extra = -num_prompts % layout.dp
+  if extra:
+    tokens = np.concatenate([tokens, np.full((extra, tokens.shape[1]), pad_id, np.int32)])
+    lengths = np.concatenate([lengths, np.ones((extra,), np.int32)])
+  return tokens, lengths, num_prompts
+
+
+def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: int, strategy=Greedy(),
+             num_samples: int = 1, eos_id=None, stop_sequences: Sequence[Sequence[int]] = (),
+             stop_strings: Sequence[str] = (), tokenizer: Optional["Tokenizer"] = None, rng: Optional[jax.Array] = None,
+             prompt_lengths=None, pad_id: int = 0, mesh=None, rules=None, min_bucket: int = 16,
+             row_offset: int = 0) -> SampleOutput:
+  """Samples `num_samples` completions for each prompt.
+
+  prompts: list of token-id lists, or an int array [B, T] (with prompt_lengths [B] when right-padded).
+  eos_id: an id, a list of ids, or None (generate exactly max_new_tokens). stop_sequences: token-id sequences checked
+  inside the jitted loop; stop_strings (need `tokenizer`): encoded into stop sequences and checked again on the
+  decoded text, truncating a completion at the token that completes a stop string.
+  rng: a jax PRNG key (required unless strategy is Greedy). mesh/rules: params stay as the caller placed them
+  (e.g. sharded as in training); the batch is split over the data axes (padded to a multiple of their size).
+  row_offset: row r draws with fold_in(rng, row_offset + r), so a batch split over several calls (or hosts) samples
+  exactly what one call would.
+  """
+  rng = check_sampling_args(max_new_tokens, num_samples, strategy, rng)
+  if stop_strings and tokenizer is None:
+    raise ValueError("stop_strings need a tokenizer")
+  layout = Layout(mesh, rules)
+  stops = stop_sequence_array(list(stop_sequences) + (stop_string_sequences(tokenizer, stop_strings) if stop_strings
+                                                      else []))
+  tokens, lengths, num_prompts = prepare_prompts(cfg, prompts, prompt_lengths, max_new_tokens, layout,
+                                                 min_bucket=min_bucket, pad_id=pad_id)
+  rows = tokens.shape[0] * num_samples
+  with layout.scope():
+    cache, logits = prefill(cfg, params, layout.batch(tokens), layout.batch(lengths),
+                            cache_len=tokens.shape[1] + max_new_tokens, num_samples=num_samples, layout=layout.key)
+    out = decode(cfg, strategy, max_new_tokens, params, cache, logits,
+                 layout.batch(np.repeat(lengths, num_samples)), jnp.int32(tokens.shape[1]),
+                 layout.batch(np.zeros((rows,), bool)), layout.batch(row_keys(rng, rows, row_offset)),
+                 layout.replicated(stops), layout.replicated(eos_array(eos_id)),
+                 jnp.int32(pad_id), layout=layout.key)
+  keep = num_prompts * num_samples
+  host = {k: np.array(out[k])[:keep] for k in ("tokens", "logprobs", "model_logprobs", "lengths", "reasons")}
+  texts = None
+  if tokenizer is not None:
+    if stop_strings:
+      for r in range(keep):
+        k = first_stop_prefix(tokenizer, host["tokens"][r, :host["lengths"][r]], stop_strings)
+        if k is not None and k < host["lengths"][r]:
+          host["tokens"][r, k:] = pad_id
+          host["logprobs"][r, k:] = 0.0
+          host["model_logprobs"][r, k:] = 0.0
+          host["lengths"][r] = k
+          host["reasons"][r] = STOP
+        elif k is not None:
+          host["reasons"][r] = STOP if host["reasons"][r] != EOS else EOS
+    texts = tuple(tokenizer.decode(host["tokens"][r, :host["lengths"][r]].tolist()) for r in range(keep))
+  return SampleOutput(tokens=host["tokens"], logprobs=host["logprobs"], model_logprobs=host["model_logprobs"],
+                      lengths=host["lengths"], finish_reasons=tuple(FINISH_REASONS[c] for c in host["reasons"]),
+                      num_samples=num_samples, texts=texts)

@@ -1,0 +1,46 @@
+"""generate on an 8-device (data, fsdp, tensor) mesh with params sharded as in training equals one device.
+
+Runs in a subprocess: XLA_FLAGS must be set before jax is imported, and the default test process has one device.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent('''
+    import jax, numpy as np
+    from dsmath import model
+    from dsmath.model import sharding
+    from dsmath.sample import Temperature, generate
+    assert jax.device_count() == 8, jax.devices()
+    cfg = model.ModelConfig.preset("tiny")
+    params = model.init_params(cfg, jax.random.key(0))
+    prompts = [[5, 17, 33, 2, 9], [44], [300, 301, 302, 303, 304, 305, 306, 307, 308]]  # 3 prompts: padded to 4
+    single = generate(cfg, params, prompts, max_new_tokens=8, num_samples=2)
+    single_t = generate(cfg, params, prompts, max_new_tokens=8, num_samples=2, strategy=Temperature(1.0),
+                        rng=jax.random.key(3))
+    mesh = sharding.make_mesh((2, 2, 2))
+    rules = sharding.DEFAULT_RULES
+    ps = sharding.param_shardings(cfg, mesh, rules)
+    sharded = jax.device_put(params, ps)
+    assert sharded["layers"]["mlp"]["up"].sharding.spec == ps["layers"]["mlp"]["up"].spec
+    assert len(sharded["layers"]["mlp"]["up"].sharding.device_set) == 8
+    multi = generate(cfg, sharded, prompts, max_new_tokens=8, num_samples=2, mesh=mesh, rules=rules)
+    multi_t = generate(cfg, sharded, prompts, max_new_tokens=8, num_samples=2, strategy=Temperature(1.0),
+                       rng=jax.random.key(3), mesh=mesh, rules=rules)
+    np.testing.assert_array_equal(multi.tokens, single.tokens)
+    np.testing.assert_array_equal(multi.lengths, single.lengths)
+    np.testing.assert_allclose(multi.model_logprobs, single.model_logprobs, atol=1e-5)
+    np.testing.assert_array_equal(multi_t.tokens, single_t.tokens)
+    np.testing.assert_allclose(multi_t.logprobs, single_t.logprobs, atol=1e-5)
+    # params were used in place: still sharded as in training
+    assert sharded["layers"]["attn"]["q"].sharding == ps["layers"]["attn"]["q"]
+    print("OK", multi.tokens.shape)
+''')
+
+
+def test_sharded_generate_equals_single_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+  assert "OK (6, 8)" in proc.stdout

@@ -1,0 +1,108 @@
+"""Tool-integrated generation end to end: a tiny model whose params are crafted to write a python block, the real
+sandbox runs it, the output block goes back into the same KV cache, and the model finishes its answer.
+
+The model is the real dsmath decoder (tiny preset) with random weights plus a planted "successor" circuit: each
+chain token's embedding is a unit direction that the LM head maps to the next chain token with a large margin.
+Attention and MLP keep small random weights, so every log-prob depends on the whole context (and on the cache).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+from dsmath import model
+from dsmath.data.tokenizer import HFTokenizer
+from dsmath.eval import prompts as eval_prompts
+from dsmath.sample import Temperature, generate, stop_string_sequences
+from dsmath.sample.tools import ToolConfig, closed_program, generate_with_tools
+
+CFG = model.ModelConfig.preset("tiny")
+ANSWER = "The answer is \\boxed{42}."
+CHAIN = ["Answer:", eval_prompts.PYTHON_OPEN, "print(6*7)\n", eval_prompts.BLOCK_CLOSE, ANSWER, "<eos>"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+  """A byte-level BPE (HF `tokenizers`) with the chain pieces as added tokens, loaded by dsmath's HFTokenizer."""
+  vocab = {"<pad>": 0, "<s>": 1, "<eos>": 2}
+  vocab.update({c: 3 + i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))})
+  tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  tok.add_special_tokens(["<pad>", "<s>", "<eos>"])
+  tok.add_tokens([AddedToken(t, normalized=False) for t in CHAIN[:-1] + [eval_prompts.OUTPUT_OPEN]])
+  path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+  tok.save(str(path))
+  return HFTokenizer(path)
+
+
+@pytest.fixture(scope="module")
+def params(tokenizer):
+  ids = [tokenizer.encode(t)[0] if t != "<eos>" else tokenizer.eos_id for t in CHAIN]
+  assert all(len(tokenizer.encode(t)) == 1 for t in CHAIN[:-1])
+  p = model.init_params(CFG, jax.random.key(0))
+  embed = np.asarray(p["embed"]).copy()
+  embed[:, :len(ids)] = 0.0
+  head = np.asarray(p["lm_head"]).copy() * 0.125
+  for j, (tok, nxt) in enumerate(zip(ids[:-1], ids[1:])):
+    embed[tok] = 0.0
+    embed[tok, j] = 8.0  # unit rms after the final norm: direction j
+    head[j, nxt] = 5.0  # logit margin ~40 for the successor
+  layers = jax.tree.map(lambda x: x, p["layers"])
+  layers["attn"]["o"] = p["layers"]["attn"]["o"] * 0.1
+  layers["mlp"]["down"] = p["layers"]["mlp"]["down"] * 0.1
+  return dict(p, embed=jnp.asarray(embed), lm_head=jnp.asarray(head), layers=layers)
+
+
+def _check_logprobs(params, prompt, out, r):
+  """Model log-probs of the model-sampled tokens equal teacher forcing over prompt + whole completion."""
+  n = int(out.lengths[r])
+  seq = list(prompt) + out.tokens[r, :n].tolist()
+  logp = jax.nn.log_softmax(model.logits(CFG, params, jnp.asarray([seq]))[0], -1)
+  ref = np.asarray(logp[len(prompt) - 1:len(seq) - 1][np.arange(n), out.tokens[r, :n]])
+  m = out.model_mask[r, :n]
+  np.testing.assert_allclose(out.model_logprobs[r, :n][m], ref[m], atol=1e-5, rtol=0)
+  np.testing.assert_array_equal(out.model_logprobs[r, :n][~m], 0.0)
+
+
+def test_code_runs_in_sandbox_and_generation_continues(params, tokenizer):
+  prompts = [tokenizer.encode("Q: what is 6*7?\nAnswer:"), tokenizer.encode("Answer:"), tokenizer.encode("Hi")]
+  out = generate_with_tools(CFG, params, prompts, tokenizer=tokenizer, max_new_tokens=12, num_samples=2,
+                            strategy=Temperature(1.0), rng=jax.random.key(0),
+                            tools=ToolConfig(max_rounds=2, max_output_tokens=16))
+  want = (eval_prompts.PYTHON_OPEN + "print(6*7)\n" + eval_prompts.BLOCK_CLOSE + eval_prompts.OUTPUT_OPEN + "42\n" +
+          eval_prompts.BLOCK_CLOSE + ANSWER)
+  for r in range(4):  # the two prompts that end in "Answer:", two samples each
+    assert out.texts[r] == want, out.texts[r]
+    assert out.finish_reasons[r] == "eos" and out.rounds[r] == 1
+    (run,) = out.executions[r]
+    assert run.ok and run.stdout == "42\n"
+    n = int(out.lengths[r])
+    text_of = lambda keep: tokenizer.decode(out.tokens[r, :n][keep])
+    assert text_of(~out.model_mask[r, :n]) == eval_prompts.OUTPUT_OPEN + "42\n" + eval_prompts.BLOCK_CLOSE
+    assert out.model_mask[r, :n].sum() == 5  # python open, program, close, answer, EOS
+  for r in range(6):
+    _check_logprobs(params, prompts[r // 2], out, r)
+
+
+def test_rounds_limit_and_errors(params, tokenizer):
+  prompt = tokenizer.encode("Answer:")
+  out = generate_with_tools(CFG, params, [prompt], tokenizer=tokenizer, max_new_tokens=12,
+                            tools=ToolConfig(max_rounds=0, max_output_tokens=16))
+  assert out.texts[0] == eval_prompts.PYTHON_OPEN + "print(6*7)\n" + eval_prompts.BLOCK_CLOSE
+  assert out.finish_reasons == ("stop",) and out.rounds[0] == 0 and out.executions == ((),)
+  # The plain sampler stops at the same fence through stop strings.
+  plain = generate(CFG, params, [prompt], max_new_tokens=12, stop_strings=[eval_prompts.BLOCK_CLOSE],
+                   tokenizer=tokenizer)
+  assert plain.texts == out.texts and plain.finish_reasons == ("stop",)
+  assert stop_string_sequences(tokenizer, [eval_prompts.BLOCK_CLOSE]) == [tokenizer.encode(eval_prompts.BLOCK_CLOSE)]
+  with pytest.raises(ValueError, match="max_rounds"):
+    ToolConfig(max_rounds=-1)
+
+
+def test_closed_program():
+  block = eval_prompts.PYTHON_OPEN + "x = 1\nprint(x)\n" + eval_prompts.BLOCK_CLOSE
+  assert closed_program("Let us compute.\n" + block) == "x = 1\nprint(x)\n"
+  assert closed_program("text\n```\n") is None
+  assert closed_program(block + eval_prompts.OUTPUT_OPEN + "1\n" + eval_prompts.BLOCK_CLOSE) is None
