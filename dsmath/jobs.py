@@ -14,7 +14,7 @@ JOBS = {
     "pretrain": "dsmath.train:run",
     "sft": "dsmath.train:run",
     "rl": "dsmath.rl:run",
-    "eval": "dsmath.eval:run",
+    "eval": "dsmath.eval.checkpoint_eval:run",
     "recipe": "dsmath.recipe:run",
 }
 

@@ -191,6 +191,17 @@ def load_ocw(data_dir: Path | None = None) -> list[Record]:
           for n, r in _read_jsonl(path)]
 
 
+def load_synthetic(data_dir: Path | None = None, *, num_examples: int = 200, seed: int = 0, test_fraction: float = 0.2,
+                   **difficulty) -> list[Record]:
+  """The held-out split of the synthetic arithmetic task (dsmath.data.synthetic), generated, not read from disk."""
+  del data_dir
+  from dsmath.data import synthetic
+  diff = synthetic.Difficulty(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in difficulty.items()})
+  problems = synthetic.make_split("test", num_examples, seed, diff, test_fraction)
+  return [Record(benchmark="synthetic", id=f"synthetic/test/{i}", question=p.question, answer=p.answer,
+                 metadata={"solution": p.solution}) for i, p in enumerate(problems)]
+
+
 LOADERS: dict[str, Callable[..., list[Record]]] = {
     "gsm8k": load_gsm8k,
     "math": load_math,
@@ -202,6 +213,7 @@ LOADERS: dict[str, Callable[..., list[Record]]] = {
     "mmlu_stem": load_mmlu_stem,
     "gaokao_mathcloze": load_gaokao_mathcloze,
     "gaokao_mathqa": load_gaokao_mathqa,
+    "synthetic": load_synthetic,
 }
 
 # The level/subject/grade key used for breakdowns, per benchmark.
@@ -209,8 +221,8 @@ BREAKDOWN_KEYS: dict[str, tuple[str, ...]] = {
     "math": ("subject", "level"), "math500": ("subject", "level"), "cmath": ("grade",), "mmlu_stem": ("subject",)}
 
 
-def load_benchmark(name: str, data_dir: Path | None = None) -> list[Record]:
-  """All test records of benchmark `name` (one of LOADERS)."""
+def load_benchmark(name: str, data_dir: Path | None = None, **options) -> list[Record]:
+  """All test records of benchmark `name` (one of LOADERS); `options` go to loaders that take any (synthetic)."""
   if name not in LOADERS:
     raise ValueError(f"unknown benchmark {name!r}; choose from {sorted(LOADERS)}")
-  return LOADERS[name](data_dir=data_dir)
+  return LOADERS[name](data_dir=data_dir, **options)

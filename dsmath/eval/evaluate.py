@@ -168,7 +168,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   Reads config.eval.{benchmarks, num_examples, prompt_style, k_values, num_samples (default max k), grading_mode
   ("math_verify"), num_shots (4), seed (0), bootstrap_resamples (1000), grader_workers (2), sandbox (dict of
-  run_program limits)}. `generate_fn_factory(config)` builds the generator once (e.g. from the checkpoint).
+  run_program limits), benchmark_options ({benchmark: loader keyword arguments}, e.g. the synthetic difficulty)}. `generate_fn_factory(config)` builds the generator once (e.g. from the checkpoint).
   """
   if "eval" not in config:
     raise KeyError("config.eval is missing (needs eval.benchmarks, eval.prompt_style, eval.k_values)")
@@ -182,7 +182,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   summaries = {}
   with Grader(num_workers=int(get("grader_workers", 2)), mode=get("grading_mode", "math_verify")) as grader:
     for bench in ec.benchmarks:
-      recs = select_records(load_benchmark(bench), get("num_examples", None), int(get("seed", 0)))
+      options = dict(get("benchmark_options", {}).get(bench, {}))
+      recs = select_records(load_benchmark(bench, **options), get("num_examples", None), int(get("seed", 0)))
       result = evaluate(recs, generate_fn, prompt_style=ec.prompt_style, k_values=k_values,
                         num_samples=get("num_samples", None), grading_mode=get("grading_mode", "math_verify"),
                         grader=grader, num_shots=int(get("num_shots", 4)), seed=int(get("seed", 0)),

@@ -66,6 +66,11 @@ def zero_shot_prompt(rec: Record) -> str:
   return f"{question_text(rec)}\n{INSTRUCT_SUFFIX_ZH if rec.language == 'zh' else INSTRUCT_SUFFIX_EN}"
 
 
+def plain_prompt(rec: Record) -> str:
+  """The question and a newline, no instruction: the format small models trained on the synthetic task expect."""
+  return f"{question_text(rec)}\n"
+
+
 def pot_prompt(rec: Record) -> str:
   return f"{question_text(rec)}\n{POT_SUFFIX_ZH if rec.language == 'zh' else POT_SUFFIX_EN}"
 
@@ -107,7 +112,7 @@ def few_shot_prompt(rec: Record, exemplars: Sequence[tuple[str, str]]) -> str:
 # Few-shot exemplar source per benchmark (GSM8K-like word problems use GSM8K train; the rest MATH train).
 FEW_SHOT_SOURCE = {"gsm8k": "gsm8k", "cmath": "gsm8k", "mgsm_zh": "gsm8k"}
 
-PROMPT_STYLES = ("zero_shot", "few_shot", "pot", "tool")
+PROMPT_STYLES = ("zero_shot", "few_shot", "pot", "tool", "plain")
 
 
 def make_prompt_fn(style: str, benchmark: str, *, num_shots: int = 4, seed: int = 0,
@@ -115,6 +120,8 @@ def make_prompt_fn(style: str, benchmark: str, *, num_shots: int = 4, seed: int 
   """Record -> prompt text for a prompt style (one of PROMPT_STYLES)."""
   if style == "zero_shot":
     return zero_shot_prompt
+  if style == "plain":
+    return plain_prompt
   if style == "pot":
     return pot_prompt
   if style == "tool":

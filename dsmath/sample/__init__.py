@@ -3,3 +3,4 @@ from dsmath.sample.engine import (FINISH_REASONS, SampleOutput, bucket_length, d
                                   stop_sequence_array, stop_string_sequences)
 from dsmath.sample.strategies import STRATEGIES, Greedy, Temperature, TopK, TopP, strategy_from_config
 from dsmath.sample.tools import ToolConfig, ToolOutput, generate_with_tools
+from dsmath.sample.text import GenerateFn, text_generator

@@ -124,6 +124,16 @@ def resolve_checkpoint(path) -> tuple[epath.Path, int]:
                           f"step directory holding '{PARAMS}/')")
 
 
+def save_params(run_dir, step: int, params: dict) -> epath.Path:
+  """Writes a params-only checkpoint <run_dir>/checkpoints/<step>/params (atomic, synchronous), the form
+  `load_params` and `init_from` read: how stages that are not the train loop (RL, HF import) hand a model on."""
+  manager = _manager(epath.Path(run_dir) / "checkpoints", keep=None, async_save=False)
+  manager.save(step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardSave(params)}), force=True)
+  manager.wait_until_finished()
+  manager.close()
+  return epath.Path(run_dir) / "checkpoints" / str(step)
+
+
 def load_params(path, abstract_params: Any) -> dict:
   """The params of the latest checkpoint under `path` (see resolve_checkpoint), restored to abstract_params'
   shapes, dtypes and shardings (ShapeDtypeStructs)."""

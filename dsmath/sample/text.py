@@ -1,0 +1,43 @@
+"""Text in, text out: a `generate_fn(prompts, num_samples) -> [[str] * num_samples] * len(prompts)` over the sampler.
+
+The evaluation harness and the recipe's reports take any such function; this one runs the JAX sampler in batches.
+"""
+from typing import Callable, Optional, Sequence
+
+import jax
+
+from dsmath.model import ModelConfig
+from dsmath.sample.engine import generate
+from dsmath.sample.strategies import Greedy
+from dsmath.sample.tools import ToolConfig, generate_with_tools
+
+GenerateFn = Callable[[Sequence[str], int], list[list[str]]]
+
+
+def text_generator(cfg: ModelConfig, params: dict, tokenizer, *, max_new_tokens: int, strategy=Greedy(),
+                   rng: Optional[jax.Array] = None, batch_rows: int = 64, add_bos: bool = True,
+                   stop_strings: Sequence[str] = (), tools: Optional[ToolConfig] = None, mesh=None,
+                   rules=None) -> GenerateFn:
+  """Returns generate_fn; prompts are encoded with `tokenizer` (BOS first when add_bos), batch_rows bounds the rows
+  (prompts x samples) decoded at once. Row r of the whole request draws with fold_in(rng, r), so batching does not
+  change what is sampled."""
+  rng = jax.random.key(0) if rng is None else rng
+
+  def generate_fn(prompts: Sequence[str], num_samples: int) -> list[list[str]]:
+    ids = [([tokenizer.bos_id] if add_bos else []) + tokenizer.encode(p) for p in prompts]
+    per_call = max(1, batch_rows // num_samples)
+    out: list[list[str]] = []
+    for start in range(0, len(ids), per_call):
+      chunk = ids[start:start + per_call]
+      common = dict(max_new_tokens=max_new_tokens, strategy=strategy, num_samples=num_samples, rng=rng,
+                    pad_id=tokenizer.pad_id, mesh=mesh, rules=rules, row_offset=start * num_samples)
+      if tools is not None:
+        res = generate_with_tools(cfg, params, chunk, tokenizer=tokenizer, tools=tools, **common)
+      else:
+        res = generate(cfg, params, chunk, eos_id=tokenizer.eos_id, stop_strings=stop_strings, tokenizer=tokenizer,
+                       **common)
+      texts = list(res.texts)
+      out.extend(texts[i * num_samples:(i + 1) * num_samples] for i in range(len(chunk)))
+    return out
+
+  return generate_fn
