@@ -32,7 +32,8 @@ class ModelConfig:
   def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
     """Builds from a config mapping; a `preset` key starts from that preset. Unknown keys fail, listing valid ones."""
     d = dict(d)
-    base = dataclasses.asdict(PRESETS[d.pop("preset")]) if d.get("preset") else {}
+    preset = d.pop("preset", None)
+    base = dataclasses.asdict(cls.preset(preset)) if preset else {}
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - valid)
     if unknown:

@@ -1,0 +1,342 @@
+"""Import from and export to HF `LlamaForCausalLM` checkpoints (config.json + safetensors, optionally sharded).
+
+Import streams: every stacked [L, ...] parameter is filled layer by layer straight from the safetensors files (read
+lazily, one tensor at a time) and handed to JAX before the next parameter is built, so a 7B import holds one copy
+of the model plus at most one parameter in flight. Export writes one shard at a time, bounded by `max_shard_size`.
+
+Layouts. HF linear weights are [out, in]; ours are [in, ...out] with heads split out:
+  q_proj [N*D, H] -> q [H, N, D]     k_proj/v_proj [KV*D, H] -> k/v [H, KV, D]     o_proj [H, N*D] -> o [N, D, H]
+  gate_proj/up_proj [I, H] -> [H, I]  down_proj [H, I] -> [I, H]                    lm_head [V, H] -> [H, V]
+RoPE: HF LLaMA checkpoints use the rotate-half layout (the Meta -> HF conversion permutes q/k rows into it), which
+is what `dsmath.model.transformer.rope` computes, so q/k need no permutation.
+"""
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Callable, Optional
+
+import jax
+import ml_dtypes
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from dsmath.model.api import abstract_params
+from dsmath.model.config import ModelConfig
+
+CONFIG_FILE = "config.json"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+# Buffers some older HF checkpoints saved alongside the weights; recomputed from rope_theta, so safe to skip.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Leaf:
+  """How one of our parameters maps to HF tensors (one per layer if `per_layer`)."""
+  path: tuple  # path in our params pytree
+  hf_key: str  # may contain {i} for the layer index
+  hf_shape: Callable[[ModelConfig], tuple]
+  to_ours: Callable[[np.ndarray, ModelConfig], np.ndarray]
+  to_hf: Callable[[np.ndarray, ModelConfig], np.ndarray]
+  per_layer: bool = True
+
+
+def _leaves() -> list[_Leaf]:
+  def heads_in(n_attr):  # [n*D, H] <-> [H, n, D]
+    return (lambda c: (getattr(c, n_attr) * c.head_dim, c.hidden_size),
+            lambda w, c: w.T.reshape(c.hidden_size, getattr(c, n_attr), c.head_dim),
+            lambda w, c: w.reshape(c.hidden_size, -1).T)
+
+  t = lambda w, c: w.T  # noqa: E731  plain transpose both ways
+  same = lambda w, c: w  # noqa: E731
+  pre = "model.layers.{i}."
+  return [
+      _Leaf(("embed",), "model.embed_tokens.weight", lambda c: (c.vocab_size, c.hidden_size), same, same, False),
+      _Leaf(("lm_head",), "lm_head.weight", lambda c: (c.vocab_size, c.hidden_size), t, t, False),
+      _Leaf(("final_norm", "scale"), "model.norm.weight", lambda c: (c.hidden_size,), same, same, False),
+      _Leaf(("layers", "attn", "q"), pre + "self_attn.q_proj.weight", *heads_in("num_heads")),
+      _Leaf(("layers", "attn", "k"), pre + "self_attn.k_proj.weight", *heads_in("num_kv_heads")),
+      _Leaf(("layers", "attn", "v"), pre + "self_attn.v_proj.weight", *heads_in("num_kv_heads")),
+      _Leaf(("layers", "attn", "o"), pre + "self_attn.o_proj.weight",
+            lambda c: (c.hidden_size, c.num_heads * c.head_dim),
+            lambda w, c: w.T.reshape(c.num_heads, c.head_dim, c.hidden_size),
+            lambda w, c: w.reshape(-1, c.hidden_size).T),
+      _Leaf(("layers", "attn_norm", "scale"), pre + "input_layernorm.weight", lambda c: (c.hidden_size,), same, same),
+      _Leaf(("layers", "mlp_norm", "scale"), pre + "post_attention_layernorm.weight", lambda c: (c.hidden_size,),
+            same, same),
+      _Leaf(("layers", "mlp", "gate"), pre + "mlp.gate_proj.weight", lambda c: (c.intermediate_size, c.hidden_size),
+            t, t),
+      _Leaf(("layers", "mlp", "up"), pre + "mlp.up_proj.weight", lambda c: (c.intermediate_size, c.hidden_size), t, t),
+      _Leaf(("layers", "mlp", "down"), pre + "mlp.down_proj.weight", lambda c: (c.hidden_size, c.intermediate_size),
+            t, t),
+  ]
+
+
+def _hf_keys(leaf: _Leaf, cfg: ModelConfig) -> list[str]:
+  return [leaf.hf_key.format(i=i) for i in range(cfg.num_layers)] if leaf.per_layer else [leaf.hf_key]
+
+
+# ---------------------------------------------------------------------------------------------------------- config
+
+
+def config_from_hf(hf: dict, source: str = CONFIG_FILE, **overrides) -> ModelConfig:
+  """An HF LLaMA config.json dict -> ModelConfig. Rejects what our decoder cannot represent, naming the key."""
+  archs = hf.get("architectures") or []
+  if hf.get("model_type") != "llama" or (archs and archs != ["LlamaForCausalLM"]):
+    raise ValueError(f"{source}: unsupported architecture (architectures={archs}, model_type="
+                     f"{hf.get('model_type')!r}); only LlamaForCausalLM / model_type 'llama' is supported")
+
+  def need(key):
+    if key not in hf:
+      raise KeyError(f"{source}: missing required key {key!r}")
+    return hf[key]
+
+  def expect(key, want, default):
+    if hf.get(key, default) != want:
+      raise ValueError(f"{source}: {key}={hf.get(key)!r} is not supported (need {want!r})")
+
+  expect("tie_word_embeddings", False, False)
+  expect("hidden_act", "silu", "silu")
+  expect("attention_bias", False, False)
+  expect("mlp_bias", False, False)
+  rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+  if rope.get("rope_type", rope.get("type", "default")) != "default":
+    raise ValueError(f"{source}: RoPE scaling {rope!r} is not supported (only plain RoPE)")
+  theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+  heads = need("num_attention_heads")
+  kw = dict(vocab_size=need("vocab_size"), hidden_size=need("hidden_size"),
+            intermediate_size=need("intermediate_size"), num_layers=need("num_hidden_layers"), num_heads=heads,
+            num_kv_heads=hf.get("num_key_value_heads") or heads, head_dim=hf.get("head_dim") or 0,
+            max_positions=need("max_position_embeddings"), rope_theta=float(theta),
+            rms_norm_eps=float(need("rms_norm_eps")))
+  return ModelConfig.from_dict({**kw, **overrides})
+
+
+def config_to_hf(cfg: ModelConfig, dtype: str) -> dict:
+  """ModelConfig -> an HF LlamaConfig dict (read by transformers 4.x and 5.x)."""
+  return {
+      "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": cfg.vocab_size,
+      "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
+      "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
+      "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim,
+      "max_position_embeddings": cfg.max_positions, "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_theta,
+      "rope_scaling": None, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+      "hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "tie_word_embeddings": False,
+      "torch_dtype": dtype, "dtype": dtype,
+  }
+
+
+# ---------------------------------------------------------------------------------------------------------- import
+
+
+class _Reader:
+  """Lazy access to the tensors of a checkpoint directory, one tensor at a time."""
+
+  def __init__(self, path: str):
+    index = os.path.join(path, INDEX_FILE)
+    if os.path.exists(index):
+      with open(index) as f:
+        weight_map = json.load(f).get("weight_map")
+      if not isinstance(weight_map, dict):
+        raise ValueError(f"{index}: no 'weight_map' object")
+      files = sorted(set(weight_map.values()))
+    elif os.path.exists(os.path.join(path, SINGLE_FILE)):
+      weight_map, files = None, [SINGLE_FILE]
+    else:
+      raise FileNotFoundError(f"{path}: neither {SINGLE_FILE} nor {INDEX_FILE} found")
+    self.path = path
+    self.handles = {}
+    self.where = {}  # key -> file name, from the files' own headers
+    for name in files:
+      full = os.path.join(path, name)
+      if not os.path.exists(full):
+        raise FileNotFoundError(f"{full}: listed in {INDEX_FILE} but missing")
+      self.handles[name] = safe_open(full, framework="numpy")
+      for key in self.handles[name].keys():
+        self.where[key] = name
+    for key, name in (weight_map or {}).items():
+      if self.where.get(key) != name:
+        raise KeyError(f"{index}: maps tensor {key!r} to {name}, but that file does not contain it")
+
+  def close(self) -> None:
+    for handle in self.handles.values():
+      handle.__exit__(None, None, None)
+    self.handles = {}
+
+  def file(self, key: str) -> str:
+    return os.path.join(self.path, self.where[key])
+
+  def shape(self, key: str) -> tuple:
+    return tuple(self.handles[self.where[key]].get_slice(key).get_shape())
+
+  def read(self, key: str) -> np.ndarray:
+    handle = self.handles[self.where[key]]
+    if handle.get_slice(key).get_dtype() == "BF16":  # numpy cannot name bfloat16, so safetensors' numpy API fails
+      return _read_bf16(self.file(key), key)
+    return handle.get_tensor(key)
+
+
+def _read_bf16(filename: str, key: str) -> np.ndarray:
+  """One BF16 tensor from a safetensors file, via its header, as ml_dtypes.bfloat16."""
+  with open(filename, "rb") as f:
+    n = int.from_bytes(f.read(8), "little")
+    header = json.loads(f.read(n))
+    info = header[key]
+    start, end = info["data_offsets"]
+    f.seek(8 + n + start)
+    buf = f.read(end - start)
+  return np.frombuffer(buf, ml_dtypes.bfloat16).reshape(info["shape"])
+
+
+def _set(tree: dict, path: tuple, value) -> None:
+  for p in path[:-1]:
+    tree = tree.setdefault(p, {})
+  tree[path[-1]] = value
+
+
+def _get(tree: dict, path: tuple):
+  for p in path:
+    tree = tree[p]
+  return tree
+
+
+def from_hf(path: str, shardings: Optional[Any] = None, **overrides) -> tuple[ModelConfig, dict]:
+  """An HF LlamaForCausalLM checkpoint directory -> (ModelConfig, params).
+
+  overrides: ModelConfig fields to set on top of the checkpoint's shapes (e.g. dtype="bfloat16", remat="full",
+  param_dtype="bfloat16" to store params in bf16). shardings: optional pytree of jax Shardings matching the params
+  (e.g. `sharding.param_shardings(cfg, mesh)`); each parameter is placed as soon as it is built.
+  Raises on unknown architectures, missing/unexpected tensors and shape mismatches, naming tensor and file.
+  """
+  config_path = os.path.join(path, CONFIG_FILE)
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"{config_path}: not found (is {path} an HF checkpoint directory?)")
+  with open(config_path) as f:
+    cfg = config_from_hf(json.load(f), config_path, **overrides)
+  reader = _Reader(path)
+  try:
+    return cfg, _load_params(cfg, reader, path, config_path, shardings)
+  finally:
+    reader.close()
+
+
+def _load_params(cfg: ModelConfig, reader: _Reader, path: str, config_path: str, shardings) -> dict:
+  leaves = _leaves()
+
+  expected = {key for leaf in leaves for key in _hf_keys(leaf, cfg)}
+  unexpected = sorted(k for k in reader.where if k not in expected and not k.endswith(_IGNORED_SUFFIXES))
+  if unexpected:
+    listed = ", ".join(f"{k!r} in {reader.file(k)}" for k in unexpected[:5])
+    more = f" (and {len(unexpected) - 5} more)" if len(unexpected) > 5 else ""
+    raise KeyError(f"{path}: unexpected tensor(s) for a {cfg.num_layers}-layer LLaMA: {listed}{more}")
+  missing = sorted(expected - set(reader.where))
+  if missing:
+    raise KeyError(f"{path}: missing tensor(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+  for leaf in leaves:  # check every shape before reading anything
+    want = leaf.hf_shape(cfg)
+    for key in _hf_keys(leaf, cfg):
+      if reader.shape(key) != want:
+        raise ValueError(f"{reader.file(key)}: tensor {key!r} has shape {reader.shape(key)}, expected {want} "
+                         f"from {config_path}")
+
+  abstract = abstract_params(cfg)
+  params = {}
+  for leaf in leaves:
+    spec = _get(abstract, leaf.path)
+    host = np.empty(spec.shape, spec.dtype)
+    keys = _hf_keys(leaf, cfg)
+    for i, key in enumerate(keys):
+      value = leaf.to_ours(reader.read(key), cfg)
+      if leaf.per_layer:
+        host[i] = value
+      else:
+        host[...] = value
+    sharding = _get(shardings, leaf.path) if shardings is not None else None
+    _set(params, leaf.path, jax.device_put(host, sharding))
+    del host
+  return params
+
+
+# ---------------------------------------------------------------------------------------------------------- export
+
+
+def _parse_size(size) -> int:
+  if isinstance(size, int):
+    return size
+  s = str(size).strip().upper()
+  for unit, mult in (("GIB", 2**30), ("MIB", 2**20), ("KIB", 2**10), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3),
+                     ("B", 1)):
+    if s.endswith(unit):
+      return int(float(s[:-len(unit)]) * mult)
+  return int(s)
+
+
+def _atomic_write(target: str, write: Callable[[str], None]) -> None:
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-" + os.path.basename(target))
+  os.close(fd)
+  try:
+    write(tmp)
+    os.replace(tmp, target)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _write_json(filename: str, obj) -> None:
+  with open(filename, "w") as f:
+    json.dump(obj, f, indent=2)
+    f.write("\n")
+
+
+def to_hf(cfg: ModelConfig, params: dict, path: str, max_shard_size="5GB", dtype: Optional[str] = None) -> None:
+  """Writes params as an HF LlamaForCausalLM checkpoint: config.json plus safetensors shards of at most
+  `max_shard_size` (int bytes or "5GB"/"500MB"/...; one tensor larger than that gets its own shard) and, when there
+  is more than one shard, model.safetensors.index.json. dtype: tensor dtype on disk (default: the params' dtype).
+
+  Tensors are pulled to host one at a time; at most one shard is held in host memory.
+  """
+  os.makedirs(path, exist_ok=True)
+  limit = _parse_size(max_shard_size)
+  leaves = _leaves()
+  out_dtype = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else (dtype or _get(params, ("embed",)).dtype))
+
+  # Plan shards from shapes alone, in HF's usual order: embedding, layer by layer, final norm, head.
+  globals_ = [leaf for leaf in leaves if not leaf.per_layer]
+  items = [(leaf.hf_key, leaf, None) for leaf in globals_ if leaf.path == ("embed",)]
+  items += [(leaf.hf_key.format(i=i), leaf, i) for i in range(cfg.num_layers) for leaf in leaves if leaf.per_layer]
+  items += [(leaf.hf_key, leaf, None) for leaf in globals_ if leaf.path != ("embed",)]
+  nbytes = lambda leaf: int(np.prod(leaf.hf_shape(cfg))) * out_dtype.itemsize  # noqa: E731
+  shards, size = [[]], 0
+  for item in items:
+    if shards[-1] and size + nbytes(item[1]) > limit:
+      shards.append([])
+      size = 0
+    shards[-1].append(item)
+    size += nbytes(item[1])
+
+  names = ([SINGLE_FILE] if len(shards) == 1 else
+           [f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors" for k in range(len(shards))])
+  weight_map = {}
+  for name, shard in zip(names, shards):
+    tensors = {}
+    for key, leaf, i in shard:
+      value = _get(params, leaf.path)
+      value = np.asarray(value[i] if i is not None else value)
+      tensors[key] = np.ascontiguousarray(leaf.to_hf(value, cfg).astype(out_dtype))
+      weight_map[key] = name
+    _atomic_write(os.path.join(path, name), lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    del tensors
+
+  # A stale single file or index from an earlier export would shadow or contradict what was just written.
+  stale = INDEX_FILE if len(shards) == 1 else SINGLE_FILE
+  if os.path.exists(os.path.join(path, stale)):
+    os.remove(os.path.join(path, stale))
+  if len(shards) > 1:
+    index = {"metadata": {"total_size": sum(nbytes(item[1]) for item in items)},
+             "weight_map": dict(sorted(weight_map.items()))}
+    _atomic_write(os.path.join(path, INDEX_FILE), lambda tmp: _write_json(tmp, index))
+  dtype_name = "bfloat16" if out_dtype == np.dtype(ml_dtypes.bfloat16) else out_dtype.name
+  _atomic_write(os.path.join(path, CONFIG_FILE), lambda tmp: _write_json(tmp, config_to_hf(cfg, dtype_name)))

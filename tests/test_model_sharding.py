@@ -1,0 +1,72 @@
+"""Loss and gradients on (data, fsdp, tensor) meshes of 8 simulated CPU devices equal the single-device result.
+
+The device count must be set before JAX initialises, so the check runs in a subprocess.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+MESHES = [(8, 1, 1), (1, 8, 1), (1, 4, 2), (2, 2, 2)]
+
+_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from dsmath import model
+    from dsmath.model import sharding
+
+    assert jax.device_count() == 8, jax.devices()
+    cfg = model.ModelConfig.preset("tiny")  # 4 heads, 2 KV heads: grouped attention under tensor parallelism
+    params = jax.jit(model.init_params, static_argnums=0)(cfg, jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(1), (8, 33), 0, cfg.vocab_size)
+    segs = jnp.where(jnp.arange(33) < 20, 1, 2) * jnp.ones((8, 1), jnp.int32)  # two packed documents per row
+
+    def loss(p, tokens, segs):
+      lg = model.logits(cfg, p, tokens[:, :-1], segs[:, :-1])
+      return optax.softmax_cross_entropy_with_integer_labels(lg, tokens[:, 1:]).mean()
+
+    ref_loss, ref_grads = jax.jit(jax.value_and_grad(loss))(params, tokens, segs)
+    out = {}
+    for shape in json.loads(sys.argv[1]):
+      mesh = sharding.make_mesh(shape)
+      ps = sharding.param_shardings(cfg, mesh)
+      bs = sharding.batch_sharding(mesh)
+      with sharding.activation_rules(mesh):
+        f = jax.jit(jax.value_and_grad(loss), in_shardings=(ps, bs, bs), out_shardings=(sharding.replicated(mesh), ps))
+        p_sharded = jax.device_put(params, ps)
+        l, g = f(p_sharded, jax.device_put(tokens, bs), jax.device_put(segs, bs))
+      out[str(tuple(shape))] = {
+          "loss_err": abs(float(l - ref_loss)),
+          "grad_err": max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref_grads))),
+          "grad_scale": max(float(jnp.abs(b).max()) for b in jax.tree.leaves(ref_grads)),
+          "q_shard": list(p_sharded["layers"]["attn"]["q"].addressable_shards[0].data.shape),
+          "mlp_shard": list(p_sharded["layers"]["mlp"]["down"].addressable_shards[0].data.shape),
+          "embed_shard": list(p_sharded["embed"].addressable_shards[0].data.shape),
+          "grad_q_spec": str(g["layers"]["attn"]["q"].sharding.spec),
+          "q_spec": str(p_sharded["layers"]["attn"]["q"].sharding.spec),
+      }
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_meshes_match_single_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(MESHES)], env=env, capture_output=True, text=True,
+                        timeout=900)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+  res = json.loads(line[len("RESULT "):])
+  # tiny: L=2, hidden 64, 4 heads x 16, 2 KV heads, MLP 172, vocab 512.
+  expected_shards = {  # (data, fsdp, tensor) -> q [L,H,N,D], down [L,I,H], embed [V,H] per-device shapes
+      (8, 1, 1): [[2, 64, 4, 16], [2, 172, 64], [512, 64]],
+      (1, 8, 1): [[2, 8, 4, 16], [2, 172, 8], [512, 8]],
+      (1, 4, 2): [[2, 16, 2, 16], [2, 86, 16], [256, 16]],
+      (2, 2, 2): [[2, 32, 2, 16], [2, 86, 32], [256, 32]],
+  }
+  for shape in MESHES:
+    r = res[str(shape)]
+    assert r["loss_err"] < 1e-5, (shape, r)
+    assert r["grad_err"] < 1e-6 and r["grad_scale"] > 1e-3, (shape, r)
+    assert [r["q_shard"], r["mlp_shard"], r["embed_shard"]] == list(expected_shards[shape]), (shape, r)
+    assert r["grad_q_spec"] == r["q_spec"], (shape, r)  # grads come back sharded like the params
