@@ -10,7 +10,7 @@ from typing import Callable
 
 JOBS = {
     "corpus": "dsmath.corpus:run",
-    "tokenizer": "dsmath.data:run_tokenizer",
+    "sources": "dsmath.data.materialize:run",
     "pretrain": "dsmath.train:run",
     "sft": "dsmath.train:run",
     "rl": "dsmath.rl:run",
@@ -30,7 +30,11 @@ def run_job(config, workdir: str) -> dict:
   """Runs config.job in workdir and writes its summary to workdir/summary.json (atomically)."""
   Path(workdir).mkdir(parents=True, exist_ok=True)
   summary = resolve(config.job)(config, workdir)
-  tmp = Path(workdir) / "summary.json.tmp"
-  tmp.write_text(json.dumps(summary, indent=2, default=str))
-  os.replace(tmp, Path(workdir) / "summary.json")
+  write_json_atomic(Path(workdir) / "summary.json", summary)
   return summary
+
+
+def write_json_atomic(path: Path, obj) -> None:
+  tmp = Path(str(path) + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2, default=str))
+  os.replace(tmp, path)

@@ -11,6 +11,7 @@ A stage config (configs/pretrain_*.py, configs/sft_*.py) is a ConfigDict with th
   data         the data engineer's fragment (dsmath.data.config.resolve_data_config checks it).
   tokenizer_training  how to train a sentencepiece tokenizer when data.tokenizer.path is empty (see below).
   mesh         {shape: [data, fsdp, tensor]} (one entry may be -1).
+  distributed  {coordinator_address: "" | "auto" | "host:port", num_processes, process_id} (dsmath.train.distributed).
   sharding     {rules: [[logical name, mesh axis | [axes] | None], ...]} (dsmath.model.sharding.DEFAULT_RULES).
   optimizer    see OPTIMIZER_DEFAULTS (dsmath.train.optimizer).
   train        see TRAIN_DEFAULTS.
@@ -22,6 +23,7 @@ from typing import Mapping
 import ml_collections
 
 from dsmath.model.sharding import DEFAULT_RULES
+from dsmath.train.distributed import DISTRIBUTED_DEFAULTS
 
 JOBS = ("pretrain", "sft")
 
@@ -79,6 +81,7 @@ def default_config(job: str = "pretrain") -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.tokenizer_training = ml_collections.ConfigDict(TOKENIZER_TRAINING_DEFAULTS)
   c.mesh = ml_collections.ConfigDict({"shape": [1, -1, 1]})
+  c.distributed = ml_collections.ConfigDict(DISTRIBUTED_DEFAULTS)
   c.sharding = ml_collections.ConfigDict({"rules": [list(r) for r in DEFAULT_RULES]})
   c.optimizer = ml_collections.ConfigDict(OPTIMIZER_DEFAULTS)
   c.train = ml_collections.ConfigDict(TRAIN_DEFAULTS)
@@ -86,7 +89,7 @@ def default_config(job: str = "pretrain") -> ml_collections.ConfigDict:
 
 
 # Sections whose keys are checked here; `model` and `data` are checked by their owners' from_dict/resolve.
-_CHECKED_SECTIONS = ("tokenizer_training", "mesh", "sharding", "optimizer", "train")
+_CHECKED_SECTIONS = ("tokenizer_training", "mesh", "distributed", "sharding", "optimizer", "train")
 _OPAQUE_SECTIONS = ("model", "data")
 
 

@@ -27,6 +27,7 @@ from etils import epath
 from dsmath import data as data_lib
 from dsmath.model import ModelConfig
 from dsmath.model import sharding as msharding
+from dsmath.train import distributed
 from dsmath.train.checkpoint import Checkpointer, load_params
 from dsmath.train.config import resolve_config
 from dsmath.train.loss import next_token_loss
@@ -213,6 +214,7 @@ def train_loop(cfg, workdir, *, model_cfg: ModelConfig, train_step: TrainStep, s
 def run(config, workdir: str) -> dict:
   """Stage entry point for config.job in {"pretrain", "sft"}: train (or resume) in `workdir`, return a summary."""
   cfg = resolve_config(config)
+  distributed.initialize(cfg.distributed)  # before any JAX computation
   logging.getLogger("absl").addFilter(_QUIET_ORBAX)  # idempotent: a Filter object is added once
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)

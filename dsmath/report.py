@@ -1,0 +1,116 @@
+"""The recipe's final report: Markdown with PNG plots, built only from the stage outputs on disk."""
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+METRIC_FILES = ("metrics.jsonl", "rl_metrics.jsonl")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _series(rows: list[dict], key: str) -> tuple[list, list]:
+  pts = [(r.get("step", i), r[key]) for i, r in enumerate(rows) if isinstance(r.get(key), (int, float))]
+  return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _corpus_section(summary: dict) -> list[str]:
+  out = ["| round | pages collected | overlap with previous | new math domains | new positives |",
+         "|---:|---:|---:|---:|---:|"]
+  for r in summary.get("rounds", []):
+    overlap = r.get("overlap_with_previous")
+    out.append(f"| {r['round']} | {r['pages_collected']} | {'-' if overlap is None else f'{overlap:.1%}'} | "
+               f"{len(r.get('new_domains', []))} | {r.get('new_positives', 0)} |")
+  out.append("")
+  out.append(f"Stop reason: {summary.get('stop_reason')}. Decontamination: "
+             f"{json.dumps(summary.get('decontam', {}), default=str)[:400]}")
+  return out
+
+
+def _plot_curves(run_dir: Path, stages: list[str], key: str, path: Path, title: str) -> bool:
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  drawn = False
+  for name in stages:
+    for fname in METRIC_FILES:
+      x, y = _series(read_jsonl(run_dir / name / fname), key)
+      if x:
+        ax.plot(x, y, label=name)
+        drawn = True
+  if drawn:
+    ax.set_xlabel("step"), ax.set_ylabel(key), ax.set_title(title), ax.legend(), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return drawn
+
+
+def _plot_pass_maj(curves: dict, path: Path, benchmark: str):
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+  for label, summary in curves.items():
+    for ax, metric in zip(axes, ("maj", "pass")):
+      ks = sorted(int(k.split("@")[1]) for k in summary if k.startswith(f"{metric}@") and "_ci" not in k)
+      ax.plot(ks, [summary[f"{metric}@{k}"] for k in ks], marker="o", label=label)
+      ax.set_xscale("log", base=2), ax.set_xlabel("K"), ax.set_title(f"{metric.capitalize()}@K ({benchmark})")
+      ax.grid(alpha=0.3), ax.legend()
+  axes[0].set_ylabel("accuracy")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write_recipe_report(config, run_dir: str, summaries: dict, timings: dict) -> Path:
+  """<run>/report.md (+ PNGs): stage timings, corpus rounds, loss and reward curves, held-out accuracy per stage,
+  Pass@K / Maj@K of the models named in config.report."""
+  run = Path(run_dir)
+  rep = config.get("report", {})
+  lines = ["# dsmath recipe report", "", f"Run directory: `{run}`", "", "## Stages", "",
+           "| stage | job | seconds |", "|---|---|---:|"]
+  for name in config.stage_order:
+    lines.append(f"| {name} | {config.stages[name].job} | {timings.get(name, 0.0):.0f} |")
+  for name in config.stage_order:
+    if config.stages[name].job == "corpus":
+      lines += ["", f"## Corpus mining ({name})", ""] + _corpus_section(summaries[name])
+  train_stages = [n for n in config.stage_order if config.stages[n].job in ("pretrain", "sft", "rl")]
+  lines += ["", "## Training curves", ""]
+  for key, title in (("loss", "training loss"), ("reward_mean", "mean reward per RL step")):
+    png = run / f"curve_{key}.png"
+    if _plot_curves(run, train_stages, key, png, title):
+      lines.append(f"![{title}]({png.name})")
+  accuracy = rep.get("accuracy", {})
+  if accuracy:
+    lines += ["", "## Held-out accuracy after each stage", "", "| after | benchmark | accuracy | 95% CI | n |",
+              "|---|---|---:|---|---:|"]
+    for label, stage in accuracy.items():
+      for bench, s in summaries.get(stage, {}).items():
+        if isinstance(s, dict) and "accuracy" in s:
+          ci = s.get("accuracy_ci95", [None, None])
+          lines.append(f"| {label} | {bench} | {s['accuracy']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
+                       f"{s['num_problems']} |")
+  pass_maj = rep.get("pass_maj", {})
+  if pass_maj:
+    curves_by_bench: dict = {}
+    for label, stage in pass_maj.items():
+      for bench, s in summaries.get(stage, {}).items():
+        if isinstance(s, dict) and any(k.startswith("pass@") for k in s):
+          curves_by_bench.setdefault(bench, {})[label] = s
+    lines += ["", "## Pass@K and Maj@K (the paper's Figure 7 at toy scale)", ""]
+    for bench, curves in curves_by_bench.items():
+      png = run / f"pass_maj_{bench}.png"
+      _plot_pass_maj(curves, png, bench)
+      ks = sorted(int(k.split("@")[1]) for k in next(iter(curves.values())) if k.startswith("pass@") and "_ci" not in k)
+      lines += [f"![Pass@K and Maj@K on {bench}]({png.name})", "",
+                "| model | " + " | ".join(f"pass@{k}" for k in ks) + " | " + " | ".join(f"maj@{k}" for k in ks) + " |",
+                "|---|" + "---:|" * (2 * len(ks))]
+      for label, s in curves.items():
+        lines.append(f"| {label} | " + " | ".join(f"{s[f'pass@{k}']:.3f}" for k in ks) + " | " +
+                     " | ".join(f"{s[f'maj@{k}']:.3f}" for k in ks) + " |")
+  path = run / "report.md"
+  tmp = run / "report.md.tmp"
+  tmp.write_text("\n".join(lines) + "\n")
+  tmp.replace(path)
+  return path
