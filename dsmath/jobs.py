@@ -16,6 +16,8 @@ JOBS = {
     "rl": "dsmath.rl:run",
     "eval": "dsmath.eval.checkpoint_eval:run",
     "recipe": "dsmath.recipe:run",
+    "heldout_loss": "dsmath.sweep.heldout:run",
+    "table6_data": "dsmath.sweep.table6_data:run",
 }
 
 

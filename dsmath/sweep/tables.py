@@ -1,0 +1,194 @@
+"""Aggregation over a sweep's cells: a metric per cell -> mean and 95% t-interval per group, as Markdown + JSON, and
+metric-vs-step curves with interval bands.
+
+config.aggregate:
+  group_by   [axis name]: rows of the table; the other axes (seeds) are the replicates averaged over.
+  metrics    [{name, stage, path, file?, lower_is_better?}]: a scalar per cell. From <stage dir>/summary.json at the
+             dotted `path` (list indices allowed: `a.0.b`), or, with file (a JSONL of {step, ...} records, e.g.
+             metrics.jsonl), the value of key `path` in the last record holding it.
+  curves     [{name, stage, file, key, step_key?, title?}]: per cell the (step, value) series of `key` in the JSONL
+             `file` of the stage (the last record of each step wins: resumed runs re-log steps); averaged over
+             replicates at the steps every replicate has.
+  confidence 0.95 by default.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from dsmath.sweep.grid import Cell, to_plain
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
+  """Mean and the two-sided Student-t confidence interval of the mean: mean +- t_{(1+c)/2, n-1} * s / sqrt(n).
+
+  n = 1 gives an unbounded interval (reported as NaN half-width): one seed says nothing about seed variance.
+  """
+  x = np.asarray([float(v) for v in values], dtype=np.float64)
+  n = int(x.size)
+  if n == 0:
+    raise ValueError("t_interval of no values")
+  mean = float(x.mean())
+  if n == 1:
+    return {"mean": mean, "half_width": float("nan"), "low": float("nan"), "high": float("nan"), "std": float("nan"),
+            "n": 1, "values": x.tolist()}
+  std = float(x.std(ddof=1))
+  half = float(sps.t.ppf(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n))
+  return {"mean": mean, "half_width": half, "low": mean - half, "high": mean + half, "std": std, "n": n,
+          "values": x.tolist()}
+
+
+def get_path(obj: Any, dotted: str, where: str = "") -> Any:
+  """obj['a']['b'][0] for 'a.b.0'; a missing key fails naming the key, its parent's keys and `where`."""
+  cur = obj
+  for part in dotted.split("."):
+    if isinstance(cur, Mapping) and part in cur:
+      cur = cur[part]
+    elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+      cur = cur[int(part)]
+    else:
+      keys = sorted(cur) if isinstance(cur, Mapping) else f"a {type(cur).__name__}"
+      raise KeyError(f"{where}: no {part!r} in path {dotted!r} (available: {keys})")
+  return cur
+
+
+def read_jsonl_series(path: str | Path, key: str, step_key: str = "step") -> dict[int, float]:
+  """{step: value of key} over records that have both (the last record of a step wins)."""
+  out = {}
+  for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}:{lineno}: not JSON ({e})") from None
+    if key in record and step_key in record and record[key] is not None:
+      out[int(record[step_key])] = float(record[key])
+  return out
+
+
+def _stage_dir(cell: Cell, stage: str) -> Path:
+  for s in cell.stages:
+    if s.name == stage:
+      return Path(s.workdir)
+  raise KeyError(f"aggregate: stage {stage!r} not in cell {cell.name} (stages: {[s.name for s in cell.stages]})")
+
+
+def _has_stage(cell: Cell, stage: str) -> bool:
+  """False when the stage is disabled in this cell (e.g. no stage 1 in a one-stage arm): the cell has no value."""
+  return any(s.name == stage and s.enabled for s in cell.stages)
+
+
+def cell_metric(cell: Cell, spec: Mapping) -> float:
+  d = _stage_dir(cell, spec["stage"])
+  if spec.get("file"):
+    series = read_jsonl_series(d / spec["file"], spec["path"], spec.get("step_key", "step"))
+    if not series:
+      raise KeyError(f"{d / spec['file']}: no record holds {spec['path']!r}")
+    return series[max(series)]
+  summary = json.loads((d / "summary.json").read_text())
+  return float(get_path(summary, spec["path"], str(d / "summary.json")))
+
+
+def _group_key(cell: Cell, group_by: Sequence[str]) -> str:
+  levels = dict(cell.levels)
+  unknown = [a for a in group_by if a not in levels]
+  if unknown:
+    raise KeyError(f"aggregate.group_by names unknown axes {unknown}; axes are {list(levels)}")
+  return ",".join(f"{a}={levels[a]}" for a in group_by) or "all"
+
+
+def aggregate(cells: Sequence[Cell], agg_config, complete: set[str]) -> dict:
+  """{metrics: {name: {group: t_interval + cells}}, curves: {name: {group: {steps, mean, low, high, n}}},
+  missing: [cell names left out]}. Only cells in `complete` (every stage finished) are used."""
+  cfg = to_plain(agg_config) or {}
+  conf = float(cfg.get("confidence", 0.95))
+  group_by = list(cfg.get("group_by") or [])
+  groups: dict[str, list[Cell]] = {}
+  for cell in cells:
+    groups.setdefault(_group_key(cell, group_by), [])
+    if cell.name in complete:
+      groups[_group_key(cell, group_by)].append(cell)
+  out = {"confidence": conf, "group_by": group_by, "groups": list(groups), "metrics": {}, "curves": {},
+         "missing": sorted(c.name for c in cells if c.name not in complete)}
+  for spec in cfg.get("metrics") or []:
+    table = {}
+    for g, members in groups.items():
+      members = [c for c in members if _has_stage(c, spec["stage"])]
+      if members:
+        values = [cell_metric(c, spec) for c in members]
+        table[g] = {**t_interval(values, conf), "cells": [c.name for c in members]}
+    out["metrics"][spec["name"]] = {"spec": spec, "groups": table}
+  for spec in cfg.get("curves") or []:
+    table = {}
+    for g, members in groups.items():
+      series = [read_jsonl_series(_stage_dir(c, spec["stage"]) / spec["file"], spec["key"],
+                                  spec.get("step_key", "step")) for c in members if _has_stage(c, spec["stage"])]
+      series = [s for s in series if s]
+      if not series:
+        continue
+      steps = sorted(set.intersection(*[set(s) for s in series]))
+      rows = [t_interval([s[step] for s in series], conf) for step in steps]
+      table[g] = {"steps": steps, "mean": [r["mean"] for r in rows], "low": [r["low"] for r in rows],
+                  "high": [r["high"] for r in rows], "n": len(series)}
+    out["curves"][spec["name"]] = {"spec": spec, "groups": table}
+  return out
+
+
+def _fmt(x: float, digits: int) -> str:
+  return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown_table(result: Mapping, digits: int = 4) -> str:
+  """Rows = groups, columns = metrics: `mean ± half-width [low, high] (n=…)`; a best mark per column."""
+  names = list(result["metrics"])
+  conf = int(round(100 * result["confidence"]))
+  header = "| group | " + " | ".join(names) + " |"
+  lines = [header, "|" + "---|" * (len(names) + 1)]
+  best = {}
+  for name in names:
+    spec, groups = result["metrics"][name]["spec"], result["metrics"][name]["groups"]
+    if len(groups) > 1:
+      pick = min if spec.get("lower_is_better") else max
+      best[name] = pick(groups, key=lambda g: groups[g]["mean"])
+  for g in result["groups"]:
+    cells = []
+    for name in names:
+      r = result["metrics"][name]["groups"].get(g)
+      if r is None:
+        cells.append("(no complete cell)")
+        continue
+      mark = " **(best)**" if best.get(name) == g else ""
+      cells.append(f"{_fmt(r['mean'], digits)} ± {_fmt(r['half_width'], digits)} "
+                   f"[{_fmt(r['low'], digits)}, {_fmt(r['high'], digits)}] (n={r['n']}){mark}")
+    lines.append(f"| {g} | " + " | ".join(cells) + " |")
+  note = (f"\nMean ± half-width of the {conf}% Student-t interval over replicates "
+          f"(n = number of completed replicates).")
+  dirs = {name: ("lower is better" if result["metrics"][name]["spec"].get("lower_is_better") else "higher is better")
+          for name in names}
+  note += " " + "; ".join(f"{n}: {d}" for n, d in dirs.items()) + "." if names else ""
+  if result["missing"]:
+    note += f"\nMissing (failed or not run) cells: {', '.join(result['missing'])}."
+  return "\n".join(lines) + "\n" + note + "\n"
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=1, default=float))
+  os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)

@@ -1,0 +1,76 @@
+"""Aggregation: t-intervals against scipy's reference, metric paths, JSONL series, tables and plots."""
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dsmath.sweep import Cell, Stage, aggregate, get_path, markdown_table, read_jsonl_series, t_interval
+from dsmath.sweep.plots import plot_curve
+
+
+def test_t_interval_matches_scipy():
+  x = [0.31, 0.35, 0.29, 0.40]
+  r = t_interval(x)
+  lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+  assert r["n"] == 4 and r["mean"] == pytest.approx(np.mean(x))
+  assert (r["low"], r["high"]) == pytest.approx((lo, hi), rel=1e-12)
+  r90 = t_interval(x, 0.90)
+  assert r90["half_width"] < r["half_width"]
+  one = t_interval([1.5])
+  assert one["mean"] == 1.5 and math.isnan(one["half_width"])
+  with pytest.raises(ValueError):
+    t_interval([])
+
+
+def test_get_path_and_errors():
+  obj = {"sets": {"m": {"bpc": 1.25}}, "xs": [3, 4]}
+  assert get_path(obj, "sets.m.bpc") == 1.25 and get_path(obj, "xs.1") == 4
+  with pytest.raises(KeyError, match=r"no 'bcp'.*available: \['bpc'\]"):
+    get_path(obj, "sets.m.bcp", "f.json")
+
+
+def test_read_jsonl_series_last_record_wins(tmp_path):
+  p = tmp_path / "metrics.jsonl"
+  p.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3}\n')
+  assert read_jsonl_series(p, "loss") == {1: 3.0, 2: 1.5}
+  p.write_text('{"step": 1, "loss": 3.0}\nnot json\n')
+  with pytest.raises(ValueError, match="metrics.jsonl:2"):
+    read_jsonl_series(p, "loss")
+
+
+def _make_cells(tmp_path):
+  cells = []
+  for arm, base in (("a", 1.0), ("b", 2.0)):
+    for seed in range(3):
+      d = tmp_path / f"arm={arm}__seed={seed}" / "train"
+      d.mkdir(parents=True)
+      (d / "summary.json").write_text(json.dumps({"final": {"loss": base + 0.1 * seed}}))
+      with (d / "metrics.jsonl").open("w") as f:
+        for step in (10, 20, 30):
+          f.write(json.dumps({"step": step, "loss": base + seed - step / 100}) + "\n")
+      cells.append(Cell(f"arm={arm}__seed={seed}", (("arm", arm), ("seed", str(seed))),
+                        (Stage("train", "c.py", workdir=str(d)),), str(d.parent)))
+  return cells
+
+
+def test_aggregate_groups_over_seeds_and_plots(tmp_path):
+  cells = _make_cells(tmp_path)
+  spec = {"group_by": ["arm"],
+          "metrics": [{"name": "final loss", "stage": "train", "path": "final.loss", "lower_is_better": True},
+                      {"name": "last logged", "stage": "train", "file": "metrics.jsonl", "path": "loss"}],
+          "curves": [{"name": "loss", "stage": "train", "file": "metrics.jsonl", "key": "loss"}]}
+  complete = {c.name for c in cells} - {"arm=b__seed=2"}
+  res = aggregate(cells, spec, complete)
+  a = res["metrics"]["final loss"]["groups"]["arm=a"]
+  assert a["n"] == 3 and a["mean"] == pytest.approx(1.1) and a["values"] == pytest.approx([1.0, 1.1, 1.2])
+  assert res["metrics"]["final loss"]["groups"]["arm=b"]["n"] == 2
+  assert res["metrics"]["last logged"]["groups"]["arm=a"]["mean"] == pytest.approx(1.0 + 1.0 - 0.3)
+  curve = res["curves"]["loss"]["groups"]["arm=a"]
+  assert curve["steps"] == [10, 20, 30] and curve["mean"] == pytest.approx([1.9, 1.8, 1.7])
+  assert res["missing"] == ["arm=b__seed=2"]
+  md = markdown_table(res)
+  assert "| arm=a | 1.1000 ±" in md and "**(best)**" in md.splitlines()[2] and "arm=b__seed=2" in md
+  plot_curve(res["curves"]["loss"], tmp_path / "loss.png")
+  assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
