@@ -1,12 +1,11 @@
 """fastText scoring docs/s/core inside the Beam pipeline vs a plain predict loop, and decontamination MB/s/core.
 
-python benchmarks/corpus_scoring.py [--docs 10000] [--reps 5]
+python -m benchmarks.corpus_scoring [--docs 10000] [--reps 5]
 Medians of --reps runs after one warm-up. The Beam figure includes pipeline construction and DirectRunner overhead
 (Create -> BatchElements -> ScoreFn (model loaded in DoFn.setup) -> Count), i.e. what a real stage pays.
 """
 import argparse
 import json
-import statistics
 import tempfile
 import time
 
@@ -14,6 +13,7 @@ import apache_beam as beam
 
 from dsmath.corpus import beam_pipeline, classifier, decontam
 from dsmath.paths import shared_data_dir
+from benchmarks.timing import median_time
 
 
 def _texts():
@@ -22,16 +22,6 @@ def _texts():
          for l in open(root / f, encoding="utf-8")]
   math = [f"{r['problem']}\n{r['solution']}" for r in map(json.loads, open(root / "math/train.jsonl"))][:2000]
   return web, math
-
-
-def _median_time(fn, reps):
-  fn()  # warm-up
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
 
 
 def main():
@@ -60,7 +50,7 @@ def main():
     return go
 
   rows = []
-  t_plain = _median_time(plain_loop, args.reps)
+  t_plain = median_time(plain_loop, args.reps)
   plain = args.docs / t_plain
   rows.append(("plain loop `model.predict(text)`", 1, plain, 1.0))
   for name, batch, opts, cores in [
@@ -69,7 +59,7 @@ def main():
       ("Beam DirectRunner multi_processing x2, batch 512", 512,
        {"direct_num_workers": 2, "direct_running_mode": "multi_processing"}, 2),
   ]:
-    t = _median_time(beam_run(batch, opts), args.reps)
+    t = median_time(beam_run(batch, opts), args.reps)
     rate = args.docs / t / cores
     rows.append((name, cores, rate, rate / plain))
 
@@ -77,7 +67,7 @@ def main():
   hasher = decontam.TokenHasher()
   corpus = pool * 3
   nbytes = sum(len(t.encode("utf-8")) for t in corpus)
-  t_dec = _median_time(lambda: [decontam.decontaminate_text(t, index, hasher) for t in corpus], args.reps)
+  t_dec = median_time(lambda: [decontam.decontaminate_text(t, index, hasher) for t in corpus], args.reps)
   print(f"docs={args.docs}, reps={args.reps} (median after warm-up)\n")
   print("| scoring path | cores | docs/s/core | ratio to plain loop |\n|---|---:|---:|---:|")
   for name, cores, rate, ratio in rows:

@@ -4,7 +4,7 @@ Real sentencepiece tokenizers (trained here on the shared data at each config's 
 MATH train, DCLM web pages). The train-step side of the comparison (pipeline tokens/s >= 10x what a train step
 consumes) imports `measure_pipeline` from here.
 
-  python benchmarks/data_pipeline.py            # prints Markdown rows
+  python -m benchmarks.data_pipeline            # prints Markdown rows
 """
 import json
 import statistics

@@ -2,10 +2,9 @@
 
 Peers, timed in the same run: math_verify.parse+verify called directly in-process (no workers, no time limit), and a
 plain `subprocess.run([sys.executable, '-c', code])` with no limits. Medians of >= 5 reps after a warm-up.
-Usage: python benchmarks/eval_grading.py [--reps 5] [--num 5000] [--programs 40]
+Usage: python -m benchmarks.eval_grading [--reps 5] [--num 5000] [--programs 40]
 """
 import argparse
-import statistics
 import subprocess
 import sys
 import time
@@ -15,16 +14,7 @@ from math_verify import parse, verify
 from dsmath.eval.benchmarks import load_math
 from dsmath.eval.grading import Grader, extract_answer
 from dsmath.eval.sandbox import namespace_isolation_available, run_programs
-
-
-def _median_time(fn, reps):
-  fn()  # warm-up
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+from benchmarks.timing import median_time
 
 
 def main():
@@ -37,12 +27,12 @@ def main():
   recs = load_math("test")[:a.num]
   pairs = [(extract_answer(r.metadata["solution"]), r.answer) for r in recs]
   with Grader(num_workers=a.workers) as g:
-    t_ours = _median_time(lambda: g.equal_many(pairs, fast_path=False), a.reps)
+    t_ours = median_time(lambda: g.equal_many(pairs, fast_path=False), a.reps)
 
   def peer():
     for p, gold in pairs:
       verify(parse("\\boxed{" + gold + "}"), parse("\\boxed{" + p + "}"))
-  t_peer = _median_time(peer, a.reps)
+  t_peer = median_time(peer, a.reps)
   n = len(pairs)
   print("| what | dsmath | peer | ratio (dsmath/peer throughput) |")
   print("|---|---|---|---|")
@@ -51,8 +41,8 @@ def main():
 
   code = "print(sum(i * i for i in range(1000)))"
   codes = [code] * a.programs
-  t_sbx = _median_time(lambda: run_programs(codes, timeout_s=10, max_workers=4), a.reps)
-  t_plain = _median_time(lambda: [subprocess.run([sys.executable, "-c", c], capture_output=True) for c in codes],
+  t_sbx = median_time(lambda: run_programs(codes, timeout_s=10, max_workers=4), a.reps)
+  t_plain = median_time(lambda: [subprocess.run([sys.executable, "-c", c], capture_output=True) for c in codes],
                          a.reps)
   iso = "namespace" if namespace_isolation_available() else "rlimits"
   print(f"| sandbox, {a.programs} short programs, isolation={iso}, 4 threads | {a.programs / t_sbx:.1f} programs/s "

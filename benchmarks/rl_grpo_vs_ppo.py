@@ -6,7 +6,7 @@ for both): GRPO = reference log-probs + policy update; PPO = reference log-probs
 value update. Memory = resident train state (params + AdamW moments of every trained model, plus the frozen reference)
 + the compiled steps' temporary buffers (XLA memory analysis), which is what the step needs at its peak.
 
-python benchmarks/rl_grpo_vs_ppo.py [--model S] [--prompts 16] [--group 8] [--prompt-len 64] [--completion-len 128]
+python -m benchmarks.rl_grpo_vs_ppo [--model S] [--prompts 16] [--group 8] [--prompt-len 64] [--completion-len 128]
 """
 import argparse
 import statistics

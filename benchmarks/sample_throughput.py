@@ -4,11 +4,10 @@ Standard sampling shapes (../shared/BENCHMARK-SHAPES.md): prompts of 64 random t
 temperature 1.0, no top-k/top-p; batch 32 and batch 1. Weights are exported with dsmath.model.to_hf and loaded as
 LlamaForCausalLM. Both are timed in this process, one after the other: median of --reps runs after one warm-up.
 
-  python benchmarks/sample_throughput.py --presets tiny,S,M --reps 5
+  python -m benchmarks.sample_throughput --presets tiny,S,M --reps 5
 """
 import argparse
 import os
-import statistics
 import tempfile
 import time
 
@@ -19,18 +18,9 @@ import transformers
 
 from dsmath import model
 from dsmath.sample import Temperature, generate
+from benchmarks.timing import median_time
 
 PROMPT_LEN, NEW_TOKENS = 64, 128
-
-
-def _median_time(fn, reps):
-  fn()  # warm-up (compiles)
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
 
 
 def bench(preset: str, batches, reps: int):
@@ -55,7 +45,7 @@ def bench(preset: str, batches, reps: int):
                                 rng=jax.random.key(next(keys)), min_bucket=PROMPT_LEN)
     out = run_ours()
     assert out.tokens.shape == (batch, NEW_TOKENS) and (out.lengths == NEW_TOKENS).all()
-    t_ours = _median_time(run_ours, reps)
+    t_ours = median_time(run_ours, reps)
 
     ids = torch.from_numpy(prompts)
     mask = torch.ones_like(ids)
@@ -66,7 +56,7 @@ def bench(preset: str, batches, reps: int):
                           min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, use_cache=True, pad_token_id=0)
       assert res.shape == (batch, PROMPT_LEN + NEW_TOKENS)
 
-    t_hf = _median_time(run_hf, reps)
+    t_hf = median_time(run_hf, reps)
     tok = batch * NEW_TOKENS
     rows.append((preset, batch, tok / t_ours, tok / t_hf, t_hf / t_ours, diff))
     print(f"| {preset} | {batch} | {tok / t_ours:,.0f} | {tok / t_hf:,.0f} | {t_hf / t_ours:.2f}x | {diff:.1e} |",

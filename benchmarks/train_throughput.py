@@ -7,7 +7,7 @@ the step consumes. MFU at M against the measured float32 matmul peak (4096^3 jit
 ../shared/BENCHMARK-SHAPES.md); FLOPs per step = (6 N + 12 layers hidden seq) tokens, N = params without the input
 embedding.
 
-  python benchmarks/train_throughput.py          # prints Markdown rows
+  python -m benchmarks.train_throughput          # prints Markdown rows
 """
 import json
 import statistics

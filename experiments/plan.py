@@ -19,7 +19,7 @@ def main(argv):
   import jax  # noqa: E402  (the module may be imported already; the backend must not have started yet)
 
   from dsmath.model import ModelConfig, abstract_params, count_params
-  from dsmath.model.plan import num_devices, plan_from_config
+  from dsmath.train.plan import num_devices, plan_from_config
 
   n = num_devices(config.mesh.shape)
   # Simulated devices: must be set before the CPU backend starts (equivalent to

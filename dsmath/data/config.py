@@ -31,6 +31,8 @@ from typing import Mapping
 
 import ml_collections
 
+from dsmath.config import check_keys, to_dict
+
 # The paper's stage-1 mixture (DeepSeekMath 7B continued pre-training, section 2.3).
 PAPER_PRETRAIN_WEIGHTS = {"math": 0.56, "algebraic_stack": 0.04, "arxiv": 0.10, "code": 0.20,
                           "natural_language": 0.10}
@@ -64,18 +66,18 @@ def data_config_defaults() -> ml_collections.ConfigDict:
 def resolve_data_config(data: Mapping | None) -> ml_collections.ConfigDict:
   """Defaults overlaid with `data`; any unknown key (top level, tokenizer or source) fails listing the valid keys."""
   out = data_config_defaults()
-  data = _to_dict(data or {})
-  _check_keys("config.data", data, out.keys())
+  data = to_dict(data or {})
+  check_keys("config.data", data, out.keys())
   for key, value in data.items():
     if key == "sources":
       continue
     if key == "tokenizer":
-      _check_keys("config.data.tokenizer", value, out.tokenizer.keys())
+      check_keys("config.data.tokenizer", value, out.tokenizer.keys())
       out.tokenizer.update(value)
     else:
       out[key] = value
   for name, src in data.get("sources", {}).items():
-    _check_keys(f"config.data.sources.{name}", src, SOURCE_KEYS)
+    check_keys(f"config.data.sources.{name}", src, SOURCE_KEYS)
     full = {**source_defaults(), **src}
     if not full["path"]:
       raise ValueError(f"config.data.sources.{name}.path is empty")
@@ -92,22 +94,6 @@ def resolve_data_config(data: Mapping | None) -> ml_collections.ConfigDict:
   if int(out.num_workers) < 0:
     raise ValueError(f"config.data.num_workers must be >= 0, got {out.num_workers}")
   return out
-
-
-def _to_dict(value):
-  if isinstance(value, ml_collections.ConfigDict):
-    return value.to_dict()
-  if isinstance(value, Mapping):
-    return {k: _to_dict(v) for k, v in value.items()}
-  return value
-
-
-def _check_keys(where: str, given: Mapping, valid) -> None:
-  if not isinstance(given, Mapping):
-    raise TypeError(f"{where} must be a mapping, got {type(given).__name__}")
-  unknown = sorted(set(given) - set(valid))
-  if unknown:
-    raise KeyError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}")
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import ml_collections
 
+from dsmath.config import check_keys
 from dsmath.data import code_text, synthetic
 
 
@@ -33,9 +34,7 @@ def difficulty_of(config_difficulty) -> synthetic.Difficulty:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  unknown = sorted(set(config.keys()) - set(default_config().keys()))
-  if unknown:
-    raise KeyError(f"unknown sources config key(s) {unknown}; valid keys: {sorted(default_config().keys())}")
+  check_keys("sources stage config", config, default_config().keys())
   out = Path(workdir)
   out.mkdir(parents=True, exist_ok=True)
   s = config.synthetic

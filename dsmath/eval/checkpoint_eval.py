@@ -6,6 +6,7 @@ import jax
 import ml_collections
 
 from dsmath import model, sample
+from dsmath.config import check_keys
 from dsmath.data.tokenizer import load_tokenizer
 from dsmath.eval.evaluate import run as run_evaluation
 
@@ -64,7 +65,5 @@ def generator_factory(config) -> sample.GenerateFn:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  unknown = sorted(set(config.keys()) - set(default_config().keys()))
-  if unknown:
-    raise KeyError(f"unknown eval config key(s) {unknown}; valid keys: {sorted(default_config().keys())}")
+  check_keys("eval stage config", config, default_config().keys())
   return run_evaluation(config, workdir, generator_factory)

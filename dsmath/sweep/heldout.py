@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from dsmath.config import check_keys, to_dict
+
 SET_KEYS = ("kind", "path", "formatter", "text_field", "max_docs")
 
 
@@ -127,10 +129,8 @@ def run(config, workdir: str) -> dict:
   from dsmath.train import load_params, resolve_checkpoint
 
   cfg = default_config()
-  given = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  unknown = sorted(set(given) - set(cfg.keys()) - {"workdir"})
-  if unknown:
-    raise KeyError(f"unknown key(s) {unknown} in config; valid keys: {sorted(cfg.keys())}")
+  given = to_dict(config)
+  check_keys("config", given, set(cfg.keys()) | {"workdir"})
   for k, v in given.items():
     if k in ("model", "sets"):
       cfg[k] = ml_collections.ConfigDict(v)

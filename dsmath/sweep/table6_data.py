@@ -17,6 +17,8 @@ from pathlib import Path
 
 import ml_collections
 
+from dsmath.config import check_keys, to_dict
+
 
 def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -48,10 +50,8 @@ def run(config, workdir: str) -> dict:
   from dsmath.data.sources import iter_source_texts
 
   cfg = default_config()
-  given = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  unknown = sorted(set(given) - set(cfg.keys()) - {"workdir"})
-  if unknown:
-    raise KeyError(f"unknown key(s) {unknown} in config; valid keys: {sorted(cfg.keys())}")
+  given = to_dict(config)
+  check_keys("config", given, set(cfg.keys()) | {"workdir"})
   for k, v in given.items():
     if k != "workdir":
       cfg[k] = ml_collections.ConfigDict(v) if isinstance(v, dict) else v

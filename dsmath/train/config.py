@@ -22,6 +22,7 @@ from typing import Mapping
 
 import ml_collections
 
+from dsmath.config import check_keys, to_dict
 from dsmath.model.sharding import DEFAULT_RULES
 from dsmath.train.distributed import DISTRIBUTED_DEFAULTS
 
@@ -93,27 +94,12 @@ _CHECKED_SECTIONS = ("tokenizer_training", "mesh", "distributed", "sharding", "o
 _OPAQUE_SECTIONS = ("model", "data")
 
 
-def _to_dict(value):
-  if isinstance(value, ml_collections.ConfigDict):
-    return value.to_dict()
-  if isinstance(value, Mapping):
-    return {k: _to_dict(v) for k, v in value.items()}
-  return value
-
-
-def check_keys(where: str, given: Mapping, valid) -> None:
-  """Fails on keys of `given` not in `valid`, naming them and listing the valid keys."""
-  unknown = sorted(set(given) - set(valid))
-  if unknown:
-    raise KeyError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}")
-
-
 def resolve_config(config: Mapping) -> ml_collections.ConfigDict:
   """Defaults overlaid with `config`, locked; an unknown key anywhere fails listing the valid keys.
 
   Returns a new locked ConfigDict (assigning an unknown key later also fails).
   """
-  given = _to_dict(config)
+  given = to_dict(config)
   job = given.get("job", "pretrain")
   if job not in JOBS:
     raise ValueError(f"config.job={job!r} is not a train job; valid: {list(JOBS)}")

@@ -21,6 +21,10 @@ import optax
 from dsmath.model.api import abstract_params, count_params
 from dsmath.model.config import ModelConfig
 from dsmath.model import sharding as msharding
+from dsmath.train.config import OPTIMIZER_DEFAULTS
+from dsmath.train.loss import next_token_loss
+from dsmath.train.optimizer import make_optimizer
+from dsmath.train.step import abstract_state, make_train_step
 
 BATCH_KEYS = {"inputs": jnp.int32, "targets": jnp.int32, "segment_ids": jnp.int32, "positions": jnp.int32,
               "loss_mask": jnp.float32}
@@ -81,7 +85,6 @@ def plan_train_step(cfg: ModelConfig, mesh_shape: Sequence[int], optimizer: opta
   batch_per_data_shard: rows per data-parallel shard (the data and fsdp axes split the batch; tensor does not), so
   the global batch is batch_per_data_shard * data * fsdp.
   """
-  from dsmath.train import abstract_state, make_train_step, next_token_loss  # the train loop's own step
 
   mesh = msharding.make_mesh(mesh_shape, devices)
   data_shards = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -104,8 +107,6 @@ def plan_train_step(cfg: ModelConfig, mesh_shape: Sequence[int], optimizer: opta
 
 def plan_from_config(config: Mapping) -> Plan:
   """The plan for a configs/plan_*.py config (model, mesh, sharding, optimizer, train, plan sections)."""
-  from dsmath.train import make_optimizer
-  from dsmath.train.config import OPTIMIZER_DEFAULTS
 
   cfg = ModelConfig.from_dict(config["model"])
   optimizer, _ = make_optimizer({**OPTIMIZER_DEFAULTS, **dict(config.get("optimizer", {}))},
