@@ -11,8 +11,9 @@ def get_config():
   c = default_config()
   c.job = "rl"
   c.seed = 0
-  c.model = {"preset": "tiny", "vocab_size": 300, "hidden_size": 64, "intermediate_size": 172, "num_layers": 2,
-             "num_heads": 4, "num_kv_heads": 2, "max_positions": 256}
+  c.model = {"preset": "tiny", "vocab_size": 384, "hidden_size": 64, "intermediate_size": 192, "num_layers": 2,
+             "num_heads": 4, "num_kv_heads": 2, "max_positions": 128}
+  c.task.tokenizer_type, c.task.tokenizer_vocab = "bpe", 384  # prompts <= 30 pieces, solutions <= 26 with EOS
   c.task.num_train = 2000
   c.task.num_test = 200
   c.task.difficulty.min_steps = 1
@@ -24,8 +25,8 @@ def get_config():
   c.rl.steps = 20
   c.rl.prompts_per_step = 8
   c.rl.group_size = 8
-  c.rl.max_new_tokens = 40
-  c.rl.sft_warmup_steps = 300
+  c.rl.max_new_tokens = 32
+  c.rl.sft_warmup_steps = 400
   c.rl.sft_lr = 3e-3
   c.rl.sft_batch = 32
   c.optimizer.peak_lr = 1e-4  # the paper's 1e-6 is for a 7B model; a 200K-parameter policy needs a larger step

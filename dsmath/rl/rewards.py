@@ -6,6 +6,7 @@ are one scalar per completion [B]; process rewards are (step_rewards [B, C], ste
 end token (the token holding the last character of the step, its separator included).
 """
 import dataclasses
+import re
 from typing import Callable, Sequence
 
 import jax
@@ -23,6 +24,7 @@ REWARDS = {
     "prm": "process: a learned process reward model (scalar head at each step's end token)",
 }
 PROCESS_REWARDS = ("step_check", "prm")
+_INTEGER = re.compile(r"-?\d+")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -35,13 +37,23 @@ def rule_rewards(texts: Sequence[str], golds: Sequence[str], mode: str = "math_v
   """1.0 where the completion's final answer grades equal to the gold (dsmath.eval grader), else 0.0.
 
   Format handling: a completion without a `\\boxed{}` answer gets `unformatted_reward` without being graded (the
-  answer-format rule of the paper's SFT data), so a model cannot earn reward from a stray number.
+  answer-format rule of the paper's SFT data), so a model cannot earn reward from a stray number. A boxed integer
+  against an integer gold is compared as integers in-process (math-verify's verdict on two integer literals); anything
+  else goes to the evaluation grader's worker pool.
   """
   if len(texts) != len(golds):
     raise ValueError(f"rule_rewards: {len(texts)} completions but {len(golds)} gold answers")
-  boxed = [grading.extract_last_boxed(t) is not None for t in texts]
-  idx = [i for i, b in enumerate(boxed) if b]
+  boxed = [grading.extract_last_boxed(t) for t in texts]
   out = np.full(len(texts), unformatted_reward, np.float32)
+  idx = []
+  for i, b in enumerate(boxed):
+    if b is None:
+      continue
+    pred, gold = b.strip(), str(golds[i]).strip()
+    if _INTEGER.fullmatch(pred) and _INTEGER.fullmatch(gold):
+      out[i] = float(int(pred) == int(gold))  # two integer literals: equal iff equal as integers, no grader round trip
+    else:
+      idx.append(i)
   if idx:
     verdicts = grading.default_grader().grade_many([texts[i] for i in idx], [golds[i] for i in idx], mode)
     out[idx] = np.asarray(verdicts, np.float32)

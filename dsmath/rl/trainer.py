@@ -66,6 +66,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.init_from = ""  # a checkpoint (dsmath.train layout) holding the SFT policy; "" = init + rl.sft_warmup_steps of SFT
   c.task = ml_collections.ConfigDict({
       "num_train": 2000, "num_test": 200, "test_fraction": 0.2,
+      # the tokenizer trained on the task when config.tokenizer is "": BPE keeps the toy's rows short (words are
+      # single pieces, digits split), so rollouts and updates cost a fraction of a character-level vocabulary's
+      "tokenizer_type": "bpe", "tokenizer_vocab": 384,
       "difficulty": ml_collections.ConfigDict(dataclasses.asdict(synthetic.Difficulty())),
   })
   c.optimizer = ml_collections.ConfigDict({**OPTIMIZER_DEFAULTS, "peak_lr": 1e-6, "schedule": "constant",
@@ -135,9 +138,8 @@ def build_task(config, workdir: str) -> Task:
     tok = load_tokenizer(config.tokenizer)
   else:
     texts = [p.prompt + p.solution for p in train]
-    vocab = min(int(config.model.get("vocab_size", 512)), 300) if "vocab_size" in config.model else 300
-    tok = train_sentencepiece(texts, os.path.join(workdir, "tokenizer", "spm.model"), vocab_size=vocab,
-                              model_type="char")
+    tok = train_sentencepiece(texts, os.path.join(workdir, "tokenizer", "spm.model"), vocab_size=int(t.tokenizer_vocab),
+                              model_type=str(t.tokenizer_type))
   plen = max(len(tok.encode(p.prompt)) for p in train + test) + 1
   return Task(train, test, tok, prompt_len=int(-(-plen // 8) * 8), completion_len=int(config.rl.max_new_tokens))
 
@@ -208,6 +210,10 @@ class RLTrainer:
     os.makedirs(workdir, exist_ok=True)
     self.history = []
     self.rm_params, self.rm_data = None, []
+    self.ref_params = None
+    # jitted once per trainer (one compilation per batch shape)
+    self._logp_fn = jax.jit(policy.completion_logprobs, static_argnums=(0, 6))
+    self._rm_fn = jax.jit(rewards.reward_model_scores, static_argnums=0)
 
   def _next_key(self):
     self.rng, k = jax.random.split(self.rng)
@@ -260,12 +266,10 @@ class RLTrainer:
   def _rm_scores(self, ro):
     if self.rm_params is None:
       raise ValueError(f"reward {self.reward_name!r} needs a trained reward model (train_reward_model first)")
-    fn = jax.jit(rewards.reward_model_scores, static_argnums=0)
-    return fn(self.model_cfg, self.rm_params, ro["prompt"], ro["prompt_mask"], ro["completion"], ro["mask"])
+    return self._rm_fn(self.model_cfg, self.rm_params, ro["prompt"], ro["prompt_mask"], ro["completion"], ro["mask"])
 
   def _logp(self, params, batch):
-    fn = jax.jit(policy.completion_logprobs, static_argnums=(0, 6))
-    return np.asarray(fn(self.model_cfg, params, batch["prompt"], batch["prompt_mask"], batch["completion"],
+    return np.asarray(self._logp_fn(self.model_cfg, params, batch["prompt"], batch["prompt_mask"], batch["completion"],
                          batch["mask"], float(self.config.rl.temperature))[0])
 
   # -- reward model (ORM / PRM, Math-Shepherd labels, replay) ---------------------------------------------------------
@@ -292,16 +296,19 @@ class RLTrainer:
               for b, lab in enumerate(labels)]
       new["step_label"], new["step_mask"] = rewards.place_step_rewards(vals, ends, self.task.completion_len)
     # replay: keep 10% of the historical rows next to the new ones
-    data = new
-    if self.rm_data:
+    data, n_replay = new, 0
+    if self.rm_data and rmc.replay_fraction > 0:
       old = {k: np.concatenate([d[k] for d in self.rm_data]) for k in new}
       n_old = len(old["prompt"])
-      keep = np.random.default_rng(len(self.rm_data)).choice(
-          n_old, max(1, int(round(rmc.replay_fraction * len(new["prompt"]) / (1 - rmc.replay_fraction)))), replace=True)
+      # n_replay / (n_new + n_replay) = replay_fraction
+      n_replay = max(1, int(round(rmc.replay_fraction * len(new["prompt"]) / (1 - rmc.replay_fraction))))
+      keep = np.random.default_rng(len(self.rm_data)).choice(n_old, n_replay, replace=n_replay > n_old)
       data = {k: np.concatenate([new[k], old[k][keep]]) for k in new}
     self.rm_data.append(new)
+    self.rm_last_data = data  # what this round trained on (new rows first, then the replayed ones)
     if self.rm_params is None:
-      self.rm_params = policy.scalar_head_from_policy(self.params, self._next_key(), self.model_cfg.hidden_size)
+      self.rm_params = policy.scalar_head_from_policy(jax.tree.map(jnp.copy, self.params), self._next_key(),
+                                                      self.model_cfg.hidden_size)
       opt_cfg = {**self.config.optimizer.to_dict(), "peak_lr": float(rmc.lr)}
       self.rm_opt, _ = make_optimizer(opt_cfg, 1)
       self.rm_state = init_state(self.rm_params, self.rm_opt, self.config.seed)
@@ -312,7 +319,9 @@ class RLTrainer:
       idx = np.random.default_rng(int(self.rm_state["step"])).choice(n, min(n, int(rmc.batch)), replace=False)
       self.rm_state, metrics = self.rm_step(self.rm_state, {k: v[idx] for k, v in data.items()})
     self.rm_params = self.rm_state["params"]
-    return {k: float(v) for k, v in metrics.items()}
+    n = len(data["prompt"])
+    return {**{k: float(v) for k, v in metrics.items()}, "rows_new": n - n_replay, "rows_replay": n_replay,
+            "replay_share": n_replay / n}
 
   def _complete_fn(self) -> Callable:
     """complete(prompts, prefixes, n) -> n continuations per solution prefix, sampled from the current policy."""
@@ -366,36 +375,43 @@ class RLTrainer:
       comp, cmask = self.task.completion_ids([p.solution for p in chosen])
       state, metrics = step(state, {"prompt": prompt, "prompt_mask": pmask, "completion": comp, "mask": cmask})
     self.params = state["params"]
-    return {f"{log_prefix}_{k}": float(v) for k, v in metrics.items()}
+    return {(f"{log_prefix}_{k}" if log_prefix else k): float(v) for k, v in metrics.items()}
 
   def evaluate(self, problems, num_samples: int = 1) -> float:
     ro = self.rollout(self.params, problems, num_samples)
     return float(rewards.rule_rewards(ro["texts"], ro["golds"], self.config.rl.grade_mode).mean())
 
-  def run(self) -> dict:
+  def run(self, on_iteration: Callable | None = None) -> dict:
+    """Runs config.rl.method; on_iteration(iteration, ref_params, policy_params) is called as each RL iteration
+    starts (after pi_ref <- pi_theta), e.g. to checkpoint or inspect."""
     rl = self.config.rl
     name = rl.method
     total = int(rl.iterations) * int(rl.steps)
     if name == "sft":
-      out = self.sft(total, float(self.config.optimizer.peak_lr), int(rl.sft_batch))
-      self._log(total, out)
-      return out
+      self._log(total, self.sft(total, float(self.config.optimizer.peak_lr), int(rl.sft_batch), log_prefix=""))
+      return {"steps": total, "final": self.history[-1]}
     opt = self._opt(self.config.optimizer.peak_lr, total * int(rl.mu))
     pstep = make_policy_step(self.model_cfg, opt, self.method.loss, self.loss_cfg, float(rl.temperature))
     state = init_state(self.params, opt, self.config.seed)
     group = int(rl[self.method.samples_per_question]) if self.method.samples_per_question else 1
     offline = self._offline_data(group) if self.method.data.startswith("offline") else None
-    ref_params = self.params
+    ref_params = None  # online methods: set per iteration; RFT has none, DPO scored its SFT reference offline
     if name == "ppo":
-      vparams = policy.scalar_head_from_policy(self.params, self._next_key(), self.model_cfg.hidden_size)
+      # a copy: the policy's buffers are donated to its own step
+      vparams = policy.scalar_head_from_policy(jax.tree.map(jnp.copy, self.params), self._next_key(),
+                                               self.model_cfg.hidden_size)
       vopt = self._opt(rl.ppo.value_lr, total * int(rl.mu))
       vstate, vstep = init_state(vparams, vopt, self.config.seed), make_value_step(self.model_cfg, vopt, self.loss_cfg)
       value_fn = jax.jit(policy.completion_scalars, static_argnums=(0, 6))
     if self.reward_name in ("orm", "prm"):
-      self.train_reward_model()
+      self._log(0, {f"rm_{k}": v for k, v in self.train_reward_model().items()})
     step_no = 0
     for it in range(int(rl.iterations)):
-      ref_params = jax.tree.map(jnp.copy, state["params"])  # Algorithm 1: pi_ref <- pi_theta each iteration
+      if name not in ("rft", "dpo"):  # Algorithm 1: pi_ref <- pi_theta each iteration (offline methods keep the SFT ref)
+        ref_params = jax.tree.map(jnp.copy, state["params"])
+      self.ref_params = ref_params
+      if on_iteration is not None:
+        on_iteration(it, ref_params, state["params"])
       for _ in range(int(rl.steps)):
         t_step = time.perf_counter()
         metrics = {"iteration": it}
