@@ -74,8 +74,10 @@ def get_config() -> ml_collections.ConfigDict:
   sft.model = MODEL
   sft.tokenizer = TOKENIZER
   sft.init_from = "{run}/pretrain"
-  sft.rl.method = "sft"
+  sft.rl.method = "sft"  # the paradigm's SFT: gold solutions, gradient coefficient 1
+  sft.rl.steps = 400
   sft.rl.sft_warmup_steps = 0
+  sft.optimizer.peak_lr = 3e-3
   s.sft = sft
 
   grpo = grpo_toy.get_config()

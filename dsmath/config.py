@@ -15,6 +15,7 @@ def to_dict(value: Any) -> Any:
 
 def check_keys(where: str, given: Mapping, valid: Iterable[str]) -> None:
   """Fails on keys of `given` not in `valid`, naming them, where they are (a config path) and the valid keys."""
+  given = to_dict(given)
   if not isinstance(given, Mapping):
     raise TypeError(f"{where} must be a mapping, got {type(given).__name__}")
   valid = set(valid)

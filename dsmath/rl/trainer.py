@@ -540,6 +540,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary["test_accuracy_before"] = trainer.evaluate(task.test[:eval_n])
   summary.update(trainer.run())
   summary["test_accuracy_after"] = trainer.evaluate(task.test[:eval_n])
+  # Hand the policy on like every training stage: a params checkpoint plus the tokenizer it speaks.
+  from dsmath.train import save_params
+  save_params(workdir, int(config.rl.steps) * int(config.rl.iterations), trainer.params)
+  tok_path = config.tokenizer or os.path.join(workdir, "tokenizer", "spm.model")
+  tmp = os.path.join(workdir, "tokenizer_ref.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump({"path": os.path.abspath(tok_path)}, f)
+  os.replace(tmp, os.path.join(workdir, "tokenizer_ref.json"))
+  summary["checkpoint"] = os.path.join(workdir, "checkpoints")
   tmp = os.path.join(workdir, "summary.json.tmp")
   with open(tmp, "w") as f:
     json.dump(summary, f, indent=1, default=float)
