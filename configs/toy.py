@@ -97,6 +97,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.stages = s
   c.stage_order = ["corpus", "sources", "pretrain", "sft", "grpo", "eval_pretrain", "eval_sft", "eval_grpo",
                    "passk_sft", "passk_grpo"]
-  c.report = {"accuracy": {"pre-training": "eval_pretrain", "SFT": "eval_sft", "GRPO": "eval_grpo"},
-              "pass_maj": {"SFT": "passk_sft", "GRPO": "passk_grpo"}}
+  c.report = {"accuracy": [["pre-training", "eval_pretrain"], ["SFT", "eval_sft"], ["GRPO", "eval_grpo"]],
+              "pass_maj": [["SFT", "passk_sft"], ["GRPO", "passk_grpo"]]}
   return c

@@ -65,7 +65,7 @@ def _plot_pass_maj(curves: dict, path: Path, benchmark: str):
 
 def write_recipe_report(config, run_dir: str, summaries: dict, timings: dict) -> Path:
   """<run>/report.md (+ PNGs): stage timings, corpus rounds, loss and reward curves, held-out accuracy per stage,
-  Pass@K / Maj@K of the models named in config.report."""
+  Pass@K / Maj@K of the models named in config.report ({accuracy, pass_maj}: lists of [label, eval stage])."""
   run = Path(run_dir)
   rep = config.get("report", {})
   lines = ["# dsmath recipe report", "", f"Run directory: `{run}`", "", "## Stages", "",
@@ -75,17 +75,18 @@ def write_recipe_report(config, run_dir: str, summaries: dict, timings: dict) ->
   for name in config.stage_order:
     if config.stages[name].job == "corpus":
       lines += ["", f"## Corpus mining ({name})", ""] + _corpus_section(summaries[name])
-  train_stages = [n for n in config.stage_order if config.stages[n].job in ("pretrain", "sft", "rl")]
   lines += ["", "## Training curves", ""]
-  for key, title in (("loss", "training loss"), ("reward_mean", "mean reward per RL step")):
+  # LM loss for the next-token stages; the RL stages' mean reward (their surrogate loss is not comparable).
+  for jobs, key, title in ((("pretrain", "sft"), "loss", "next-token loss"),
+                           (("rl",), "reward_mean", "mean reward per RL step")):
     png = run / f"curve_{key}.png"
-    if _plot_curves(run, train_stages, key, png, title):
+    if _plot_curves(run, [n for n in config.stage_order if config.stages[n].job in jobs], key, png, title):
       lines.append(f"![{title}]({png.name})")
   accuracy = rep.get("accuracy", {})
   if accuracy:
     lines += ["", "## Held-out accuracy after each stage", "", "| after | benchmark | accuracy | 95% CI | n |",
               "|---|---|---:|---|---:|"]
-    for label, stage in accuracy.items():
+    for label, stage in accuracy:
       for bench, s in summaries.get(stage, {}).items():
         if isinstance(s, dict) and "accuracy" in s:
           ci = s.get("accuracy_ci95", [None, None])
@@ -94,7 +95,7 @@ def write_recipe_report(config, run_dir: str, summaries: dict, timings: dict) ->
   pass_maj = rep.get("pass_maj", {})
   if pass_maj:
     curves_by_bench: dict = {}
-    for label, stage in pass_maj.items():
+    for label, stage in pass_maj:
       for bench, s in summaries.get(stage, {}).items():
         if isinstance(s, dict) and any(k.startswith("pass@") for k in s):
           curves_by_bench.setdefault(bench, {})[label] = s
