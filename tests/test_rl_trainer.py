@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from dsmath.rl import trainer
+from dsmath.rl import task as task_lib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for configs/
 
@@ -43,7 +44,7 @@ def _config(name: str, **rl):
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-  return trainer.build_task(_config("grpo_toy"), str(tmp_path_factory.mktemp("task")))
+  return task_lib.build_task(_config("grpo_toy"), str(tmp_path_factory.mktemp("task")))
 
 
 @pytest.fixture(scope="module")

@@ -28,17 +28,12 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def difficulty_of(config_difficulty) -> synthetic.Difficulty:
-  d = config_difficulty.to_dict() if hasattr(config_difficulty, "to_dict") else dict(config_difficulty)
-  return synthetic.Difficulty(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in d.items()})
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   check_keys("sources stage config", config, default_config().keys())
   out = Path(workdir)
   out.mkdir(parents=True, exist_ok=True)
   s = config.synthetic
-  problems = synthetic.make_split("train", int(s.num_train), int(config.seed), difficulty_of(s.difficulty),
+  problems = synthetic.make_split("train", int(s.num_train), int(config.seed), synthetic.difficulty_from_dict(s.difficulty.to_dict()),
                                   float(s.test_fraction))
   rows = [{**p.as_dict(), "text": p.prompt + p.solution} for p in problems]
   tmp = out / "synthetic_train.jsonl.tmp"

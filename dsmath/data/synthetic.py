@@ -72,6 +72,11 @@ def _step_text(style: str, name: str, item: str, sentence_tail: str, eq: str, re
   return f"{name} {sentence_tail}, so {PRONOUNS[name]} has {eq} {item}."
 
 
+def difficulty_from_dict(d) -> Difficulty:
+  """A Difficulty from a config mapping (lists become the tuples the dataclass holds)."""
+  return Difficulty(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(d).items()})
+
+
 def generate_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) -> Problem:
   """One random problem; every intermediate value stays in [0, difficulty.max_value]."""
   d = difficulty

@@ -196,8 +196,7 @@ def load_synthetic(data_dir: Path | None = None, *, num_examples: int = 200, see
   """The held-out split of the synthetic arithmetic task (dsmath.data.synthetic), generated, not read from disk."""
   del data_dir
   from dsmath.data import synthetic
-  diff = synthetic.Difficulty(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in difficulty.items()})
-  problems = synthetic.make_split("test", num_examples, seed, diff, test_fraction)
+  problems = synthetic.make_split("test", num_examples, seed, synthetic.difficulty_from_dict(difficulty), test_fraction)
   return [Record(benchmark="synthetic", id=f"synthetic/test/{i}", question=p.question, answer=p.answer,
                  metadata={"solution": p.solution}) for i, p in enumerate(problems)]
 

@@ -5,4 +5,6 @@ from dsmath.rl.losses import (AGGREGATIONS, GRADIENT_COEFFICIENTS, POLICY_LOSSES
 from dsmath.rl.policy import completion_logprobs, completion_scalars, init_scalar_head, scalar_head_from_policy
 from dsmath.rl.rewards import (REWARDS, math_shepherd_labels, reward_model_loss, rule_rewards, step_check_rewards,
                                token_ends)
+from dsmath.rl.steps import make_policy_step, make_value_step
+from dsmath.rl.task import Task, build_task
 from dsmath.rl.trainer import METHODS, RLTrainer, default_config, run

@@ -23,7 +23,7 @@ import json
 import os
 import random
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,10 +32,11 @@ import numpy as np
 
 from dsmath import model, sample
 from dsmath.data import synthetic
-from dsmath.data.tokenizer import load_tokenizer, train_sentencepiece
 from dsmath.rl import advantages as adv_lib
 from dsmath.rl import losses, policy, rewards
-from dsmath.train import OPTIMIZER_DEFAULTS, build_step_fn, init_state, make_optimizer
+from dsmath.rl.steps import make_policy_step, make_value_step
+from dsmath.rl.task import Task, build_task
+from dsmath.train import OPTIMIZER_DEFAULTS, init_state, make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,84 +94,6 @@ def default_config() -> ml_collections.ConfigDict:
       "eval_every": 0, "eval_samples": 1,
   })
   return c
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Data
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Task:
-  train: list
-  test: list
-  tokenizer: Any
-  prompt_len: int  # fixed left-padded prompt width (one compilation)
-  completion_len: int
-
-  def prompt_ids(self, problems) -> tuple[np.ndarray, np.ndarray]:
-    rows = [[self.tokenizer.bos_id] + self.tokenizer.encode(p.prompt) for p in problems]
-    out = np.full((len(rows), self.prompt_len), self.tokenizer.pad_id, np.int32)
-    mask = np.zeros((len(rows), self.prompt_len), np.float32)
-    for i, r in enumerate(rows):
-      if len(r) > self.prompt_len:
-        raise ValueError(f"prompt of {len(r)} tokens exceeds the prompt width {self.prompt_len}")
-      out[i, self.prompt_len - len(r):], mask[i, self.prompt_len - len(r):] = r, 1.0
-    return out, mask
-
-  def completion_ids(self, texts) -> tuple[np.ndarray, np.ndarray]:
-    """Texts + EOS, right-padded/truncated to completion_len."""
-    out = np.full((len(texts), self.completion_len), self.tokenizer.pad_id, np.int32)
-    mask = np.zeros((len(texts), self.completion_len), np.float32)
-    for i, t in enumerate(texts):
-      ids = (self.tokenizer.encode(t) + [self.tokenizer.eos_id])[:self.completion_len]
-      out[i, :len(ids)], mask[i, :len(ids)] = ids, 1.0
-    return out, mask
-
-
-def build_task(config, workdir: str) -> Task:
-  t = config.task
-  diff = synthetic.Difficulty(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v)
-                                 for k, v in t.difficulty.to_dict().items()})
-  train = synthetic.make_split("train", t.num_train, config.seed, diff, t.test_fraction)
-  test = synthetic.make_split("test", t.num_test, config.seed, diff, t.test_fraction)
-  if config.tokenizer:
-    tok = load_tokenizer(config.tokenizer)
-  else:
-    texts = [p.prompt + p.solution for p in train]
-    tok = train_sentencepiece(texts, os.path.join(workdir, "tokenizer", "spm.model"), vocab_size=int(t.tokenizer_vocab),
-                              model_type=str(t.tokenizer_type))
-  plen = max(len(tok.encode(p.prompt)) for p in train + test) + 1
-  return Task(train, test, tok, prompt_len=int(-(-plen // 8) * 8), completion_len=int(config.rl.max_new_tokens))
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Jitted pieces
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def make_policy_step(model_cfg, optimizer, method: str, loss_cfg: losses.LossConfig, temperature: float):
-  """jit(state, batch) -> (state, metrics): one optimizer step on POLICY_LOSSES[method] plus entropy."""
-  loss = losses.POLICY_LOSSES[method]
-
-  def loss_fn(params, batch, rng):
-    logp, ent = policy.completion_logprobs(model_cfg, params, batch["prompt"], batch["prompt_mask"],
-                                           batch["completion"], batch["mask"], temperature)
-    value, metrics = loss(loss_cfg, logp, batch)
-    m = batch["mask"]
-    metrics["entropy"] = (ent * m).sum() / jnp.maximum(m.sum(), 1.0)
-    return value, metrics
-
-  return jax.jit(build_step_fn(optimizer, loss_fn), donate_argnums=(0,))
-
-
-def make_value_step(model_cfg, optimizer, loss_cfg: losses.LossConfig):
-  def loss_fn(params, batch, rng):
-    values = policy.completion_scalars(model_cfg, params, batch["prompt"], batch["prompt_mask"], batch["completion"],
-                                       batch["mask"], before_token=True)
-    return losses.ppo_value_loss(loss_cfg, values, batch)
-
-  return jax.jit(build_step_fn(optimizer, loss_fn), donate_argnums=(0,))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
