@@ -1,0 +1,194 @@
+"""GRPO step time: dsmath's RLTrainer vs HF TRL's GRPOTrainer, same model weights, batch, G and lengths, in one run.
+
+One GRPO step = rollout (G samples per prompt) + rewards + group advantages + reference log-probs + one optimizer
+step (AdamW) on the GRPO loss. Both sides train exactly the same weights: the dsmath policy is exported with
+`dsmath.model.to_hf` and TRL loads it from a local directory, beside a word-level tokenizer of the same vocabulary.
+Prompts are `prompt_len` tokens (BOS + random words); completions are forced to `completion_len` tokens on both sides
+(dsmath: no EOS id; TRL: min_new_tokens). Reward (identical on both sides): fraction of even completion token ids.
+The dsmath step is the RLTrainer's own: `rollout`, the GRPO batch (`_method_batch`: reference log-probs + outcome
+advantages) and `make_policy_step`. TRL: `trainer.train()` for 1 + reps steps; a callback times each step, a
+subclass times generation (`_generate`).
+
+python -m benchmarks.rl_grpo_vs_trl [--prompts 16] [--group 8] [--prompt-len 64] [--completion-len 128] [--reps 5]
+"""
+import argparse
+import dataclasses
+import os
+import statistics
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dsmath import model
+from dsmath.rl import trainer as rl_trainer
+from dsmath.train import init_state
+
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3; the rest are words "w<id>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+  """What RLTrainer.rollout reads from a task problem."""
+  prompt: str
+  question: str
+  answer: str
+
+
+class HFTokenizerAdapter:
+  """The dsmath tokenizer face (encode/decode/ids) over an HF fast tokenizer, so both sides read the same text."""
+
+  def __init__(self, hf_tok):
+    self.hf = hf_tok
+    self.vocab_size = len(hf_tok)
+    self.pad_id, self.bos_id, self.unk_id = 0, 1, 3
+    self.eos_id = None  # completions run to the full length, as TRL's min_new_tokens forces on the peer
+
+  def encode(self, text):
+    return self.hf.encode(text, add_special_tokens=False)
+
+  def decode(self, ids):
+    return self.hf.decode(list(ids), skip_special_tokens=False)
+
+
+def build_tokenizer(vocab_size: int):
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+  from transformers import PreTrainedTokenizerFast
+  vocab = {t: i for i, t in enumerate(SPECIALS)}
+  vocab.update({f"w{i}": i for i in range(len(SPECIALS), vocab_size)})
+  tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+  tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
+  return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
+                                 unk_token="<unk>")
+
+
+def even_fraction(ids, mask=None) -> np.ndarray:
+  """Reward [R]: the fraction of even token ids in each completion."""
+  ids = np.asarray(ids)
+  mask = np.ones(ids.shape, np.float32) if mask is None else np.asarray(mask)
+  return ((ids % 2 == 0) * mask).sum(-1) / np.maximum(mask.sum(-1), 1.0)
+
+
+def trl_reward(completions, completion_ids, **kwargs):
+  return [float(even_fraction(ids)) for ids in completion_ids]
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--model", default="S")
+  ap.add_argument("--prompts", type=int, default=16)
+  ap.add_argument("--group", type=int, default=8)
+  ap.add_argument("--prompt-len", type=int, default=64)
+  ap.add_argument("--completion-len", type=int, default=128)
+  ap.add_argument("--reps", type=int, default=5)
+  ap.add_argument("--skip-trl", action="store_true")
+  args = ap.parse_args()
+  import torch
+  torch.set_num_threads(2)
+
+  cfg = model.ModelConfig.preset(args.model)
+  hf_tok = build_tokenizer(cfg.vocab_size)
+  tok = HFTokenizerAdapter(hf_tok)
+  rng = np.random.default_rng(0)
+  n_prompts = args.prompts * (args.reps + 1)  # fresh prompts per step on both sides
+  words = rng.integers(len(SPECIALS), cfg.vocab_size, (n_prompts, args.prompt_len - 1))
+  texts = [" ".join(f"w{i}" for i in row) for row in words]
+  problems = [Problem(prompt=t, question=t, answer="") for t in texts]
+  assert all(len(tok.encode(t)) == args.prompt_len - 1 for t in texts[:4])
+
+  # -- dsmath: RLTrainer pieces, one GRPO step per call ---------------------------------------------------------------
+  config = rl_trainer.default_config()
+  config.model = {"preset": args.model}
+  config.rl.group_size = args.group
+  config.rl.prompts_per_step = args.prompts
+  config.rl.max_new_tokens = args.completion_len
+  config.rl.loss.beta = 0.04
+  config.optimizer.weight_decay = 0.0  # TRL's default
+  workdir = tempfile.mkdtemp(prefix="rl_grpo_vs_trl_")
+  task = rl_trainer.Task(train=problems, test=[], tokenizer=tok, prompt_len=args.prompt_len,
+                         completion_len=args.completion_len)
+  params = jax.jit(model.init_params, static_argnums=0)(cfg, jax.random.key(0))
+  hf_dir = os.path.join(workdir, "hf")
+  model.to_hf(cfg, params, hf_dir)  # before the trainer: its step donates the params' buffers
+  hf_tok.save_pretrained(hf_dir)
+  tr = rl_trainer.RLTrainer(config, workdir, task=task, policy_params=jax.tree.map(jnp.copy, params))
+  opt = tr._opt(config.optimizer.peak_lr, args.reps + 1)
+  pstep = rl_trainer.make_policy_step(tr.model_cfg, opt, "grpo", tr.loss_cfg, 1.0)
+  state = init_state(tr.params, opt, config.seed)
+  ref = jax.tree.map(jnp.copy, params)
+  ds_times, ds_gen, ds_rest = [], [], []
+
+  def ds_step(state, step):
+    t0 = time.perf_counter()
+    ro = tr.rollout(state["params"], problems[step * args.prompts:(step + 1) * args.prompts], args.group)
+    ro["rewards"] = ro["correct"] = even_fraction(ro["completion"], ro["mask"]).astype(np.float32)
+    batch = {k: ro[k] for k in ("prompt", "prompt_mask", "completion", "mask", "old_logp")}
+    batch = tr._method_batch("grpo", ro, batch, ref, None)  # reference log-probs + outcome advantages
+    state, m = pstep(state, batch)
+    jax.block_until_ready(m)
+    total = time.perf_counter() - t0
+    assert int(ro["lengths"].min()) == args.completion_len
+    return state, total, ro["rollout_s"]
+
+  for step in range(args.reps + 1):
+    state, total, gen = ds_step(state, step)
+    print(f"dsmath step {step}: {total:.2f} s (generation {gen:.2f} s)", flush=True)
+    if step:  # step 0 = warm-up (compilation)
+      ds_times.append(total)
+      ds_gen.append(gen)
+  ds_med, ds_gen_med = statistics.median(ds_times), statistics.median(ds_gen)
+  del state
+
+  row = (f"| model {args.model}, {args.prompts} prompts x G {args.group}, prompt {args.prompt_len}, completion "
+         f"{args.completion_len} | dsmath {ds_med:.2f} s (generation {ds_gen_med:.2f} s, rest {ds_med - ds_gen_med:.2f} s)")
+  if args.skip_trl:
+    print(row + " |")
+    return
+
+  # -- TRL GRPOTrainer on the same weights ---------------------------------------------------------------------------
+  import datasets
+  from transformers import TrainerCallback
+  from trl import GRPOConfig, GRPOTrainer
+
+  gen_times = []
+
+  class TimedGRPOTrainer(GRPOTrainer):
+    def _generate(self, prompts):
+      t = time.perf_counter()
+      out = super()._generate(prompts)
+      gen_times.append(time.perf_counter() - t)
+      return out
+
+  step_times = []
+
+  class StepTimer(TrainerCallback):
+    def on_step_begin(self, a, s, c, **kw):
+      self.t = time.perf_counter()
+
+    def on_step_end(self, a, s, c, **kw):
+      step_times.append(time.perf_counter() - self.t)
+      print(f"TRL step {len(step_times) - 1}: {step_times[-1]:.2f} s (generation {gen_times[-1]:.2f} s)", flush=True)
+
+  targs = GRPOConfig(
+      output_dir=os.path.join(workdir, "trl"), per_device_train_batch_size=args.prompts * args.group,
+      num_generations=args.group, max_completion_length=args.completion_len, beta=0.04, loss_type="grpo",
+      learning_rate=1e-6, max_steps=args.reps + 1, gradient_accumulation_steps=1, num_iterations=1,
+      temperature=1.0, top_p=1.0, top_k=0, use_vllm=False, use_cpu=True, bf16=False, report_to="none",
+      gradient_checkpointing=False,  # TRL's default recomputes activations; the peer's fastest setting is off
+      save_strategy="no", logging_steps=10_000, shuffle_dataset=False, dataloader_num_workers=0,
+      generation_kwargs={"min_new_tokens": args.completion_len}, log_completions=False, seed=0)
+  data = datasets.Dataset.from_dict({"prompt": ["<bos> " + t for t in texts]})
+  trainer = TimedGRPOTrainer(model=hf_dir, reward_funcs=trl_reward, args=targs, train_dataset=data,
+                             processing_class=hf_tok, callbacks=[StepTimer()])
+  trainer.train()
+  trl_med, trl_gen_med = statistics.median(step_times[1:]), statistics.median(gen_times[1:len(step_times)])
+  print(row + f" | TRL {trl_med:.2f} s (generation {trl_gen_med:.2f} s, rest {trl_med - trl_gen_med:.2f} s) | "
+        f"TRL/dsmath {trl_med / ds_med:.2f}x (generation {trl_gen_med / ds_gen_med:.2f}x, "
+        f"rest {(trl_med - trl_gen_med) / (ds_med - ds_gen_med):.2f}x) |")
+
+
+if __name__ == "__main__":
+  main()
