@@ -1,6 +1,6 @@
 """Train-step throughput (forward + backward + clipped AdamW) of dsmath vs HF transformers LlamaForCausalLM (torch).
 
-  python benchmarks/model_train_step.py [--preset M] [--batch 8] [--seq 512] [--reps 5]
+  python -m benchmarks.model_train_step [--preset M] [--batch 8] [--seq 512] [--reps 5]
 
 Standard shapes and FLOP formula: ../shared/BENCHMARK-SHAPES.md. Both sides float32 on CPU; torch uses 2 threads
 and attention "sdpa". The reps are interleaved (ours, torch, ours, torch, ...) so load from other processes on a
@@ -8,6 +8,7 @@ shared machine hits both alike; medians are reported. MFU is against this machin
 here (a jitted 4096^3 matmul).
 """
 import argparse
+import os
 import statistics
 import time
 
@@ -93,6 +94,7 @@ def main():
   tokens = args.batch * args.seq
   flops = flops_per_step(cfg, args.batch, args.seq)
 
+  load_before = f"{os.getloadavg()[0]:.1f}"
   peak = matmul_peak()
   ours = dsmath_step(cfg, args.batch, args.seq)
   peer = None if args.no_torch else torch_step(cfg, args.batch, args.seq)
@@ -105,10 +107,11 @@ def main():
     if peer:
       t_peer.append(timed(peer))
   peak_after = matmul_peak()  # the machine is shared: bracket the run with two peak measurements
-  peak = max(peak, peak_after)
+  peak_before, peak = peak, max(peak, peak_after)
   mo = statistics.median(t_ours)
   print(f"device: {jax.devices()[0]} x{jax.device_count()}; matmul peak {peak / 1e9:.1f} GFLOP/s "
-        f"(before {peak / 1e9:.1f}, after {peak_after / 1e9:.1f}); FLOPs/step {flops / 1e12:.3f} T")
+        f"(before {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f}); FLOPs/step {flops / 1e12:.3f} T; "
+        f"load average {load_before} before, {os.getloadavg()[0]:.1f} after")
   print(f"dsmath step times (s): {[round(t, 2) for t in t_ours]}")
   if peer:
     print(f"torch  step times (s): {[round(t, 2) for t in t_peer]}")

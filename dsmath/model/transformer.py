@@ -49,6 +49,49 @@ def attention_mask(q_segment: jax.Array, q_pos: jax.Array, kv_segment: jax.Array
   return same & causal
 
 
+def _masked_scores(q, k, mask):
+  """q [B, T, K, G, D], k [B, S, K, D], mask [B, T, S] -> float32 scores [B, K, G, T, S], masked ones -1e30."""
+  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * q.shape[-1] ** -0.5
+  return jnp.where(mask[:, None, None], scores, _NEG_INF)
+
+
+@jax.custom_vjp
+def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+  """softmax(q k^T / sqrt(D), masked) v. q [B, T, K, G, D] (G query heads per KV head), k, v [B, S, K, D],
+  mask [B, T, S] bool -> [B, T, K, G, D].
+
+  Its backward keeps only the softmax's row max and row sum (as flash attention does) and recomputes the
+  probabilities from q and k, instead of storing every layer's [B, K, G, T, S] probabilities for the backward:
+  exact, and much less memory traffic.
+  """
+  return _attention_fwd(q, k, v, mask)[0]
+
+
+def _attention_fwd(q, k, v, mask):
+  scores = _masked_scores(q, k, mask)
+  m = jnp.max(scores, axis=-1, keepdims=True)
+  e = jnp.exp(scores - m)
+  l = jnp.sum(e, axis=-1, keepdims=True)
+  out = jnp.einsum("bkgts,bskd->btkgd", (e / l).astype(v.dtype), v)
+  return out, (q, k, v, mask, out, m, l)
+
+
+def _attention_bwd(res, dout):
+  q, k, v, mask, out, m, l = res
+  probs = jnp.exp(_masked_scores(q, k, mask) - m) / l  # exactly the forward's probabilities
+  dv = jnp.einsum("bkgts,btkgd->bskd", probs.astype(v.dtype), dout.astype(v.dtype))
+  dprobs = jnp.einsum("btkgd,bskd->bkgts", dout, v, preferred_element_type=jnp.float32)
+  # sum_s probs * dprobs == dout . out: a [B, T, K, G] reduction instead of one over [B, K, G, T, S].
+  delta = jnp.einsum("btkgd,btkgd->bkgt", dout.astype(jnp.float32), out.astype(jnp.float32))[..., None]
+  dscores = jnp.where(mask[:, None, None], probs * (dprobs - delta), 0.0) * q.shape[-1] ** -0.5
+  dq = jnp.einsum("bkgts,bskd->btkgd", dscores.astype(q.dtype), k).astype(q.dtype)
+  dk = jnp.einsum("bkgts,btkgd->bskd", dscores.astype(q.dtype), q).astype(k.dtype)
+  return dq, dk, dv.astype(v.dtype), None
+
+
+masked_attention.defvjp(_attention_fwd, _attention_bwd)
+
+
 class RMSNorm(nn.Module):
   cfg: ModelConfig
 
@@ -90,10 +133,7 @@ class Attention(nn.Module):
 
     b, t = q.shape[:2]
     q = q.reshape(b, t, kvn, n // kvn, d)  # grouped heads share one KV head
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * d ** -0.5
-    scores = jnp.where(mask[:, None, None], scores, _NEG_INF)
-    probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, n, d)
+    out = masked_attention(q, k, v, mask).reshape(b, t, n, d)
     out = jnp.einsum("btnd,ndh->bth", out, wo.astype(dt))
     return out, new_cache
 
@@ -109,8 +149,10 @@ class MLP(nn.Module):
     gate = _param(self, "gate", (h, m), ("embed", "mlp"), c.param_dtype, h ** -0.5)
     up = _param(self, "up", (h, m), ("embed", "mlp"), c.param_dtype, h ** -0.5)
     down = _param(self, "down", (m, h), ("mlp", "embed"), c.param_dtype, m ** -0.5)
-    g = jnp.einsum("bth,hm->btm", x, gate.astype(dt))
-    u = jnp.einsum("bth,hm->btm", x, up.astype(dt))
+    # One matmul for gate and up: its backward is one weight-gradient matmul over [gate | up] instead of two (and
+    # stacking, not concatenating, keeps the "mlp" dim's tensor sharding aligned).
+    gu = jnp.einsum("bth,hcm->btcm", x, jnp.stack([gate, up], axis=1).astype(dt))
+    g, u = gu[:, :, 0], gu[:, :, 1]
     y = nn.with_logical_constraint(nn.silu(g) * u, ("batch", "length", "act_mlp"))
     return jnp.einsum("btm,mh->bth", y, down.astype(dt))
 

@@ -6,6 +6,7 @@ the whole batch). Without it every micro-batch weighs 1.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -16,6 +17,9 @@ from dsmath import model
 from dsmath.model import ModelConfig
 
 LossFn = Callable[[dict, dict, jax.Array], tuple[jax.Array, dict]]
+
+# Rows (batch x tokens) of logits materialised at once by the fused LM head + cross-entropy.
+HEAD_CHUNK_ROWS = 1024
 
 
 def masked_token_mean_nll(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, dict]:
@@ -30,11 +34,98 @@ def masked_token_mean_nll(logits: jax.Array, targets: jax.Array, loss_mask: jax.
   return loss, {"accuracy": accuracy, "loss_weight": tokens}
 
 
+def _head_chunk(hidden, w, targets):
+  """One chunk: hidden [B, C, H], w [H, V], targets [B, C] -> (logits f32 [B, C, V], lse, nll, correct [B, C])."""
+  logits = jnp.einsum("bch,hv->bcv", hidden, w, preferred_element_type=jnp.float32)
+  m = jnp.max(logits, axis=-1)
+  lse = m + jnp.log(jnp.sum(jnp.exp(logits - m[..., None]), axis=-1))
+  vocab = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 2)
+  is_target = vocab == targets[..., None]
+  nll = lse - jnp.sum(jnp.where(is_target, logits, 0.0), axis=-1)
+  # argmax as the first index reaching the max: a plain min-reduce, much cheaper than a variadic (value, index) one.
+  first_max = jnp.min(jnp.where(logits == m[..., None], vocab, logits.shape[-1]), axis=-1)
+  return logits, lse, nll, (first_max == targets).astype(jnp.float32), is_target
+
+
+def _chunks(x, c):
+  """[B, T, ...] -> [T // c, B, c, ...] (batch stays the sharded leading dim of every chunk)."""
+  return jnp.swapaxes(x.reshape(x.shape[0], x.shape[1] // c, c, *x.shape[2:]), 0, 1)
+
+
+def _unchunk(x):
+  x = jnp.swapaxes(x, 0, 1)
+  return x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
+
+
+def _chunk_len(batch: int, length: int, rows: int) -> int:
+  """The largest divisor c of length with batch * c <= rows (at least 1)."""
+  return max([c for c in range(1, length + 1) if length % c == 0 and batch * c <= rows] or [1])
+
+
+def _head_nll_forward(hidden, w, targets, weights, chunk, with_grads):
+  """Scans token chunks; with_grads also returns d(sum weights * nll)/d(hidden, w), computed while each logits chunk
+  is live (the loss is linear in its cotangent, so the backward only scales them)."""
+  def body(dw, xs):
+    h, t, wt = xs
+    logits, lse, nll, correct, is_target = _head_chunk(h, w, t)
+    if not with_grads:
+      return dw, (nll, correct)
+    dlogits = (jnp.exp(logits - lse[..., None]) - is_target) * wt[..., None]
+    dlogits = dlogits.astype(w.dtype)
+    dh = jnp.einsum("bcv,hv->bch", dlogits, w, preferred_element_type=jnp.float32).astype(h.dtype)
+    dw = dw + jnp.einsum("bch,bcv->hv", h, dlogits, preferred_element_type=jnp.float32)
+    return dw, (nll, correct, dh)
+
+  dw0 = jnp.zeros(w.shape, jnp.float32)
+  dw, outs = jax.lax.scan(body, dw0, (_chunks(hidden, chunk), _chunks(targets, chunk), _chunks(weights, chunk)))
+  return dw, tuple(_unchunk(o) for o in outs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _fused_head_nll(hidden, w, targets, weights, chunk):
+  _, (nll, correct) = _head_nll_forward(hidden, w, targets, weights, chunk, with_grads=False)
+  return jnp.sum(nll * weights), jnp.sum(correct * weights)
+
+
+def _fused_head_nll_fwd(hidden, w, targets, weights, chunk):
+  dw, (nll, correct, dh) = _head_nll_forward(hidden, w, targets, weights, chunk, with_grads=True)
+  return (jnp.sum(nll * weights), jnp.sum(correct * weights)), (dh, dw.astype(w.dtype), nll, correct)
+
+
+def _fused_head_nll_bwd(chunk, res, cts):
+  del chunk
+  dh, dw, nll, correct = res
+  g_nll, g_correct = cts
+  return (dh * g_nll.astype(dh.dtype), dw * g_nll.astype(dw.dtype), None, g_nll * nll + g_correct * correct)
+
+
+_fused_head_nll.defvjp(_fused_head_nll_fwd, _fused_head_nll_bwd)
+
+
+def lm_head_nll(cfg: ModelConfig, params: dict, hidden: jax.Array, targets: jax.Array, loss_mask: jax.Array,
+                chunk_rows: int = HEAD_CHUNK_ROWS) -> tuple[jax.Array, dict]:
+  """`masked_token_mean_nll(model.lm_head(cfg, params, hidden), targets, loss_mask)` without ever holding the whole
+  [B, T, V] logits: the LM head and the cross-entropy run together over chunks of about `chunk_rows` tokens, and
+  the gradient of each chunk is formed while its logits are live (exact: no recomputation, no approximation).
+
+  hidden [B, T, H], targets [B, T] int, loss_mask [B, T] -> (loss, {"accuracy", "loss_weight"}), float32.
+  """
+  w = params["lm_head"].astype(cfg.dtype)
+  hidden = hidden.astype(cfg.dtype)
+  mask = loss_mask.astype(jnp.float32)
+  chunk = _chunk_len(hidden.shape[0], hidden.shape[1], chunk_rows)
+  nll_sum, correct_sum = _fused_head_nll(hidden, w, jnp.asarray(targets, jnp.int32), mask, chunk)
+  tokens = mask.sum()
+  denom = jnp.maximum(tokens, 1.0)
+  return nll_sum / denom, {"accuracy": correct_sum / denom, "loss_weight": tokens}
+
+
 def next_token_loss(cfg: ModelConfig) -> LossFn:
   """Cross-entropy of batch["targets"] given batch["inputs"] (packed: segment_ids, positions), token-mean over
-  batch["loss_mask"]; logits and the loss are float32 whatever the compute dtype."""
+  batch["loss_mask"]; logits and the loss are float32 whatever the compute dtype. Equal to
+  `masked_token_mean_nll(model.logits(...), ...)`, computed by the chunked `lm_head_nll`."""
   def loss_fn(params: dict, batch: dict, rng: jax.Array):
     del rng  # the decoder has no dropout
-    logits = model.logits(cfg, params, batch["inputs"], batch["segment_ids"], batch["positions"])
-    return masked_token_mean_nll(logits, batch["targets"], batch["loss_mask"])
+    hidden = model.hidden_states(cfg, params, batch["inputs"], batch["segment_ids"], batch["positions"])
+    return lm_head_nll(cfg, params, hidden, batch["targets"], batch["loss_mask"])
   return loss_fn
