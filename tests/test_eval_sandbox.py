@@ -65,10 +65,10 @@ def test_ignoring_signals_does_not_survive_cpu_limit(mode):
   while True:
     pass
   """
-  t = time.monotonic()
-  r = _run(code, mode, timeout_s=10.0, cpu_s=1)
+  # A wall-clock limit far above the CPU limit, so that on a loaded machine (where 1 s of CPU can take many seconds
+  # of wall time) it is still the CPU limit, which ignoring signals cannot escape, that ends the program.
+  r = _run(code, mode, timeout_s=60.0, cpu_s=1)
   assert r.status == "timeout" and "CPU" in r.message, r
-  assert time.monotonic() - t < 8
 
 
 @pytest.mark.parametrize("mode", MODES)
