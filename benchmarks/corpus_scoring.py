@@ -7,7 +7,6 @@ Medians of --reps runs after one warm-up. The Beam figure includes pipeline cons
 import argparse
 import json
 import tempfile
-import time
 
 import apache_beam as beam
 

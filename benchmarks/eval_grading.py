@@ -7,7 +7,6 @@ Usage: python -m benchmarks.eval_grading [--reps 5] [--num 5000] [--programs 40]
 import argparse
 import subprocess
 import sys
-import time
 
 from math_verify import parse, verify
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dsmath import model
-from dsmath.rl import trainer as rl_trainer
+from dsmath import rl
 from dsmath.train import init_state
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3; the rest are words "w<id>"
@@ -100,7 +100,7 @@ def main():
   assert all(len(tok.encode(t)) == args.prompt_len - 1 for t in texts[:4])
 
   # -- dsmath: RLTrainer pieces, one GRPO step per call ---------------------------------------------------------------
-  config = rl_trainer.default_config()
+  config = rl.default_config()
   config.model = {"preset": args.model}
   config.rl.group_size = args.group
   config.rl.prompts_per_step = args.prompts
@@ -108,18 +108,18 @@ def main():
   config.rl.loss.beta = 0.04
   config.optimizer.weight_decay = 0.0  # TRL's default
   workdir = tempfile.mkdtemp(prefix="rl_grpo_vs_trl_")
-  task = rl_trainer.Task(train=problems, test=[], tokenizer=tok, prompt_len=args.prompt_len,
+  task = rl.Task(train=problems, test=[], tokenizer=tok, prompt_len=args.prompt_len,
                          completion_len=args.completion_len)
   params = jax.jit(model.init_params, static_argnums=0)(cfg, jax.random.key(0))
   hf_dir = os.path.join(workdir, "hf")
   model.to_hf(cfg, params, hf_dir)  # before the trainer: its step donates the params' buffers
   hf_tok.save_pretrained(hf_dir)
-  tr = rl_trainer.RLTrainer(config, workdir, task=task, policy_params=jax.tree.map(jnp.copy, params))
+  tr = rl.RLTrainer(config, workdir, task=task, policy_params=jax.tree.map(jnp.copy, params))
   opt = tr._opt(config.optimizer.peak_lr, args.reps + 1)
-  pstep = rl_trainer.make_policy_step(tr.model_cfg, opt, "grpo", tr.loss_cfg, 1.0)
+  pstep = rl.make_policy_step(tr.model_cfg, opt, "grpo", tr.loss_cfg, 1.0)
   state = init_state(tr.params, opt, config.seed)
   ref = jax.tree.map(jnp.copy, params)
-  ds_times, ds_gen, ds_rest = [], [], []
+  ds_times, ds_gen = [], []
 
   def ds_step(state, step):
     t0 = time.perf_counter()

@@ -9,7 +9,6 @@ LlamaForCausalLM. Both are timed in this process, one after the other: median of
 import argparse
 import os
 import tempfile
-import time
 
 import jax
 import numpy as np

@@ -36,7 +36,7 @@ from dsmath.rl import advantages as adv_lib
 from dsmath.rl import losses, policy, rewards
 from dsmath.rl.steps import make_policy_step, make_value_step
 from dsmath.rl.task import Task, build_task
-from dsmath.train import OPTIMIZER_DEFAULTS, init_state, make_optimizer
+from dsmath.train import OPTIMIZER_DEFAULTS, build_step_fn, init_state, make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)

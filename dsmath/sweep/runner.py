@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
