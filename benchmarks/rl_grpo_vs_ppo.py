@@ -19,6 +19,7 @@ import numpy as np
 from dsmath import model
 from dsmath.rl import advantages, losses, policy
 from dsmath.train import OPTIMIZER_DEFAULTS, build_step_fn, init_state, make_optimizer
+from benchmarks.shapes import add_grpo_shape_args
 
 
 def nbytes(tree) -> int:
@@ -32,12 +33,7 @@ def temp_bytes(jitted, *args) -> int:
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--model", default="S")
-  ap.add_argument("--prompts", type=int, default=16)
-  ap.add_argument("--group", type=int, default=8)
-  ap.add_argument("--prompt-len", type=int, default=64)
-  ap.add_argument("--completion-len", type=int, default=128)
-  ap.add_argument("--reps", type=int, default=5)
+  add_grpo_shape_args(ap)
   args = ap.parse_args()
   cfg = model.ModelConfig.preset(args.model)
   b, p, c = args.prompts * args.group, args.prompt_len, args.completion_len

@@ -25,6 +25,7 @@ import numpy as np
 from dsmath import model
 from dsmath import rl
 from dsmath.train import init_state
+from benchmarks.shapes import add_grpo_shape_args
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3; the rest are words "w<id>"
 
@@ -78,12 +79,7 @@ def trl_reward(completions, completion_ids, **kwargs):
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--model", default="S")
-  ap.add_argument("--prompts", type=int, default=16)
-  ap.add_argument("--group", type=int, default=8)
-  ap.add_argument("--prompt-len", type=int, default=64)
-  ap.add_argument("--completion-len", type=int, default=128)
-  ap.add_argument("--reps", type=int, default=5)
+  add_grpo_shape_args(ap)
   ap.add_argument("--skip-trl", action="store_true")
   args = ap.parse_args()
   import torch
