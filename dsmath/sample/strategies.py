@@ -27,6 +27,10 @@ class _Sampled:
   def sampling_logits(self, logits: jax.Array) -> jax.Array:
     raise TypeError(f"{type(self).__name__} must define sampling_logits")
 
+  def scaled(self, logits: jax.Array) -> jax.Array:
+    """float32 logits divided by the strategy's temperature (validated in __post_init__)."""
+    return logits.astype(jnp.float32) / self.temperature
+
   def __call__(self, logits: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
     """logits [B, V], keys [B] -> (tokens [B] int32, log-probs [B] under the sampling distribution)."""
     processed = self.sampling_logits(logits.astype(jnp.float32))
@@ -63,7 +67,7 @@ class Temperature(_Sampled):
     _check_temperature(self.temperature)
 
   def sampling_logits(self, logits: jax.Array) -> jax.Array:
-    return logits.astype(jnp.float32) / self.temperature
+    return self.scaled(logits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +82,7 @@ class TopK(_Sampled):
       raise ValueError(f"top-k needs k >= 1, got {self.k}")
 
   def sampling_logits(self, logits: jax.Array) -> jax.Array:
-    scaled = logits.astype(jnp.float32) / self.temperature
+    scaled = self.scaled(logits)
     k = min(self.k, scaled.shape[-1])
     kth = jax.lax.top_k(scaled, k)[0][:, -1:]
     return jnp.where(scaled >= kth, scaled, -jnp.inf)
@@ -96,7 +100,7 @@ class TopP(_Sampled):
       raise ValueError(f"top-p needs 0 < p <= 1, got {self.p}")
 
   def sampling_logits(self, logits: jax.Array) -> jax.Array:
-    scaled = logits.astype(jnp.float32) / self.temperature
+    scaled = self.scaled(logits)
     desc = -jnp.sort(-scaled, axis=-1)
     probs = jax.nn.softmax(desc, axis=-1)
     mass_before = jnp.cumsum(probs, axis=-1) - probs
