@@ -56,8 +56,10 @@ def test_default_positions_restart_per_segment():
   np.testing.assert_array_equal(model.default_positions(seg, seg), [[0, 1, 2, 0, 1, 0, 0, 1]])
 
 
-def test_kv_cache_prefill_and_decode_equal_full_forward(params):
-  """Right-padded prompts of different lengths, then token-by-token decode, vs each full sequence alone."""
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_kv_cache_prefill_and_decode_equal_full_forward(params, unrolled):
+  """Right-padded prompts of different lengths, then token-by-token decode, vs each full sequence alone; layers
+  scanned over stacked params and cache, or unrolled over per-layer ones (`model.unstack_layers`)."""
   prompt_lens, new = [3, 6], 5
   p_max = max(prompt_lens)
   full = [_rand_tokens(10 + b, (n + new,)) for b, n in enumerate(prompt_lens)]
@@ -66,17 +68,18 @@ def test_kv_cache_prefill_and_decode_equal_full_forward(params):
   for b, n in enumerate(prompt_lens):
     prompt[b, :n], seg[b, :n] = full[b][:n], 1
   pos = np.tile(np.arange(p_max), (2, 1))
-  cache = model.init_cache(CFG, 2, p_max + new)
+  cache = model.init_cache(CFG, 2, p_max + new, unrolled=unrolled)
+  decode_params = model.unstack_layers(CFG, params) if unrolled else params
   step = jax.jit(lambda p, t, pos, s, c, i: model.forward_with_cache(CFG, p, t, pos, s, c, i))
-  hidden, cache = step(params, prompt, pos, seg, cache, 0)
+  hidden, cache = step(decode_params, prompt, pos, seg, cache, 0)
   head = jax.jit(model.lm_head, static_argnums=0)
-  got = [[np.asarray(head(CFG, params, hidden[b, n - 1]))] for b, n in enumerate(prompt_lens)]
+  got = [[np.asarray(head(CFG, decode_params, hidden[b, n - 1]))] for b, n in enumerate(prompt_lens)]
   for i in range(new - 1):
     tok = np.array([[full[b][n + i]] for b, n in enumerate(prompt_lens)])
     tpos = np.array([[n + i] for n in prompt_lens])
-    hidden, cache = step(params, tok, tpos, np.ones((2, 1), int), cache, p_max + i)
+    hidden, cache = step(decode_params, tok, tpos, np.ones((2, 1), int), cache, p_max + i)
     for b in range(2):
-      got[b].append(np.asarray(head(CFG, params, hidden[b, 0])))
+      got[b].append(np.asarray(head(CFG, decode_params, hidden[b, 0])))
   # References: both full sequences in one batch, right-padded with segment 0.
   rows = np.zeros((2, p_max + new), int)
   rows_seg = np.zeros_like(rows)

@@ -97,6 +97,17 @@ def test_mixed_prompt_lengths_equal_each_prompt_alone(params, sampled):
   # (Greedy: test_greedy_equals_stepwise_argmax_of_full_forward compares each batched row to its prompt alone.)
 
 
+def test_scanned_layers_equal_unrolled_layers(params, sampled):
+  """Accelerators decode with the stacked params under the layer scan (unroll_layers=False), CPU with per-layer params
+  and cache arrays (the default there): same samples, same log-probs."""
+  assert jax.default_backend() != "cpu" or engine.sampling_params(CFG, params) is not params
+  scanned = generate(CFG, params, PROMPTS, max_new_tokens=STEPS, num_samples=2, strategy=SAMPLER,
+                     rng=jax.random.key(7), unroll_layers=False)
+  np.testing.assert_array_equal(scanned.tokens, sampled.tokens)
+  np.testing.assert_allclose(scanned.model_logprobs, sampled.model_logprobs, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(scanned.logprobs, sampled.logprobs, atol=1e-5, rtol=0)
+
+
 def test_eos_stop_sequences_and_early_exit(params, greedy):
   base = greedy.tokens
   eos = int(base[0, 3])

@@ -33,6 +33,11 @@ SCRIPT = textwrap.dedent('''
     np.testing.assert_allclose(multi.model_logprobs, single.model_logprobs, atol=1e-5)
     np.testing.assert_array_equal(multi_t.tokens, single_t.tokens)
     np.testing.assert_allclose(multi_t.logprobs, single_t.logprobs, atol=1e-5)
+    # The accelerator path: stacked params under the layer scan, sharded the same way.
+    scanned_t = generate(cfg, sharded, prompts, max_new_tokens=8, num_samples=2, strategy=Temperature(1.0),
+                         rng=jax.random.key(3), mesh=mesh, rules=rules, unroll_layers=False)
+    np.testing.assert_array_equal(scanned_t.tokens, single_t.tokens)
+    np.testing.assert_allclose(scanned_t.logprobs, single_t.logprobs, atol=1e-5)
     # params were used in place: still sharded as in training
     assert sharded["layers"]["attn"]["q"].sharding == ps["layers"]["attn"]["q"]
     print("OK", multi.tokens.shape)

@@ -1,4 +1,5 @@
 """Pure functions over (config, params): init, forward, logits, KV cache. The model's public face."""
+import functools
 from typing import Optional
 
 import flax.linen as nn
@@ -72,12 +73,34 @@ def logits(cfg: ModelConfig, params: dict, tokens: jax.Array, segment_ids: Optio
   return lm_head(cfg, params, hidden_states(cfg, params, tokens, segment_ids, positions))
 
 
-def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> dict:
-  """An empty KV cache: k, v [L, B, S, KV, D]; segment_ids, positions [B, S] (segment 0 marks an empty slot)."""
+def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None, unrolled: bool = False) -> dict:
+  """An empty KV cache: k, v [L, B, KV, S, D] (unrolled: tuples of L arrays [B, KV, S, D], for params from
+  `unstack_layers`); segment_ids, positions [B, S] (segment 0 marks an empty slot)."""
   dtype = jnp.dtype(dtype or cfg.dtype)
-  shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
-  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
-          "segment_ids": jnp.zeros((batch, max_len), jnp.int32), "positions": jnp.zeros((batch, max_len), jnp.int32)}
+  shape = (batch, cfg.num_kv_heads, max_len, cfg.head_dim)
+  if unrolled:
+    k, v = (tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers)) for _ in range(2))
+  else:
+    k, v = jnp.zeros((cfg.num_layers, *shape), dtype), jnp.zeros((cfg.num_layers, *shape), dtype)
+  return {"k": k, "v": v, "segment_ids": jnp.zeros((batch, max_len), jnp.int32),
+          "positions": jnp.zeros((batch, max_len), jnp.int32)}
+
+
+@functools.partial(jax.jit, static_argnames="cfg")
+def unstack_layers(cfg: ModelConfig, params: dict) -> dict:
+  """Params with the stacked "layers" [L, ...] split into "layer_0" ... "layer_{L-1}" (a copy of the layer params).
+
+  For decoding with an unrolled cache (`init_cache(..., unrolled=True)`): on CPU each scanned layer copies its slice
+  of the stacked params and cache, a large share of a decode step's time.
+  """
+  out = {k: v for k, v in params.items() if k != "layers"}
+  for l in range(cfg.num_layers):
+    out[f"layer_{l}"] = jax.tree.map(lambda a: a[l], params["layers"])
+  return out
+
+
+def is_unstacked(params: dict) -> bool:
+  return "layer_0" in params
 
 
 def forward_with_cache(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array,

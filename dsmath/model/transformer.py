@@ -92,6 +92,29 @@ def _attention_bwd(res, dout):
 masked_attention.defvjp(_attention_fwd, _attention_bwd)
 
 
+def cached_attention(q, k_cache, v_cache, mask_cache, k_new=None, v_new=None, mask_new=None):
+  """Attention over a KV cache, plus (optionally) new tokens not yet in it, one softmax over both (no concatenated
+  copy of the cache).
+
+  q [B, T, K, G, D]; k_cache, v_cache [B, K, S, D] (heads before slots: each (row, head) then reads one contiguous
+  [S, D] block, several times faster on CPU than the [B, S, K, D] layout), mask_cache [B, T, S];
+  k_new, v_new [B, T, K, D], mask_new [B, T, T] -> [B, T, K, G, D].
+  """
+  s_cache = jnp.einsum("btkgd,bksd->bkgts", q, k_cache, preferred_element_type=jnp.float32) * q.shape[-1] ** -0.5
+  s_cache = jnp.where(mask_cache[:, None, None], s_cache, _NEG_INF)
+  if k_new is None:
+    m = jnp.max(s_cache, axis=-1, keepdims=True)
+    e_cache = jnp.exp(s_cache - m)
+    l = jnp.sum(e_cache, axis=-1, keepdims=True)
+    return jnp.einsum("bkgts,bksd->btkgd", (e_cache / l).astype(v_cache.dtype), v_cache)
+  s_new = _masked_scores(q, k_new, mask_new)
+  m = jnp.maximum(jnp.max(s_cache, axis=-1, keepdims=True), jnp.max(s_new, axis=-1, keepdims=True))
+  e_cache, e_new = jnp.exp(s_cache - m), jnp.exp(s_new - m)
+  l = jnp.sum(e_cache, axis=-1, keepdims=True) + jnp.sum(e_new, axis=-1, keepdims=True)
+  return (jnp.einsum("bkgts,bksd->btkgd", (e_cache / l).astype(v_cache.dtype), v_cache)
+          + jnp.einsum("bkgts,bskd->btkgd", (e_new / l).astype(v_new.dtype), v_new))
+
+
 class RMSNorm(nn.Module):
   cfg: ModelConfig
 
@@ -108,8 +131,15 @@ class Attention(nn.Module):
   cfg: ModelConfig
 
   @nn.compact
-  def __call__(self, x, positions, mask, layer_cache, cache_index):
-    """x: [B, T, H]; mask: [B, T, S]; layer_cache: None or {k, v: [B, S, KV, D]} written at cache_index."""
+  def __call__(self, x, positions, mask, layer_cache, cache_index=None):
+    """x: [B, T, H] -> (out [B, T, H], kv).
+
+    No cache: mask [B, T, T]; kv None. layer_cache {k, v: [B, KV, S, D]} with cache_index: the new tokens' k/v are
+    written at slots [cache_index, +T) first, then attended with the rest (mask [B, T, S]); kv is the updated cache.
+    layer_cache without cache_index (scanned layers): the cache is only read, mask = (over the cache [B, T, S], over
+    the new tokens [B, T, T]); kv is the new tokens' {k, v: [B, KV, T, D]}, for the caller to write once for all
+    layers (a write inside the layer scan made XLA copy the whole stacked cache on every decode step).
+    """
     c = self.cfg
     h, n, kvn, d = c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim
     std = h ** -0.5
@@ -124,18 +154,23 @@ class Attention(nn.Module):
     q = nn.with_logical_constraint(rope(q, positions, c.rope_theta), ("batch", "length", "act_heads", "head_dim"))
     k = rope(k, positions, c.rope_theta)
 
-    new_cache = None
-    if layer_cache is not None:
-      k = jax.lax.dynamic_update_slice_in_dim(layer_cache["k"], k.astype(layer_cache["k"].dtype), cache_index, 1)
-      v = jax.lax.dynamic_update_slice_in_dim(layer_cache["v"], v.astype(layer_cache["v"].dtype), cache_index, 1)
-      new_cache = {"k": k, "v": v}
-      k, v = k.astype(dt), v.astype(dt)
-
     b, t = q.shape[:2]
     q = q.reshape(b, t, kvn, n // kvn, d)  # grouped heads share one KV head
-    out = masked_attention(q, k, v, mask).reshape(b, t, n, d)
-    out = jnp.einsum("btnd,ndh->bth", out, wo.astype(dt))
-    return out, new_cache
+    if layer_cache is None:
+      out, kv = masked_attention(q, k, v, mask), None
+    else:
+      new = {"k": jnp.swapaxes(k, 1, 2).astype(layer_cache["k"].dtype),
+             "v": jnp.swapaxes(v, 1, 2).astype(layer_cache["v"].dtype)}
+      if cache_index is not None:
+        kv = {n_: jax.lax.dynamic_update_slice_in_dim(layer_cache[n_], new[n_], cache_index, 2) for n_ in new}
+        out = cached_attention(q, kv["k"].astype(dt), kv["v"].astype(dt), mask)
+      else:
+        kv = new
+        out = cached_attention(q, layer_cache["k"].astype(dt), layer_cache["v"].astype(dt), mask[0],
+                               jnp.swapaxes(new["k"], 1, 2).astype(dt), jnp.swapaxes(new["v"], 1, 2).astype(dt),
+                               mask[1])
+    out = jnp.einsum("btnd,ndh->bth", out.reshape(b, t, n, d), wo.astype(dt))
+    return out, kv
 
 
 class MLP(nn.Module):
@@ -162,7 +197,7 @@ class Block(nn.Module):
   cfg: ModelConfig
 
   @nn.compact
-  def __call__(self, x, layer_cache, positions, mask, cache_index):
+  def __call__(self, x, layer_cache, positions, mask, cache_index=None):
     attn_out, new_cache = Attention(self.cfg, name="attn")(RMSNorm(self.cfg, name="attn_norm")(x), positions, mask,
                                                            layer_cache, cache_index)
     x = x + attn_out
@@ -175,6 +210,9 @@ class Transformer(nn.Module):
   """tokens [B, T] -> final-normed hidden states [B, T, H] (and the updated cache).
 
   The LM head is applied by `dsmath.model.api.lm_head` so callers can project only the positions they need.
+  Layers run under nn.scan (params "layers", stacked [L, ...]), or unrolled when the cache holds one array per layer
+  (params "layer_0" ... from `dsmath.model.unstack_layers`): on CPU a scan step copies the layer's slice of the
+  stacked params and cache, which dominates a decode step; unrolled layers read their own buffers.
   """
   cfg: ModelConfig
 
@@ -191,21 +229,33 @@ class Transformer(nn.Module):
     x = jnp.take(table, tokens, axis=0).astype(c.dtype)
     x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
 
+    own_mask = attention_mask(segment_ids, positions, segment_ids, positions)
     if cache is None:
-      mask = attention_mask(segment_ids, positions, segment_ids, positions)
-      layer_caches, new_cache = None, None
-    else:
-      seg = jax.lax.dynamic_update_slice_in_dim(cache["segment_ids"], segment_ids, cache_index, 1)
-      pos = jax.lax.dynamic_update_slice_in_dim(cache["positions"], positions, cache_index, 1)
+      x, _ = self._scanned_layers(x, None, positions, own_mask)
+      return RMSNorm(c, name="final_norm")(x), None
+    put = lambda buf, new, axis: jax.lax.dynamic_update_slice_in_dim(buf, new, cache_index, axis)
+    seg, pos = put(cache["segment_ids"], segment_ids, 1), put(cache["positions"], positions, 1)
+    if isinstance(cache["k"], tuple):  # unrolled layers: params from `unstack_layers`, one cache array per layer
       mask = attention_mask(segment_ids, positions, seg, pos)
-      layer_caches = {"k": cache["k"], "v": cache["v"]}
-      new_cache = {"segment_ids": seg, "positions": pos}
+      k, v = [], []
+      for l, (layer_k, layer_v) in enumerate(zip(cache["k"], cache["v"])):
+        x, kv = Block(c, name=f"layer_{l}")(x, {"k": layer_k, "v": layer_v}, positions, mask, cache_index)
+        k.append(kv["k"])
+        v.append(kv["v"])
+      k, v = tuple(k), tuple(v)
+    else:  # scanned layers read the cache; the new tokens' k/v come back stacked [L, B, KV, T, D], written here
+      slots = jnp.arange(cache["segment_ids"].shape[1])
+      overwritten = (slots >= cache_index) & (slots < cache_index + tokens.shape[1])
+      cached = attention_mask(segment_ids, positions, cache["segment_ids"], cache["positions"]) & ~overwritten
+      x, new_kv = self._scanned_layers(x, {"k": cache["k"], "v": cache["v"]}, positions, (cached, own_mask))
+      k, v = put(cache["k"], new_kv["k"], 3), put(cache["v"], new_kv["v"], 3)
+    new_cache = {"k": k, "v": v, "segment_ids": seg, "positions": pos}
+    return RMSNorm(c, name="final_norm")(x), new_cache
 
+  def _scanned_layers(self, x, layer_caches, positions, mask):
+    c = self.cfg
     block = nn.remat(Block, policy=REMAT_POLICIES[c.remat], prevent_cse=False) if c.remat != "none" else Block
     layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
-                     in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), length=c.num_layers,
+                     in_axes=(0, nn.broadcast, nn.broadcast), length=c.num_layers,
                      metadata_params={nn.PARTITION_NAME: "layers"})
-    x, stacked = layers(c, name="layers")(x, layer_caches, positions, mask, cache_index)
-    if cache is not None:
-      new_cache.update(stacked)
-    return RMSNorm(c, name="final_norm")(x), new_cache
+    return layers(c, name="layers")(x, layer_caches, positions, mask)

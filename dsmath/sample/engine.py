@@ -82,10 +82,24 @@ def stop_sequence_array(stop_sequences: Sequence[Sequence[int]]) -> np.ndarray:
 
 def _constrain_cache(cache: dict) -> dict:
   """Batch over the data axes (a no-op outside `sharding.activation_rules`)."""
-  kv = ("layers", "batch", None, None, None)
-  return {"k": nn.with_logical_constraint(cache["k"], kv), "v": nn.with_logical_constraint(cache["v"], kv),
+  if isinstance(cache["k"], tuple):  # one array per layer
+    kv = lambda a: tuple(nn.with_logical_constraint(x, ("batch", None, None, None)) for x in a)
+  else:
+    kv = lambda a: nn.with_logical_constraint(a, ("layers", "batch", None, None, None))
+  return {"k": kv(cache["k"]), "v": kv(cache["v"]),
           "segment_ids": nn.with_logical_constraint(cache["segment_ids"], ("batch", None)),
           "positions": nn.with_logical_constraint(cache["positions"], ("batch", None))}
+
+
+def sampling_params(cfg: model.ModelConfig, params: dict, unroll_layers: Optional[bool] = None) -> dict:
+  """The params the engine decodes with: split per layer (`model.unstack_layers`, one extra copy of the layer params)
+  when unroll_layers, which defaults to True on CPU, where a scanned decode step spends most of its time copying
+  each layer's slice of the stacked params and KV cache; accelerators keep the stacked params (no extra memory)."""
+  if unroll_layers is None:
+    unroll_layers = jax.default_backend() == "cpu"
+  if unroll_layers and not model.is_unstacked(params):
+    return model.unstack_layers(cfg, params)
+  return params
 
 
 def _chosen_logprob(logits, tokens):
@@ -105,12 +119,15 @@ def prefill(cfg: model.ModelConfig, params: dict, tokens: jax.Array, lengths: ja
   idx = jnp.arange(p, dtype=jnp.int32)
   segment_ids = (idx[None, :] < lengths[:, None]).astype(jnp.int32)
   positions = jnp.broadcast_to(idx, (b, p))
-  cache = _constrain_cache(model.init_cache(cfg, b, cache_len))
+  unrolled = model.is_unstacked(params)
+  cache = _constrain_cache(model.init_cache(cfg, b, cache_len, unrolled=unrolled))
   hidden, cache = model.forward_with_cache(cfg, params, tokens, positions, segment_ids, cache, 0)
   last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, None], axis=1)[:, 0]
   logits = model.lm_head(cfg, params, last)
   if num_samples > 1:
-    cache = {"k": jnp.repeat(cache["k"], num_samples, axis=1), "v": jnp.repeat(cache["v"], num_samples, axis=1),
+    kv_batch_axis = 0 if unrolled else 1
+    cache = {"k": jax.tree.map(lambda a: jnp.repeat(a, num_samples, axis=kv_batch_axis), cache["k"]),
+             "v": jax.tree.map(lambda a: jnp.repeat(a, num_samples, axis=kv_batch_axis), cache["v"]),
              "segment_ids": jnp.repeat(cache["segment_ids"], num_samples, axis=0),
              "positions": jnp.repeat(cache["positions"], num_samples, axis=0)}
     logits = jnp.repeat(logits, num_samples, axis=0)
@@ -336,7 +353,7 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
              num_samples: int = 1, eos_id=None, stop_sequences: Sequence[Sequence[int]] = (),
              stop_strings: Sequence[str] = (), tokenizer: Optional["Tokenizer"] = None, rng: Optional[jax.Array] = None,
              prompt_lengths=None, pad_id: int = 0, mesh=None, rules=None, min_bucket: int = 16,
-             row_offset: int = 0) -> SampleOutput:
+             row_offset: int = 0, unroll_layers: Optional[bool] = None) -> SampleOutput:
   """Samples `num_samples` completions for each prompt.
 
   prompts: list of token-id lists, or an int array [B, T] (with prompt_lengths [B] when right-padded).
@@ -346,7 +363,7 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
   rng: a jax PRNG key (required unless strategy is Greedy). mesh/rules: params stay as the caller placed them
   (e.g. sharded as in training); the batch is split over the data axes (padded to a multiple of their size).
   row_offset: row r draws with fold_in(rng, row_offset + r), so a batch split over several calls (or hosts) samples
-  exactly what one call would.
+  exactly what one call would. unroll_layers: see `sampling_params` (default: on CPU only).
   """
   rng = check_sampling_args(max_new_tokens, num_samples, strategy, rng)
   if stop_strings and tokenizer is None:
@@ -358,6 +375,7 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
                                                  min_bucket=min_bucket, pad_id=pad_id)
   rows = tokens.shape[0] * num_samples
   with layout.scope():
+    params = sampling_params(cfg, params, unroll_layers)
     cache, logits = prefill(cfg, params, layout.batch(tokens), layout.batch(lengths),
                             cache_len=tokens.shape[1] + max_new_tokens, num_samples=num_samples, layout=layout.key)
     out = decode(cfg, strategy, max_new_tokens, params, cache, logits,

@@ -12,9 +12,38 @@ import jax
 import jax.numpy as jnp
 
 
+_BLOCK = 128  # vocabulary block of the two-level inverse-CDF draw
+
+
+def _first_reaching(cdf: jax.Array, mass: jax.Array, target: jax.Array) -> jax.Array:
+  """Per row, the first index whose cdf reaches target among entries with positive mass; the last positive entry
+  when rounding leaves target above every cdf. cdf, mass [B, N]; target [B] -> [B] int32."""
+  positive = mass > 0
+  hit = (cdf >= target[:, None]) & positive
+  last = mass.shape[-1] - 1 - jnp.argmax(positive[:, ::-1], axis=-1)
+  return jnp.where(jnp.any(hit, axis=-1), jnp.argmax(hit, axis=-1), last).astype(jnp.int32)
+
+
 def _categorical(keys: jax.Array, logits: jax.Array) -> jax.Array:
-  """One draw per row, each row with its own key: the draw of a row does not depend on the rest of the batch."""
-  return jax.vmap(lambda k, l: jax.random.categorical(k, l))(keys, logits).astype(jnp.int32)
+  """One draw per row from softmax(logits), each row with its own key (a row's draw does not depend on the batch).
+
+  Inverse CDF with one uniform per row, in two levels (which 128-token block, then which token in it): on CPU this is
+  about 10x cheaper than jax.random.categorical's Gumbel noise over the whole vocabulary (one random number and two
+  logs per token), or a cumsum over it. Tokens with probability 0 (truncated by top-k/top-p) are never drawn.
+  """
+  b, v = logits.shape
+  u = 1.0 - jax.vmap(lambda k: jax.random.uniform(k, ()))(keys)  # in (0, 1]
+  probs = jax.nn.softmax(logits, axis=-1)
+  probs = jnp.pad(probs, ((0, 0), (0, -v % _BLOCK))).reshape(b, -1, _BLOCK)
+  block_mass = jnp.sum(probs, axis=-1)
+  block_cdf = jnp.cumsum(block_mass, axis=-1)
+  target = u * block_cdf[:, -1]
+  block = _first_reaching(block_cdf, block_mass, target)
+  rows = jnp.arange(b)
+  within = probs[rows, block]  # [B, _BLOCK]
+  rest = target - (block_cdf[rows, block] - block_mass[rows, block])
+  token = block * _BLOCK + _first_reaching(jnp.cumsum(within, axis=-1), within, rest)
+  return token.astype(jnp.int32)
 
 
 def _chosen_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:

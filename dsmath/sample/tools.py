@@ -87,7 +87,8 @@ def _output_ids(tokenizer, result: sandbox.ExecResult, tools: ToolConfig) -> lis
 def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokenizer, max_new_tokens: int,
                         strategy=Greedy(), num_samples: int = 1, eos_id=None, tools: ToolConfig = ToolConfig(),
                         rng: Optional[jax.Array] = None, prompt_lengths=None, pad_id: int = 0, mesh=None, rules=None,
-                        min_bucket: int = 16, row_offset: int = 0) -> ToolOutput:
+                        min_bucket: int = 16, row_offset: int = 0,
+                        unroll_layers: Optional[bool] = None) -> ToolOutput:
   """Like `engine.generate`, pausing at each closed python block to run it and append its output.
 
   max_new_tokens: budget of model-sampled tokens per sample over all rounds (appended outputs do not count).
@@ -119,6 +120,7 @@ def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokeni
   pos0 = prompt_len.copy()
   slot = tokens.shape[1]
   with layout.scope():
+    params = engine.sampling_params(cfg, params, unroll_layers)
     cache, logits = engine.prefill(cfg, params, layout.batch(tokens), layout.batch(lengths), cache_len=cache_len,
                                    num_samples=num_samples, layout=layout.key)
     for rnd in range(tools.max_rounds + 1):
