@@ -4,15 +4,16 @@
 Setup (once per seed, before any cell): one SFT job (`rl.method = "sft"`, 400 steps on gold solutions, the toy
 recipe's SFT) -> runs/sweep_fig5/_setup/sft_s<seed>. Every cell of that seed starts its method from that checkpoint
 (`init_from`) with that run's tokenizer, so all four methods of a seed share one SFT policy (check: equal
-`test accuracy of the SFT policy` within a seed). Table: held-out synthetic test accuracy (64 test problems, one
-sample at the RL temperature) before and after RL. The trainer does not evaluate the test split during RL
-(rl.eval_every is a config key it does not read), so the curve is the training-rollout accuracy per RL step
-(`accuracy` in rl_metrics.jsonl; RFT trains offline on the SFT model's samples and logs no rollouts).
+`test accuracy of the SFT policy` within a seed). Table: held-out synthetic test accuracy (64 test problems,
+EVAL_SAMPLES samples each at the RL temperature) before and after RL. Curve: that held-out accuracy every EVAL_EVERY
+RL steps (`test_accuracy` in rl_metrics.jsonl; the trainer samples it with keys of its own, so evaluating does not
+change what is trained).
 """
 import ml_collections
 
 SEEDS = (0, 1, 2)
 SFT_STEPS = 400
+EVAL_EVERY, EVAL_SAMPLES = 4, 4
 
 
 def _sft(seed: int) -> dict:
@@ -29,7 +30,8 @@ def get_config():
   c.parallel = 2
   c.stage_timeout_s = 3600
   c.setup = [_sft(s) for s in SEEDS]
-  c.stages = [{"name": "rl", "config": "configs/grpo_toy.py", "overrides": {"rl.sft_warmup_steps": 0}}]
+  c.stages = [{"name": "rl", "config": "configs/grpo_toy.py",
+               "overrides": {"rl.sft_warmup_steps": 0, "rl.eval_every": EVAL_EVERY, "rl.eval_samples": EVAL_SAMPLES}}]
   c.axes = [
       {"name": "method", "levels": [
           {"name": "rft", "set": {"rl:config": "configs/rft_toy.py"}},
@@ -47,7 +49,9 @@ def get_config():
           {"name": "test accuracy after RL", "stage": "rl", "path": "test_accuracy_after"},
           {"name": "test accuracy of the SFT policy", "stage": "rl", "path": "test_accuracy_before"},
       ],
-      "curves": [{"name": "train_rollout_accuracy", "stage": "rl", "file": "rl_metrics.jsonl", "key": "accuracy",
-                  "title": "Training-rollout accuracy vs RL step (held-out accuracy is only measured at the end)"}],
+      "curves": [{"name": "test_accuracy", "stage": "rl", "file": "rl_metrics.jsonl", "key": "test_accuracy",
+                  "title": "Held-out test accuracy vs RL step"},
+                 {"name": "train_rollout_accuracy", "stage": "rl", "file": "rl_metrics.jsonl", "key": "accuracy",
+                  "title": "Training-rollout accuracy vs RL step"}],
   }
   return c

@@ -133,6 +133,25 @@ def test_grpo_raises_training_reward_of_a_tiny_sft_model(tmp_path, task, sft_par
   assert after > before, (before, after, rewards)
 
 
+def test_held_out_accuracy_every_n_steps_leaves_training_unchanged(tmp_path, task, sft_params):
+  """rl.eval_every = 2 over 3 steps: test_accuracy at steps 0, 2 and 3 (the last), from the params of that step; the
+  evaluations draw from keys of their own, so the trained policy equals a run without them."""
+  held_out = task.test[:8]
+  c = _config("grpo_toy", steps=3, eval_every=2, eval_samples=2)
+  tr = _trainer(c, tmp_path / "eval", task, sft_params)
+  tr.run(eval_problems=held_out)
+  logged = {h["step"]: h["test_accuracy"] for h in tr.history if "test_accuracy" in h}
+  assert sorted(logged) == [0, 2, 3], tr.history
+  assert all(0.0 <= v <= 1.0 for v in logged.values())
+  assert logged[3] == tr.evaluate(held_out, 2, tag=3)  # the final policy, the same key
+  fresh = _trainer(c, tmp_path / "fresh", task, sft_params)
+  assert logged[0] == fresh.evaluate(held_out, 2, tag=0)  # the SFT policy
+  plain = _trainer(_config("grpo_toy", steps=3), tmp_path / "plain", task, sft_params)
+  plain.run()
+  for a, b in zip(jax.tree.leaves(tr.params), jax.tree.leaves(plain.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_bad_config_keys(tmp_path, task):
   with pytest.raises(KeyError, match="rl.method"):
     trainer.RLTrainer(_config("grpo_toy", method="reinforce"), str(tmp_path), task=task)

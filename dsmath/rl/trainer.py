@@ -144,16 +144,17 @@ class RLTrainer:
 
   # -- sampling and scoring ------------------------------------------------------------------------------------------
 
-  def rollout(self, params, problems, num_samples: int) -> dict:
-    """G samples per problem from `params`: a batch dict (numpy) plus texts, golds and timing."""
+  def rollout(self, params, problems, num_samples: int, rng=None) -> dict:
+    """G samples per problem from `params`: a batch dict (numpy) plus texts, golds and timing. rng: the sampling key
+    (default: the next key of the trainer's stream)."""
     t0 = time.perf_counter()
     prompt, pmask = self.task.prompt_ids(problems)
     lengths_p = pmask.sum(1).astype(np.int32)
     prompts = [row[self.task.prompt_len - n:].tolist() for row, n in zip(prompt, lengths_p)]
     out = sample.generate(self.model_cfg, params, prompts, max_new_tokens=self.task.completion_len,
                           strategy=sample.Temperature(float(self.config.rl.temperature)), num_samples=num_samples,
-                          eos_id=self.task.tokenizer.eos_id, tokenizer=self.task.tokenizer, rng=self._next_key(),
-                          pad_id=self.task.tokenizer.pad_id)
+                          eos_id=self.task.tokenizer.eos_id, tokenizer=self.task.tokenizer,
+                          rng=self._next_key() if rng is None else rng, pad_id=self.task.tokenizer.pad_id)
     rep = np.repeat(np.arange(len(problems)), num_samples)
     mask = (np.arange(self.task.completion_len)[None] < out.lengths[:, None]).astype(np.float32)
     return {"prompt": prompt[rep], "prompt_mask": pmask[rep], "completion": out.tokens.astype(np.int32),
@@ -300,18 +301,30 @@ class RLTrainer:
     self.params = state["params"]
     return {(f"{log_prefix}_{k}" if log_prefix else k): float(v) for k, v in metrics.items()}
 
-  def evaluate(self, problems, num_samples: int = 1) -> float:
-    ro = self.rollout(self.params, problems, num_samples)
+  def evaluate(self, problems, num_samples: int = 1, params=None, tag: int = 0) -> float:
+    """Mean rule-graded accuracy of num_samples samples per problem (RL temperature) from params (default: the
+    current policy). Sampled with a key of its own (seed, tag): evaluating never shifts the training stream."""
+    key = jax.random.fold_in(jax.random.key(self.config.seed + 7919), tag)
+    ro = self.rollout(self.params if params is None else params, problems, num_samples, rng=key)
     return float(rewards.rule_rewards(ro["texts"], ro["golds"], self.config.rl.grade_mode).mean())
 
-  def run(self, on_iteration: Callable | None = None) -> dict:
+  def run(self, on_iteration: Callable | None = None, eval_problems=None) -> dict:
     """Runs config.rl.method; on_iteration(iteration, ref_params, policy_params) is called as each RL iteration
-    starts (after pi_ref <- pi_theta), e.g. to checkpoint or inspect."""
+    starts (after pi_ref <- pi_theta), e.g. to checkpoint or inspect. With eval_problems and rl.eval_every = n > 0,
+    held-out accuracy (rl.eval_samples samples per problem) is logged as `test_accuracy` at step 0, every n steps
+    and at the last step."""
     rl = self.config.rl
+    every = int(rl.eval_every) if eval_problems else 0
+    held_out = lambda params, step: self.evaluate(eval_problems, int(rl.eval_samples), params, tag=step)
     name = rl.method
     total = int(rl.iterations) * int(rl.steps)
+    if every:
+      self._log(0, {"test_accuracy": held_out(self.params, 0)})
     if name == "sft":
-      self._log(total, self.sft(total, float(self.config.optimizer.peak_lr), int(rl.sft_batch), log_prefix=""))
+      metrics = self.sft(total, float(self.config.optimizer.peak_lr), int(rl.sft_batch), log_prefix="")
+      if every:
+        metrics["test_accuracy"] = held_out(self.params, total)
+      self._log(total, metrics)
       return {"steps": total, "final": self.history[-1]}
     opt = self._opt(self.config.optimizer.peak_lr, total * int(rl.mu))
     pstep = make_policy_step(self.model_cfg, opt, self.method.loss, self.loss_cfg, float(rl.temperature))
@@ -358,6 +371,8 @@ class RLTrainer:
         metrics["step_s"] = time.perf_counter() - t_step
         metrics["tokens_per_s"] = float(np.sum(batch["mask"])) * int(rl.mu) / max(metrics["step_s"], 1e-9)
         step_no += 1
+        if every and (step_no % every == 0 or step_no == total):
+          metrics["test_accuracy"] = held_out(state["params"], step_no)
         self._log(step_no, metrics)
       self.params = state["params"]
       if self.reward_name in ("orm", "prm") and it + 1 < int(rl.iterations):
@@ -461,8 +476,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     summary.update(trainer.sft(int(config.rl.sft_warmup_steps), float(config.rl.sft_lr), int(config.rl.sft_batch)))
   eval_n = min(len(task.test), 64)
   summary["test_accuracy_before"] = trainer.evaluate(task.test[:eval_n])
-  summary.update(trainer.run())
-  summary["test_accuracy_after"] = trainer.evaluate(task.test[:eval_n])
+  summary.update(trainer.run(eval_problems=task.test[:eval_n]))
+  # The same sampling key as the run's last held-out evaluation: equal numbers when rl.eval_every is set.
+  summary["test_accuracy_after"] = trainer.evaluate(task.test[:eval_n], tag=summary["steps"])
   # Hand the policy on like every training stage: a params checkpoint plus the tokenizer it speaks.
   from dsmath.train import save_params
   save_params(workdir, int(config.rl.steps) * int(config.rl.iterations), trainer.params)
