@@ -47,6 +47,7 @@ def get_config():
       "group_by": ["method"],
       "metrics": [
           {"name": "test accuracy after RL", "stage": "rl", "path": "test_accuracy_after"},
+          {"name": "gain over the SFT policy", "stage": "rl", "path": "test_accuracy_gain"},
           {"name": "test accuracy of the SFT policy", "stage": "rl", "path": "test_accuracy_before"},
       ],
       "curves": [{"name": "test_accuracy", "stage": "rl", "file": "rl_metrics.jsonl", "key": "test_accuracy",

@@ -43,6 +43,7 @@ def get_config():
   c.aggregate = {
       "group_by": ["iterations"],
       "metrics": [{"name": "test accuracy after RL", "stage": "rl", "path": "test_accuracy_after"},
+                  {"name": "gain over the SFT policy", "stage": "rl", "path": "test_accuracy_gain"},
                   {"name": "test accuracy of the SFT policy", "stage": "rl", "path": "test_accuracy_before"}],
       "curves": [{"name": "test_accuracy", "stage": "rl", "file": "rl_metrics.jsonl", "key": "test_accuracy",
                   "title": "Held-out test accuracy vs RL step"},

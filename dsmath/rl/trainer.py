@@ -474,11 +474,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = {"method": config.rl.method, "reward": trainer.reward_name}
   if config.rl.sft_warmup_steps:
     summary.update(trainer.sft(int(config.rl.sft_warmup_steps), float(config.rl.sft_lr), int(config.rl.sft_batch)))
-  eval_n = min(len(task.test), 64)
-  summary["test_accuracy_before"] = trainer.evaluate(task.test[:eval_n])
-  summary.update(trainer.run(eval_problems=task.test[:eval_n]))
-  # The same sampling key as the run's last held-out evaluation: equal numbers when rl.eval_every is set.
-  summary["test_accuracy_after"] = trainer.evaluate(task.test[:eval_n], tag=summary["steps"])
+  held_out, eval_samples = task.test[:min(len(task.test), 64)], int(config.rl.eval_samples)
+  summary["test_accuracy_before"] = trainer.evaluate(held_out, eval_samples)
+  summary.update(trainer.run(eval_problems=held_out))
+  # The same sampling keys as the run's first and last held-out evaluations: equal numbers when rl.eval_every is set.
+  summary["test_accuracy_after"] = trainer.evaluate(held_out, eval_samples, tag=summary["steps"])
+  summary["test_accuracy_gain"] = summary["test_accuracy_after"] - summary["test_accuracy_before"]
   # Hand the policy on like every training stage: a params checkpoint plus the tokenizer it speaks.
   from dsmath.train import save_params
   save_params(workdir, int(config.rl.steps) * int(config.rl.iterations), trainer.params)
