@@ -91,6 +91,19 @@ def test_kv_cache_prefill_and_decode_equal_full_forward(params, unrolled):
     np.testing.assert_allclose(np.stack(got[b]), ref, atol=2e-5, rtol=0)
 
 
+def test_attention_blocks_leave_logits_and_grads_unchanged(params):
+  """Packed rows of 24 tokens: query blocks of 8 (three, above-diagonal ones skipped) vs one dense block."""
+  tokens = _rand_tokens(6, (2, 24))
+  seg = np.repeat([[1, 2, 3], [1, 1, 2]], 8, axis=1)
+  loss = lambda cfg: jax.jit(jax.value_and_grad(
+      lambda p: jnp.sum(model.logits(cfg, p, tokens, seg) ** 2) * 1e-3))
+  dense, blocked = ModelConfig.preset("tiny", attention_block=0), ModelConfig.preset("tiny", attention_block=8)
+  (l0, g0), (l1, g1) = loss(dense)(params), loss(blocked)(params)
+  np.testing.assert_allclose(l1, l0, rtol=1e-5)
+  for a, r in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):
+    np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-5 * float(jnp.abs(r).max()))
+
+
 def test_bf16_compute_is_close(params):
   cfg16 = ModelConfig.preset("tiny", dtype="bfloat16")
   tokens = _rand_tokens(3, (2, 32))

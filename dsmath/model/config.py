@@ -19,6 +19,9 @@ class ModelConfig:
   dtype: str = "float32"  # compute dtype: float32 or bfloat16
   param_dtype: str = "float32"
   remat: str = "none"  # a key of dsmath.model.transformer.REMAT_POLICIES
+  # Causal attention in query blocks of this many tokens, skipping the all-masked blocks above the diagonal (exact;
+  # 0 = one dense [T, T] block). Also bounds the score buffer at [block, T] instead of [T, T].
+  attention_block: int = 128
 
   def __post_init__(self):
     if self.head_dim == 0:
