@@ -86,12 +86,16 @@ def test_accuracy_breaks_ties_like_argmax():
   np.testing.assert_allclose(metrics["accuracy"], 0.5)
 
 
-def test_masked_attention_grads_equal_autodiff_including_empty_rows():
-  kq, kk, kv = jax.random.split(jax.random.key(2), 3)
+def _qkv(seed: int):
+  """q [2, 7, 2 KV heads, 2 groups, 8], k, v [2, 7, 2, 8]."""
+  kq, kk, kv = jax.random.split(jax.random.key(seed), 3)
   b, t, kvh, g, d = 2, 7, 2, 2, 8
-  q = jax.random.normal(kq, (b, t, kvh, g, d))
-  k = jax.random.normal(kk, (b, t, kvh, d))
-  v = jax.random.normal(kv, (b, t, kvh, d))
+  return (jax.random.normal(kq, (b, t, kvh, g, d)), jax.random.normal(kk, (b, t, kvh, d)),
+          jax.random.normal(kv, (b, t, kvh, d)))
+
+
+def test_masked_attention_grads_equal_autodiff_including_empty_rows():
+  q, k, v = _qkv(2)
   seg = jnp.asarray([[1, 1, 1, 2, 2, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
   pos = jnp.asarray([[0, 1, 2, 0, 1, 0, 1], [3, 4, 5, 6, 0, 1, 2]])  # row 1: queries that see nothing but themselves
   mask = transformer.attention_mask(seg, pos, seg, pos).at[1, 4].set(False)  # and one query that sees nothing
@@ -107,11 +111,8 @@ def test_masked_attention_grads_equal_autodiff_including_empty_rows():
 def test_causal_block_attention_equals_dense_with_grads(block):
   """Query blocks skip the keys after them: same outputs and gradients as the dense reference on an index-causal
   packed mask (blocks of 1, a partial last block, exactly one block)."""
-  kq, kk, kv = jax.random.split(jax.random.key(4), 3)
-  b, t, kvh, g, d = 2, 7, 2, 2, 8
-  q = jax.random.normal(kq, (b, t, kvh, g, d))
-  k = jax.random.normal(kk, (b, t, kvh, d))
-  v = jax.random.normal(kv, (b, t, kvh, d))
+  q, k, v = _qkv(4)
+  t = q.shape[1]
   seg = jnp.asarray([[1, 1, 1, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 1]])
   pos = jnp.asarray([[0, 1, 2, 0, 1, 2, 0], [0, 1, 2, 3, 4, 5, 6]])
   mask = transformer.attention_mask(seg, pos, seg, pos) & jnp.tri(t, dtype=bool)[None]

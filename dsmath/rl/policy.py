@@ -30,8 +30,11 @@ def completion_logprobs(model_cfg: model.ModelConfig, params, prompt: jax.Array,
   """
   tokens, real, positions = _rows(prompt, prompt_mask, completion, completion_mask)
   p, c = prompt.shape[1], completion.shape[1]
-  logits = model.logits(model_cfg, params, tokens[:, :-1], segment_ids=real[:, :-1], positions=positions[:, :-1])
-  logits = logits[:, p - 1:p - 1 + c] / temperature  # position P-1+t predicts completion token t
+  hidden = model.hidden_states(model_cfg, params, tokens[:, :-1], segment_ids=real[:, :-1],
+                               positions=positions[:, :-1])
+  # Position P-1+t predicts completion token t: only those positions go through the LM head (the prompt's would
+  # cost P / (P + C) of the head's FLOPs and memory for logits nobody reads).
+  logits = model.lm_head(model_cfg, params, hidden[:, p - 1:p - 1 + c]) / temperature
   logz = jax.nn.log_softmax(logits, axis=-1)
   logp = jnp.take_along_axis(logz, completion.astype(jnp.int32)[..., None], axis=-1)[..., 0]
   entropy = -jnp.sum(jnp.exp(logz) * logz, axis=-1)
