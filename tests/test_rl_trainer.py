@@ -139,9 +139,10 @@ def test_held_out_accuracy_every_n_steps_leaves_training_unchanged(tmp_path, tas
   held_out = task.test[:8]
   c = _config("grpo_toy", steps=3, eval_every=2, eval_samples=2)
   tr = _trainer(c, tmp_path / "eval", task, sft_params)
-  tr.run(eval_problems=held_out)
+  out = tr.run(eval_problems=held_out)
   logged = {h["step"]: h["test_accuracy"] for h in tr.history if "test_accuracy" in h}
   assert sorted(logged) == [0, 2, 3], tr.history
+  assert (out["test_accuracy_before"], out["test_accuracy_after"]) == (logged[0], logged[3])
   assert all(0.0 <= v <= 1.0 for v in logged.values())
   assert logged[3] == tr.evaluate(held_out, 2, tag=3)  # the final policy, the same key
   fresh = _trainer(c, tmp_path / "fresh", task, sft_params)

@@ -7,6 +7,7 @@ Attention masking is by segment ids and per-segment positions: a query attends t
 segment and the key's position is not after the query's. This one rule covers packed pre-training rows, padded
 prompts and the KV cache (empty cache slots hold segment 0, which no real token has).
 """
+import functools
 from typing import Optional
 
 import flax.linen as nn
@@ -49,9 +50,10 @@ def attention_mask(q_segment: jax.Array, q_pos: jax.Array, kv_segment: jax.Array
   return same & causal
 
 
-def _masked_scores(q, k, mask):
-  """q [B, T, K, G, D], k [B, S, K, D], mask [B, T, S] -> float32 scores [B, K, G, T, S], masked ones -1e30."""
-  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * q.shape[-1] ** -0.5
+def _masked_scores(q, k, mask, spec: str = "btkgd,bskd->bkgts"):
+  """q [B, T, K, G, D], k [B, S, K, D] (or [B, K, S, D] with spec "btkgd,bksd->bkgts"), mask [B, T, S] -> float32
+  scores [B, K, G, T, S], masked ones -1e30."""
+  scores = jnp.einsum(spec, q, k, preferred_element_type=jnp.float32) * q.shape[-1] ** -0.5
   return jnp.where(mask[:, None, None], scores, _NEG_INF)
 
 
@@ -127,19 +129,14 @@ def cached_attention(q, k_cache, v_cache, mask_cache, k_new=None, v_new=None, ma
   [S, D] block, several times faster on CPU than the [B, S, K, D] layout), mask_cache [B, T, S];
   k_new, v_new [B, T, K, D], mask_new [B, T, T] -> [B, T, K, G, D].
   """
-  s_cache = jnp.einsum("btkgd,bksd->bkgts", q, k_cache, preferred_element_type=jnp.float32) * q.shape[-1] ** -0.5
-  s_cache = jnp.where(mask_cache[:, None, None], s_cache, _NEG_INF)
-  if k_new is None:
-    m = jnp.max(s_cache, axis=-1, keepdims=True)
-    e_cache = jnp.exp(s_cache - m)
-    l = jnp.sum(e_cache, axis=-1, keepdims=True)
-    return jnp.einsum("bkgts,bksd->btkgd", (e_cache / l).astype(v_cache.dtype), v_cache)
-  s_new = _masked_scores(q, k_new, mask_new)
-  m = jnp.maximum(jnp.max(s_cache, axis=-1, keepdims=True), jnp.max(s_new, axis=-1, keepdims=True))
-  e_cache, e_new = jnp.exp(s_cache - m), jnp.exp(s_new - m)
-  l = jnp.sum(e_cache, axis=-1, keepdims=True) + jnp.sum(e_new, axis=-1, keepdims=True)
-  return (jnp.einsum("bkgts,bksd->btkgd", (e_cache / l).astype(v_cache.dtype), v_cache)
-          + jnp.einsum("bkgts,bskd->btkgd", (e_new / l).astype(v_new.dtype), v_new))
+  # (scores, values, the probabilities-times-values einsum) per part
+  parts = [(_masked_scores(q, k_cache, mask_cache, "btkgd,bksd->bkgts"), v_cache, "bkgts,bksd->btkgd")]
+  if k_new is not None:
+    parts.append((_masked_scores(q, k_new, mask_new), v_new, "bkgts,bskd->btkgd"))
+  m = functools.reduce(jnp.maximum, [jnp.max(s, axis=-1, keepdims=True) for s, _, _ in parts])
+  e = [jnp.exp(s - m) for s, _, _ in parts]
+  l = sum(jnp.sum(x, axis=-1, keepdims=True) for x in e)
+  return sum(jnp.einsum(spec, (x / l).astype(v.dtype), v) for x, (_, v, spec) in zip(e, parts))
 
 
 class RMSNorm(nn.Module):

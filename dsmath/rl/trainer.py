@@ -310,22 +310,25 @@ class RLTrainer:
 
   def run(self, on_iteration: Callable | None = None, eval_problems=None) -> dict:
     """Runs config.rl.method; on_iteration(iteration, ref_params, policy_params) is called as each RL iteration
-    starts (after pi_ref <- pi_theta), e.g. to checkpoint or inspect. With eval_problems and rl.eval_every = n > 0,
-    held-out accuracy (rl.eval_samples samples per problem) is logged as `test_accuracy` at step 0, every n steps
-    and at the last step."""
+    starts (after pi_ref <- pi_theta), e.g. to checkpoint or inspect. With eval_problems, held-out accuracy
+    (rl.eval_samples samples per problem) is logged as `test_accuracy` at step 0, every rl.eval_every steps (0: no
+    others) and at the last step, and returned as test_accuracy_before / test_accuracy_after."""
     rl = self.config.rl
-    every = int(rl.eval_every) if eval_problems else 0
+    every = int(rl.eval_every)
     held_out = lambda params, step: self.evaluate(eval_problems, int(rl.eval_samples), params, tag=step)
+    accuracy = {}
     name = rl.method
     total = int(rl.iterations) * int(rl.steps)
-    if every:
-      self._log(0, {"test_accuracy": held_out(self.params, 0)})
+    if eval_problems:
+      accuracy["test_accuracy_before"] = held_out(self.params, 0)
+      accuracy["test_accuracy_after"] = accuracy["test_accuracy_before"]  # until a step is taken
+      self._log(0, {"test_accuracy": accuracy["test_accuracy_before"]})
     if name == "sft":
       metrics = self.sft(total, float(self.config.optimizer.peak_lr), int(rl.sft_batch), log_prefix="")
-      if every:
-        metrics["test_accuracy"] = held_out(self.params, total)
+      if eval_problems:
+        metrics["test_accuracy"] = accuracy["test_accuracy_after"] = held_out(self.params, total)
       self._log(total, metrics)
-      return {"steps": total, "final": self.history[-1]}
+      return {"steps": total, "final": self.history[-1], **accuracy}
     opt = self._opt(self.config.optimizer.peak_lr, total * int(rl.mu))
     pstep = make_policy_step(self.model_cfg, opt, self.method.loss, self.loss_cfg, float(rl.temperature))
     state = init_state(self.params, opt, self.config.seed)
@@ -371,14 +374,14 @@ class RLTrainer:
         metrics["step_s"] = time.perf_counter() - t_step
         metrics["tokens_per_s"] = float(np.sum(batch["mask"])) * int(rl.mu) / max(metrics["step_s"], 1e-9)
         step_no += 1
-        if every and (step_no % every == 0 or step_no == total):
-          metrics["test_accuracy"] = held_out(state["params"], step_no)
+        if eval_problems and ((every and step_no % every == 0) or step_no == total):
+          metrics["test_accuracy"] = accuracy["test_accuracy_after"] = held_out(state["params"], step_no)
         self._log(step_no, metrics)
       self.params = state["params"]
       if self.reward_name in ("orm", "prm") and it + 1 < int(rl.iterations):
         self._log(step_no, {f"rm_{k}": v for k, v in self.train_reward_model().items()})
     self.params = state["params"]
-    return {"steps": step_no, "final": self.history[-1] if self.history else {}}
+    return {"steps": step_no, "final": self.history[-1] if self.history else {}, **accuracy}
 
   def _method_batch(self, name, ro, batch, ref_params, value):
     rl = self.config.rl
@@ -474,11 +477,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = {"method": config.rl.method, "reward": trainer.reward_name}
   if config.rl.sft_warmup_steps:
     summary.update(trainer.sft(int(config.rl.sft_warmup_steps), float(config.rl.sft_lr), int(config.rl.sft_batch)))
-  held_out, eval_samples = task.test[:min(len(task.test), 64)], int(config.rl.eval_samples)
-  summary["test_accuracy_before"] = trainer.evaluate(held_out, eval_samples)
-  summary.update(trainer.run(eval_problems=held_out))
-  # The same sampling keys as the run's first and last held-out evaluations: equal numbers when rl.eval_every is set.
-  summary["test_accuracy_after"] = trainer.evaluate(held_out, eval_samples, tag=summary["steps"])
+  summary.update(trainer.run(eval_problems=task.test[:min(len(task.test), 64)]))
   summary["test_accuracy_gain"] = summary["test_accuracy_after"] - summary["test_accuracy_before"]
   # Hand the policy on like every training stage: a params checkpoint plus the tokenizer it speaks.
   from dsmath.train import save_params

@@ -22,7 +22,7 @@ import numpy as np
 
 from dsmath import model
 from dsmath.model import sharding
-from dsmath.sample.strategies import Greedy
+from dsmath.sample.strategies import Greedy, chosen_logprob
 
 if TYPE_CHECKING:  # only encode/decode are used
   from dsmath.data.tokenizer import Tokenizer
@@ -102,10 +102,6 @@ def sampling_params(cfg: model.ModelConfig, params: dict, unroll_layers: Optiona
   return params
 
 
-def _chosen_logprob(logits, tokens):
-  return jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tokens[:, None], axis=-1)[:, 0]
-
-
 @functools.partial(jax.jit, static_argnames=("cfg", "cache_len", "num_samples", "layout"))
 def prefill(cfg: model.ModelConfig, params: dict, tokens: jax.Array, lengths: jax.Array, *, cache_len: int,
             num_samples: int, layout=None) -> tuple[dict, jax.Array]:
@@ -176,7 +172,7 @@ def decode(cfg: model.ModelConfig, strategy, max_new: int, params: dict, cache: 
   def sample(i, logits, st):
     step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
     tok, lp = strategy(logits, step_keys)
-    lpm = _chosen_logprob(logits.astype(jnp.float32), tok)
+    lpm = chosen_logprob(logits.astype(jnp.float32), tok)
     active = ~st["done"]
     tok = jnp.where(active, tok, pad_id)
     hist = jax.lax.dynamic_update_slice_in_dim(st["hist"], tok[:, None], width - 1 + i, 1)

@@ -46,7 +46,8 @@ def _categorical(keys: jax.Array, logits: jax.Array) -> jax.Array:
   return token.astype(jnp.int32)
 
 
-def _chosen_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+def chosen_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+  """logits [B, V], tokens [B] -> log softmax(logits)[b, tokens[b]] [B]."""
   return jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tokens[:, None], axis=-1)[:, 0]
 
 
@@ -64,7 +65,7 @@ class _Sampled:
     """logits [B, V], keys [B] -> (tokens [B] int32, log-probs [B] under the sampling distribution)."""
     processed = self.sampling_logits(logits.astype(jnp.float32))
     tokens = _categorical(keys, processed)
-    return tokens, _chosen_logprob(processed, tokens)
+    return tokens, chosen_logprob(processed, tokens)
 
 
 def _check_temperature(t: float):
