@@ -59,7 +59,7 @@ def test_default_positions_restart_per_segment():
 @pytest.mark.parametrize("unrolled", [False, True])
 def test_kv_cache_prefill_and_decode_equal_full_forward(params, unrolled):
   """Right-padded prompts of different lengths, then token-by-token decode, vs each full sequence alone; layers
-  scanned over stacked params and cache, or unrolled over per-layer ones (`model.unstack_layers`)."""
+  scanned over stacked params and cache, or unrolled over per-layer ones (`model.decode_params`)."""
   prompt_lens, new = [3, 6], 5
   p_max = max(prompt_lens)
   full = [_rand_tokens(10 + b, (n + new,)) for b, n in enumerate(prompt_lens)]
@@ -69,7 +69,7 @@ def test_kv_cache_prefill_and_decode_equal_full_forward(params, unrolled):
     prompt[b, :n], seg[b, :n] = full[b][:n], 1
   pos = np.tile(np.arange(p_max), (2, 1))
   cache = model.init_cache(CFG, 2, p_max + new, unrolled=unrolled)
-  decode_params = model.unstack_layers(CFG, params) if unrolled else params
+  decode_params = model.decode_params(CFG, params) if unrolled else params
   step = jax.jit(lambda p, t, pos, s, c, i: model.forward_with_cache(CFG, p, t, pos, s, c, i))
   hidden, cache = step(decode_params, prompt, pos, seg, cache, 0)
   head = jax.jit(model.lm_head, static_argnums=0)

@@ -141,10 +141,28 @@ def test_reproducible_and_bucketed(params, sampled):
   np.testing.assert_array_equal(again.tokens, sampled.tokens)
   assert (other.tokens != sampled.tokens).any()
   # Other prompt lengths in the same bucket (16) reuse the compiled prefill and decode.
-  sizes = engine.prefill._cache_size(), engine.decode._cache_size()
+  compiled = lambda: (engine.prefill._cache_size(), engine._decode_in_place._cache_size(),
+                      engine._decode_growing._cache_size())
+  sizes = compiled()
   generate(CFG, params, [[1, 2, 3], [4] * 11, [5] * 15, [6]], max_new_tokens=STEPS, num_samples=2, strategy=SAMPLER,
            rng=jax.random.key(5))
-  assert (engine.prefill._cache_size(), engine.decode._cache_size()) == sizes
+  assert compiled() == sizes
+
+
+def test_cache_windows_change_nothing_but_speed(params):
+  """Decoding through growing cache windows (attention reads only the slots that can be filled so far) samples the
+  same tokens as one full-length cache, including rows that stop early inside a window and a loop that exits early;
+  log-probs agree to float rounding (softmax sums over fewer empty slots)."""
+  eos = int(generate(CFG, params, PROMPTS[:1], max_new_tokens=4).tokens[0, 3])  # greedy row 0 hits it at step 3
+  outs = [generate(CFG, params, PROMPTS, max_new_tokens=40, num_samples=2, strategy=SAMPLER, rng=jax.random.key(3),
+                   eos_id=eos, decode_segments=s) for s in (1, 3)]
+  np.testing.assert_array_equal(outs[1].tokens, outs[0].tokens)
+  np.testing.assert_array_equal(outs[1].lengths, outs[0].lengths)
+  for field in ("logprobs", "model_logprobs"):
+    np.testing.assert_allclose(getattr(outs[1], field), getattr(outs[0], field), rtol=0, atol=1e-5)
+  assert outs[1].finish_reasons == outs[0].finish_reasons
+  assert engine.decode_windows(64, 128, 4) == ((32, 96), (64, 128), (96, 160), (128, 192))
+  assert engine.decode_windows(16, 2, 4) == ((1, 17), (2, 18))
 
 
 def test_bad_inputs(params):

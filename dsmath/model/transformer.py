@@ -167,14 +167,18 @@ class Attention(nn.Module):
     c = self.cfg
     h, n, kvn, d = c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim
     std = h ** -0.5
-    wq = _param(self, "q", (h, n, d), ("embed", "heads", "head_dim"), c.param_dtype, std)
-    wk = _param(self, "k", (h, kvn, d), ("embed", "kv_heads", "head_dim"), c.param_dtype, std)
-    wv = _param(self, "v", (h, kvn, d), ("embed", "kv_heads", "head_dim"), c.param_dtype, std)
-    wo = _param(self, "o", (n, d, h), ("heads", "head_dim", "embed"), c.param_dtype, (n * d) ** -0.5)
     dt = jnp.dtype(c.dtype)
-    q = jnp.einsum("bth,hnd->btnd", x, wq.astype(dt))
-    k = jnp.einsum("bth,hnd->btnd", x, wk.astype(dt))
-    v = jnp.einsum("bth,hnd->btnd", x, wv.astype(dt))
+    if self.has_variable("params", "qkv"):  # the decode layout (`dsmath.model.decode_params`): one matmul
+      qkv = jnp.einsum("bth,hnd->btnd", x, self.get_variable("params", "qkv").astype(dt))
+      q, k, v = jnp.split(qkv, [n, n + kvn], axis=2)
+    else:
+      wq = _param(self, "q", (h, n, d), ("embed", "heads", "head_dim"), c.param_dtype, std)
+      wk = _param(self, "k", (h, kvn, d), ("embed", "kv_heads", "head_dim"), c.param_dtype, std)
+      wv = _param(self, "v", (h, kvn, d), ("embed", "kv_heads", "head_dim"), c.param_dtype, std)
+      q = jnp.einsum("bth,hnd->btnd", x, wq.astype(dt))
+      k = jnp.einsum("bth,hnd->btnd", x, wk.astype(dt))
+      v = jnp.einsum("bth,hnd->btnd", x, wv.astype(dt))
+    wo = _param(self, "o", (n, d, h), ("heads", "head_dim", "embed"), c.param_dtype, (n * d) ** -0.5)
     q = nn.with_logical_constraint(rope(q, positions, c.rope_theta), ("batch", "length", "act_heads", "head_dim"))
     k = rope(k, positions, c.rope_theta)
 
@@ -235,7 +239,7 @@ class Transformer(nn.Module):
 
   The LM head is applied by `dsmath.model.api.lm_head` so callers can project only the positions they need.
   Layers run under nn.scan (params "layers", stacked [L, ...]), or unrolled when the cache holds one array per layer
-  (params "layer_0" ... from `dsmath.model.unstack_layers`): on CPU a scan step copies the layer's slice of the
+  (params "layer_0" ... from `dsmath.model.decode_params`): on CPU a scan step copies the layer's slice of the
   stacked params and cache, which dominates a decode step; unrolled layers read their own buffers.
   """
   cfg: ModelConfig
@@ -262,7 +266,7 @@ class Transformer(nn.Module):
       return RMSNorm(c, name="final_norm")(x), None
     put = lambda buf, new, axis: jax.lax.dynamic_update_slice_in_dim(buf, new, cache_index, axis)
     seg, pos = put(cache["segment_ids"], segment_ids, 1), put(cache["positions"], positions, 1)
-    if isinstance(cache["k"], tuple):  # unrolled layers: params from `unstack_layers`, one cache array per layer
+    if isinstance(cache["k"], tuple):  # unrolled layers: params from `decode_params`, one cache array per layer
       mask = attention_mask(segment_ids, positions, seg, pos)
       k, v = [], []
       for l, (layer_k, layer_v) in enumerate(zip(cache["k"], cache["v"])):

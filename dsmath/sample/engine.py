@@ -91,14 +91,42 @@ def _constrain_cache(cache: dict) -> dict:
           "positions": nn.with_logical_constraint(cache["positions"], ("batch", None))}
 
 
+def decode_windows(slot0: int, max_new: int, segments: int) -> tuple[tuple[int, int], ...]:
+  """Splits a decode of max_new steps starting at cache slot slot0 into `segments` runs of steps; run j ends before
+  step end_j and attends a cache of slot0 + end_j slots (enough for every token it writes). Returns
+  ((end_j, cache length_j), ...); the last length is slot0 + max_new, the full cache."""
+  n = max(1, min(segments, max_new))
+  ends = sorted({-(-max_new * (j + 1) // n) for j in range(n)})
+  return tuple((end, slot0 + end) for end in ends)
+
+
+def auto_segments(max_new: int) -> int:
+  """Decode segments for `generate`: one per 32 new tokens, at most 4. Each segment compiles its own copy of the
+  decode loop, so short decodes keep one; beyond 4 the attention saved is small against the compile time."""
+  return max(1, min(4, max_new // 32))
+
+
+def _grow_cache(cache: dict, length: int) -> dict:
+  """The cache with empty slots (segment 0, zero k/v) appended up to `length` slots."""
+  def pad(a, axis):
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (0, length - a.shape[axis])
+    return jnp.pad(a, widths)
+  slot_axis = 2 if isinstance(cache["k"], tuple) else 3
+  return {"k": jax.tree.map(lambda a: pad(a, slot_axis), cache["k"]),
+          "v": jax.tree.map(lambda a: pad(a, slot_axis), cache["v"]),
+          "segment_ids": pad(cache["segment_ids"], 1), "positions": pad(cache["positions"], 1)}
+
+
 def sampling_params(cfg: model.ModelConfig, params: dict, unroll_layers: Optional[bool] = None) -> dict:
-  """The params the engine decodes with: split per layer (`model.unstack_layers`, one extra copy of the layer params)
-  when unroll_layers, which defaults to True on CPU, where a scanned decode step spends most of its time copying
-  each layer's slice of the stacked params and KV cache; accelerators keep the stacked params (no extra memory)."""
+  """The params the engine decodes with: `model.decode_params` (per layer, q/k/v joined; one extra copy of the layer
+  params) when unroll_layers, which defaults to True on CPU, where a scanned decode step spends most of its time
+  copying each layer's slice of the stacked params and KV cache; accelerators keep the stacked params (no extra
+  memory)."""
   if unroll_layers is None:
     unroll_layers = jax.default_backend() == "cpu"
-  if unroll_layers and not model.is_unstacked(params):
-    return model.unstack_layers(cfg, params)
+  if unroll_layers and not model.is_decode_params(params):
+    return model.decode_params(cfg, params)
   return params
 
 
@@ -115,7 +143,7 @@ def prefill(cfg: model.ModelConfig, params: dict, tokens: jax.Array, lengths: ja
   idx = jnp.arange(p, dtype=jnp.int32)
   segment_ids = (idx[None, :] < lengths[:, None]).astype(jnp.int32)
   positions = jnp.broadcast_to(idx, (b, p))
-  unrolled = model.is_unstacked(params)
+  unrolled = model.is_decode_params(params)
   cache = _constrain_cache(model.init_cache(cfg, b, cache_len, unrolled=unrolled))
   hidden, cache = model.forward_with_cache(cfg, params, tokens, positions, segment_ids, cache, 0)
   last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, None], axis=1)[:, 0]
@@ -150,19 +178,32 @@ def extend(cfg: model.ModelConfig, params: dict, cache: dict, tokens: jax.Array,
   return _constrain_cache(cache), nn.with_logical_constraint(model.lm_head(cfg, params, last), ("batch", None))
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "strategy", "max_new", "layout"), donate_argnames=("cache",))
 def decode(cfg: model.ModelConfig, strategy, max_new: int, params: dict, cache: dict, logits: jax.Array,
            pos0: jax.Array, slot0: jax.Array, done: jax.Array, keys: jax.Array, stop_seqs: jax.Array,
-           eos_ids: jax.Array, pad_id: jax.Array, budget: Optional[jax.Array] = None, *, layout=None) -> dict:
+           eos_ids: jax.Array, pad_id: jax.Array, budget: Optional[jax.Array] = None, *,
+           windows: Optional[tuple] = None, layout=None) -> dict:
   """Samples up to max_new tokens for R rows in one lax.while_loop that exits when every row has finished.
 
   logits [R, V]: next-token logits (from prefill/extend); pos0 [R]: position of the first new token; slot0: first
   free cache slot; done [R] bool: rows that take no part; keys [R]: one PRNG key per row (step i uses
   fold_in(key, i)); stop_seqs [n, L] from `stop_sequence_array`; eos_ids [E] from `eos_array`; budget [R]: tokens
   each row may still generate (<= max_new; default max_new).
+  windows (static, from `decode_windows`): run the steps in segments, each attending a cache only as long as the
+  slots it can fill, grown with empty slots between segments, so attention reads ~ the filled part of the cache
+  instead of all of it (and nothing more once every row has finished early); the given cache must have
+  windows[0][1] slots. None: one loop over the cache as given.
   Returns dict(tokens, logprobs, model_logprobs [R, max_new], lengths [R], reasons [R] (FINISH_REASONS codes),
   steps (number of sampling steps run), cache).
   """
+  # One window updates the cache in place (donated); growing windows return a cache of another size, so there is
+  # nothing to donate.
+  jitted = _decode_growing if windows and len(windows) > 1 else _decode_in_place
+  return jitted(cfg, strategy, max_new, params, cache, logits, pos0, slot0, done, keys, stop_seqs, eos_ids, pad_id,
+                budget, windows=windows, layout=layout)
+
+
+def _decode(cfg, strategy, max_new, params, cache, logits, pos0, slot0, done, keys, stop_seqs, eos_ids, pad_id,
+            budget=None, *, windows=None, layout=None) -> dict:
   del layout
   r = logits.shape[0]
   width = stop_seqs.shape[1]
@@ -202,9 +243,17 @@ def decode(cfg: model.ModelConfig, strategy, max_new: int, params: dict, cache: 
               model_logprobs=jnp.zeros((r, max_new), jnp.float32), lengths=jnp.zeros((r,), jnp.int32),
               reasons=jnp.zeros((r,), jnp.int32), done=done)
   st = sample(jnp.int32(0), logits, init)
-  st = jax.lax.while_loop(lambda s: (s["i"] < max_new) & ~jnp.all(s["done"]), body, st)
+  for j, (end, length) in enumerate(windows or ((max_new, None),)):
+    if j:
+      st = dict(st, cache=_constrain_cache(_grow_cache(st["cache"], length)))
+    st = jax.lax.while_loop(lambda s, end=end: (s["i"] < end) & ~jnp.all(s["done"]), body, st)
   return dict(tokens=st["hist"][:, width - 1:], logprobs=st["logprobs"], model_logprobs=st["model_logprobs"],
               lengths=st["lengths"], reasons=st["reasons"], steps=st["i"], cache=st["cache"])
+
+
+_DECODE_STATIC = ("cfg", "strategy", "max_new", "windows", "layout")
+_decode_in_place = jax.jit(_decode, static_argnames=_DECODE_STATIC, donate_argnames=("cache",))
+_decode_growing = jax.jit(_decode, static_argnames=_DECODE_STATIC)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -349,7 +398,8 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
              num_samples: int = 1, eos_id=None, stop_sequences: Sequence[Sequence[int]] = (),
              stop_strings: Sequence[str] = (), tokenizer: Optional["Tokenizer"] = None, rng: Optional[jax.Array] = None,
              prompt_lengths=None, pad_id: int = 0, mesh=None, rules=None, min_bucket: int = 16,
-             row_offset: int = 0, unroll_layers: Optional[bool] = None) -> SampleOutput:
+             row_offset: int = 0, unroll_layers: Optional[bool] = None,
+             decode_segments: Optional[int] = None) -> SampleOutput:
   """Samples `num_samples` completions for each prompt.
 
   prompts: list of token-id lists, or an int array [B, T] (with prompt_lengths [B] when right-padded).
@@ -359,7 +409,8 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
   rng: a jax PRNG key (required unless strategy is Greedy). mesh/rules: params stay as the caller placed them
   (e.g. sharded as in training); the batch is split over the data axes (padded to a multiple of their size).
   row_offset: row r draws with fold_in(rng, row_offset + r), so a batch split over several calls (or hosts) samples
-  exactly what one call would. unroll_layers: see `sampling_params` (default: on CPU only).
+  exactly what one call would. unroll_layers: see `sampling_params` (default: on CPU only). decode_segments: how many
+  cache windows the decode grows through (`decode` windows; default `auto_segments`); the samples do not depend on it.
   """
   rng = check_sampling_args(max_new_tokens, num_samples, strategy, rng)
   if stop_strings and tokenizer is None:
@@ -370,15 +421,17 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
   tokens, lengths, num_prompts = prepare_prompts(cfg, prompts, prompt_lengths, max_new_tokens, layout,
                                                  min_bucket=min_bucket, pad_id=pad_id)
   rows = tokens.shape[0] * num_samples
+  windows = decode_windows(tokens.shape[1], max_new_tokens,
+                           auto_segments(max_new_tokens) if decode_segments is None else decode_segments)
   with layout.scope():
     params = sampling_params(cfg, params, unroll_layers)
-    cache, logits = prefill(cfg, params, layout.batch(tokens), layout.batch(lengths),
-                            cache_len=tokens.shape[1] + max_new_tokens, num_samples=num_samples, layout=layout.key)
+    cache, logits = prefill(cfg, params, layout.batch(tokens), layout.batch(lengths), cache_len=windows[0][1],
+                            num_samples=num_samples, layout=layout.key)
     out = decode(cfg, strategy, max_new_tokens, params, cache, logits,
                  layout.batch(np.repeat(lengths, num_samples)), jnp.int32(tokens.shape[1]),
                  layout.batch(np.zeros((rows,), bool)), layout.batch(row_keys(rng, rows, row_offset)),
                  layout.replicated(stops), layout.replicated(eos_array(eos_id)),
-                 jnp.int32(pad_id), layout=layout.key)
+                 jnp.int32(pad_id), windows=windows, layout=layout.key)
   keep = num_prompts * num_samples
   host = {k: np.array(out[k])[:keep] for k in ("tokens", "logprobs", "model_logprobs", "lengths", "reasons")}
   texts = None
