@@ -1,10 +1,11 @@
 """Train-step throughput (forward + backward + clipped AdamW) of dsmath vs HF transformers LlamaForCausalLM (torch).
 
-  python -m benchmarks.model_train_step [--preset M] [--batch 8] [--seq 512] [--reps 5]
+  python -m benchmarks.model_train_step [--preset M] [--batch 8] [--seq 512] [--reps 5] [--order blocks]
 
 Standard shapes and FLOP formula: ../shared/BENCHMARK-SHAPES.md. Both sides float32 on CPU; torch uses 2 threads
-and attention "sdpa". The reps are interleaved (ours, torch, ours, torch, ...) so load from other processes on a
-shared machine hits both alike; medians are reported. MFU is against this machine's float32 matmul peak measured
+and attention "sdpa". By default the reps are interleaved (ours, torch, ours, torch, ...) so load from other
+processes on a shared machine hits both alike; `--order blocks` times each side's reps back to back (on a quiet
+machine each side then runs on warm caches, as it would alone); medians are reported. MFU is against this machine's float32 matmul peak measured
 here (a jitted 4096^3 matmul).
 """
 import argparse
@@ -88,6 +89,9 @@ def main():
   ap.add_argument("--seq", type=int, default=512)
   ap.add_argument("--reps", type=int, default=5)
   ap.add_argument("--no-torch", action="store_true", help="time dsmath only")
+  ap.add_argument("--order", choices=("interleaved", "blocks"), default="interleaved",
+                  help="interleaved: ours, torch, ours, ...; blocks: all of ours, then all of torch's (each side "
+                       "runs on caches and thread pools the other has not just used)")
   args = ap.parse_args()
   torch.set_num_threads(2)
   cfg = ModelConfig.preset(args.preset)
@@ -102,10 +106,14 @@ def main():
   if peer:
     peer()
   t_ours, t_peer = [], []
-  for _ in range(args.reps):
-    t_ours.append(timed(ours))
-    if peer:
-      t_peer.append(timed(peer))
+  if args.order == "blocks":
+    t_ours = [timed(ours) for _ in range(args.reps)]
+    t_peer = [timed(peer) for _ in range(args.reps)] if peer else []
+  else:
+    for _ in range(args.reps):
+      t_ours.append(timed(ours))
+      if peer:
+        t_peer.append(timed(peer))
   peak_after = matmul_peak()  # the machine is shared: bracket the run with two peak measurements
   peak_before, peak = peak, max(peak, peak_after)
   mo = statistics.median(t_ours)
