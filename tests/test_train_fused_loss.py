@@ -1,5 +1,6 @@
-"""The fused, chunked LM head + cross-entropy (`lm_head_nll`, used by `next_token_loss`) and the custom attention
-backward equal plain autodiff through the full logits: loss, accuracy, token count and every gradient."""
+"""The fused, chunked LM head + cross-entropy (`lm_head_nll`, used by `next_token_loss`), the chunked per-token
+log-probs and entropies (`lm_head_logprobs`, used by RL) and the custom attention backward equal plain autodiff
+through the full logits: values and every gradient."""
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from dsmath import model
 from dsmath.model import transformer
-from dsmath.train.loss import lm_head_nll, masked_token_mean_nll, next_token_loss
+from dsmath.train.loss import lm_head_logprobs, lm_head_nll, masked_token_mean_nll, next_token_loss
 
 CFG = model.ModelConfig.preset("tiny")  # 4 heads over 2 KV heads: grouped attention
 
@@ -74,6 +75,35 @@ def test_lm_head_nll_equals_full_logits_loss_with_grads(chunk_rows):
   l2, m2 = jax.jit(fused)(*args)
   np.testing.assert_allclose(l2, l0, rtol=1e-6)
   np.testing.assert_allclose(m2["accuracy"], m0["accuracy"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_rows,temperature", [(1, 1.0), (16, 0.7), (10_000, 1.3)])
+def test_lm_head_logprobs_equal_log_softmax_with_grads(chunk_rows, temperature):
+  """Both outputs carry gradients: a loss mixing log-probs and entropies with random weights differentiates alike."""
+  params = model.init_params(CFG, jax.random.key(0))
+  b, t = 3, 24
+  hidden = jax.random.normal(jax.random.key(1), (b, t, CFG.hidden_size))
+  targets = jax.random.randint(jax.random.key(2), (b, t), 0, CFG.vocab_size)
+  g_logp, g_ent = jax.random.normal(jax.random.key(3), (2, b, t))
+
+  def plain(h, w):
+    logz = jax.nn.log_softmax(model.lm_head(CFG, dict(params, lm_head=w), h) / temperature, axis=-1)
+    return jnp.take_along_axis(logz, targets[..., None], axis=-1)[..., 0], -jnp.sum(jnp.exp(logz) * logz, axis=-1)
+
+  def chunked(h, w):
+    return lm_head_logprobs(CFG, dict(params, lm_head=w), h, targets, temperature, chunk_rows=chunk_rows)
+
+  def mixed(fn):
+    return jax.value_and_grad(lambda h, w: sum(jnp.sum(o * g) for o, g in zip(fn(h, w), (g_logp, g_ent))),
+                              argnums=(0, 1))
+
+  args = (hidden, params["lm_head"])
+  for got, want in zip(jax.jit(chunked)(*args), plain(*args)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+  (v1, g1), (v0, g0) = jax.jit(mixed(chunked))(*args), mixed(plain)(*args)
+  np.testing.assert_allclose(v1, v0, rtol=1e-5)
+  for a, r in zip(g1, g0):
+    np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-5 * float(jnp.abs(r).max()))
 
 
 def test_accuracy_breaks_ties_like_argmax():

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from dsmath import model
+from dsmath.train.loss import lm_head_logprobs
 
 
 def _rows(prompt, prompt_mask, completion, completion_mask):
@@ -33,11 +34,8 @@ def completion_logprobs(model_cfg: model.ModelConfig, params, prompt: jax.Array,
   hidden = model.hidden_states(model_cfg, params, tokens[:, :-1], segment_ids=real[:, :-1],
                                positions=positions[:, :-1])
   # Position P-1+t predicts completion token t: only those positions go through the LM head (the prompt's would
-  # cost P / (P + C) of the head's FLOPs and memory for logits nobody reads).
-  logits = model.lm_head(model_cfg, params, hidden[:, p - 1:p - 1 + c]) / temperature
-  logz = jax.nn.log_softmax(logits, axis=-1)
-  logp = jnp.take_along_axis(logz, completion.astype(jnp.int32)[..., None], axis=-1)[..., 0]
-  entropy = -jnp.sum(jnp.exp(logz) * logz, axis=-1)
+  # cost P / (P + C) of the head's FLOPs and memory for logits nobody reads), in chunks (`lm_head_logprobs`).
+  logp, entropy = lm_head_logprobs(model_cfg, params, hidden[:, p - 1:p - 1 + c], completion, temperature)
   m = completion_mask.astype(jnp.float32)
   return logp * m, entropy * m
 

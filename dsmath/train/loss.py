@@ -120,6 +120,71 @@ def lm_head_nll(cfg: ModelConfig, params: dict, hidden: jax.Array, targets: jax.
   return nll_sum / denom, {"accuracy": correct_sum / denom, "loss_weight": tokens}
 
 
+def _head_logprobs_chunk(h, t, w, inv_temp):
+  """One chunk: h [B, C, H], targets t [B, C], w [H, V] -> (z = logits / T f32 [B, C, V], lse, logp, entropy)."""
+  z = jnp.einsum("bch,hv->bcv", h, w, preferred_element_type=jnp.float32) * inv_temp
+  m = jnp.max(z, axis=-1)
+  e = jnp.exp(z - m[..., None])
+  s = jnp.sum(e, axis=-1)
+  lse = m + jnp.log(s)
+  is_target = jax.lax.broadcasted_iota(jnp.int32, z.shape, 2) == t[..., None]
+  logp = jnp.sum(jnp.where(is_target, z, 0.0), axis=-1) - lse
+  entropy = lse - jnp.sum(e * z, axis=-1) / s
+  return z, lse, logp, entropy, is_target
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _fused_head_logprobs(hidden, w, targets, chunk, inv_temp):
+  def body(_, xs):
+    _, _, logp, entropy, _ = _head_logprobs_chunk(*xs, w, inv_temp)
+    return None, (logp, entropy)
+  _, outs = jax.lax.scan(body, None, (_chunks(hidden, chunk), _chunks(targets, chunk)))
+  return tuple(_unchunk(o) for o in outs)
+
+
+def _fused_head_logprobs_fwd(hidden, w, targets, chunk, inv_temp):
+  logp, entropy = _fused_head_logprobs(hidden, w, targets, chunk, inv_temp)
+  return (logp, entropy), (hidden, w, targets, entropy)
+
+
+def _fused_head_logprobs_bwd(chunk, inv_temp, res, cts):
+  """Recomputes each chunk's logits (one extra head matmul) instead of keeping [B, T, V] of them alive."""
+  hidden, w, targets, entropy = res
+  g_logp, g_ent = cts
+
+  def body(dw, xs):
+    h, t, ent, gl, ge = xs
+    z, lse, _, _, is_target = _head_logprobs_chunk(h, t, w, inv_temp)
+    p = jnp.exp(z - lse[..., None])
+    # d logp / dz = onehot - p;  d entropy / dz = -p (log p + entropy) = -p (z - lse + entropy)
+    dz = gl[..., None] * (is_target - p) - ge[..., None] * p * (z - lse[..., None] + ent[..., None])
+    dlogits = (dz * inv_temp).astype(w.dtype)
+    dh = jnp.einsum("bcv,hv->bch", dlogits, w, preferred_element_type=jnp.float32).astype(h.dtype)
+    return dw + jnp.einsum("bch,bcv->hv", h, dlogits, preferred_element_type=jnp.float32), dh
+
+  xs = tuple(_chunks(x, chunk) for x in (hidden, targets, entropy, g_logp, g_ent))
+  dw, dh = jax.lax.scan(body, jnp.zeros(w.shape, jnp.float32), xs)
+  return _unchunk(dh), dw.astype(w.dtype), None
+
+
+_fused_head_logprobs.defvjp(_fused_head_logprobs_fwd, _fused_head_logprobs_bwd)
+
+
+def lm_head_logprobs(cfg: ModelConfig, params: dict, hidden: jax.Array, targets: jax.Array, temperature: float = 1.0,
+                     chunk_rows: int = HEAD_CHUNK_ROWS) -> tuple[jax.Array, jax.Array]:
+  """log softmax(lm_head(hidden) / temperature) at `targets`, and the entropy of that distribution, per token, without
+  ever holding the whole [B, T, V] logits (RL's policy log-probs: at the 7B vocabulary, 64 x 1024 completion tokens
+  would be 27 GB of float32 logits). Chunks of about `chunk_rows` tokens; the backward recomputes each chunk's logits.
+  Differentiable in both outputs (exact gradients, no approximation).
+
+  hidden [B, T, H], targets [B, T] int -> (logp [B, T], entropy [B, T]) float32.
+  """
+  w = params["lm_head"].astype(cfg.dtype)
+  hidden = hidden.astype(cfg.dtype)
+  chunk = _chunk_len(hidden.shape[0], hidden.shape[1], chunk_rows)
+  return _fused_head_logprobs(hidden, w, jnp.asarray(targets, jnp.int32), chunk, 1.0 / float(temperature))
+
+
 def next_token_loss(cfg: ModelConfig) -> LossFn:
   """Cross-entropy of batch["targets"] given batch["inputs"] (packed: segment_ids, positions), token-mean over
   batch["loss_mask"]; logits and the loss are float32 whatever the compute dtype. Equal to
