@@ -188,7 +188,7 @@ def decode(cfg: model.ModelConfig, strategy, max_new: int, params: dict, cache: 
   free cache slot; done [R] bool: rows that take no part; keys [R]: one PRNG key per row (step i uses
   fold_in(key, i)); stop_seqs [n, L] from `stop_sequence_array`; eos_ids [E] from `eos_array`; budget [R]: tokens
   each row may still generate (<= max_new; default max_new).
-  windows (static, from `decode_windows`): run the steps in segments, each attending a cache only as long as the
+  windows (static, `decode_windows(slot0, max_new, n)` for this call's slot0): run the steps in segments, each attending a cache only as long as the
   slots it can fill, grown with empty slots between segments, so attention reads ~ the filled part of the cache
   instead of all of it (and nothing more once every row has finished early); the given cache must have
   windows[0][1] slots. None: one loop over the cache as given.
@@ -410,7 +410,8 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
   (e.g. sharded as in training); the batch is split over the data axes (padded to a multiple of their size).
   row_offset: row r draws with fold_in(rng, row_offset + r), so a batch split over several calls (or hosts) samples
   exactly what one call would. unroll_layers: see `sampling_params` (default: on CPU only). decode_segments: how many
-  cache windows the decode grows through (`decode` windows; default `auto_segments`); the samples do not depend on it.
+  cache windows the decode grows through (`decode` windows; default `auto_segments`); it changes the speed, and the
+  samples only through float rounding.
   """
   rng = check_sampling_args(max_new_tokens, num_samples, strategy, rng)
   if stop_strings and tokenizer is None:
