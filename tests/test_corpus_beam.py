@@ -60,3 +60,15 @@ def test_beam_matches_stage_functions_and_writes_grain_shards(tmp_path):
   assert all(d["text"] == by_url[d["url"]] for d in docs)
   jsonl = [json.loads(l) for f in glob.glob(os.path.join(out, "corpus-*.jsonl")) for l in open(f)]
   assert len(jsonl) == len(docs) and len(glob.glob(os.path.join(out, "corpus-*.jsonl"))) == 2
+  # Deterministic shards: a URL's shard is a stable hash, records sorted by URL inside; a second run writes the same
+  # bytes (Beam's own sinks split elements in arrival order, so Grain would read another data order).
+  for s, path in enumerate(shards):
+    urls_in = [json.loads(r)["url"] for r in grain.sources.ArrayRecordDataSource([path])]
+    assert urls_in == sorted(urls_in) and all(beam_pipeline.shard_of(u, 2) == s for u in urls_in)
+  again = str(tmp_path / "corpus_again")
+  beam_pipeline.run_final(str(tmp_path / "r1" / "selected-*.jsonl"), str(tmp_path / "index.npz"), 0.5, again, 2, opts)
+  for name in ("corpus-00000-of-00002.array_record", "corpus-00001-of-00002.array_record",
+               "corpus-00000-of-00002.jsonl", "corpus-00001-of-00002.jsonl"):
+    with open(os.path.join(out, name), "rb") as a, open(os.path.join(again, name), "rb") as b:
+      assert a.read() == b.read(), name
+  assert not glob.glob(os.path.join(out, "*.tmp"))

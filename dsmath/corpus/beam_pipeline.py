@@ -3,11 +3,13 @@
 Round pipeline: ReadPages -> (dedup already materialised) -> ScorePages (fastText, model loaded once per worker in
 DoFn.setup, batched predict) -> GlobalCutoff (one CombineGlobally over (rank_key, weight), a single-tuple side
 input) -> selected pages, DomainCounts (CombinePerKey) and AnnotatedPositives (discovered-domain side input).
-Final pipeline: Decontaminate (n-gram index loaded once per worker) -> WriteShards (ArrayRecord + JSONL).
+Final pipeline: Decontaminate (n-gram index loaded once per worker) -> WriteShards (ArrayRecord + JSONL, byte-identical
+across runs).
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -222,6 +224,74 @@ class DecontamFn(beam.DoFn):
       yield page if new_text is page["text"] else {**page, "text": new_text}
 
 
+def shard_of(url: str, num_shards: int) -> int:
+  """A URL's corpus shard: stable across runs, processes and machines (Python's hash() is salted per process)."""
+  return int.from_bytes(hashlib.blake2b(url.encode("utf-8"), digest_size=8).digest(), "big") % num_shards
+
+
+def _publish(write, path: str) -> None:
+  """write(local_file), then the file appears at `path` whole: renamed beside it for local paths, streamed in one
+  object for gs:// and the other Beam filesystems (whose objects appear when closed)."""
+  if FileSystems.get_scheme(path) is None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    write(path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return
+  with tempfile.TemporaryDirectory(prefix="dsmath_shard_") as tmp:
+    local = os.path.join(tmp, os.path.basename(path))
+    write(local)
+    with open(local, "rb") as src, FileSystems.create(path) as dst:
+      shutil.copyfileobj(src, dst)
+
+
+class _WriteShardFn(beam.DoFn):
+  def __init__(self, prefix: str, num_shards: int):
+    self._prefix, self._num_shards = prefix, num_shards
+
+  def process(self, item):
+    from array_record.python.array_record_module import ArrayRecordWriter
+    shard, recs = item
+    recs = sorted((r for r in recs if r is not None), key=lambda r: (r["url"], r["text"]))
+    name = f"{self._prefix}-{shard:05d}-of-{self._num_shards:05d}"
+
+    def write_array_record(path):
+      writer = ArrayRecordWriter(path, "group_size:1")  # one record per chunk: cheap random access for Grain
+      for r in recs:
+        writer.write(json.dumps(r, ensure_ascii=False).encode("utf-8"))
+      writer.close()
+
+    def write_jsonl(path):
+      with open(path, "w", encoding="utf-8") as f:
+        f.writelines(_json_line(r) + "\n" for r in recs)
+
+    _publish(write_array_record, name + ".array_record")
+    _publish(write_jsonl, name + ".jsonl")
+    yield name
+
+
+class WriteShards(beam.PTransform):
+  """Corpus records -> <prefix>-SSSSS-of-NNNNN.array_record + .jsonl twins, every shard written (empty ones too).
+
+  Records go to the shard of a stable hash of their URL and are sorted by URL inside it, so the same selection gives
+  byte-identical shards on every run and the Grain mixture reads the same documents in the same order (Beam's own
+  sinks split elements in arrival order, which changes from run to run). A shard is sorted in one worker's memory:
+  raise num_shards for large corpora.
+  """
+
+  def __init__(self, prefix: str, num_shards: int):
+    super().__init__()
+    if num_shards < 1:
+      raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    self._prefix, self._num_shards = prefix, num_shards
+
+  def expand(self, recs):
+    n = self._num_shards
+    keyed = recs | "KeyByShard" >> beam.Map(lambda r: (shard_of(r["url"], n), r))
+    every = recs.pipeline | "EveryShard" >> beam.Create([(i, None) for i in range(n)])
+    return ((keyed, every) | "Flatten" >> beam.Flatten() | "GroupByShard" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(_WriteShardFn(self._prefix, n)))
+
+
 def output_record(page: dict) -> dict:
   """The record stored in corpus shards (what the Grain mixture reads)."""
   return {"url": page["url"], "domain": page["domain"], "text": page["text"], "score": page["score"],
@@ -231,16 +301,12 @@ def output_record(page: dict) -> dict:
 def run_final(selected_glob: str, index_path: str, max_removed_fraction: float, out_dir: str, num_shards: int,
               opts: PipelineOptions) -> None:
   """Decontaminate the selected pages and write corpus-*.array_record + corpus-*.jsonl shards, report and totals."""
-  from array_record.beam.arrayrecordio import WriteToArrayRecord
   with beam.Pipeline(options=opts) as p:
     pages = p | "ReadSelected" >> beam.io.ReadFromText(selected_glob) | "Parse" >> beam.Map(json.loads)
     cleaned = pages | "Decontaminate" >> beam.ParDo(DecontamFn(index_path, max_removed_fraction)).with_outputs(
         "report", main="pages")
     recs = cleaned.pages | "OutputRecord" >> beam.Map(output_record)
-    (recs | "ToBytes" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False).encode("utf-8"))
-     | "WriteArrayRecord" >> WriteToArrayRecord(os.path.join(out_dir, "corpus"), ".array_record", num_shards))
-    (recs | "ToJson" >> beam.Map(_json_line)
-     | "WriteJsonl" >> beam.io.WriteToText(os.path.join(out_dir, "corpus"), ".jsonl", num_shards=num_shards))
+    recs | "WriteShards" >> WriteShards(os.path.join(out_dir, "corpus"), num_shards)
     (cleaned.report | "ReportJson" >> beam.Map(_json_line)
      | "WriteReport" >> beam.io.WriteToText(os.path.join(out_dir, "decontam_report"), ".jsonl", num_shards=1))
     (recs | "DocTokens" >> beam.Map(lambda r: (1, r["tokens"], len(r["text"].encode("utf-8"))))
