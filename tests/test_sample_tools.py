@@ -66,11 +66,12 @@ def _check_logprobs(params, prompt, out, r):
   np.testing.assert_array_equal(out.model_logprobs[r, :n][~m], 0.0)
 
 
-def test_code_runs_in_sandbox_and_generation_continues(params, tokenizer):
+@pytest.mark.parametrize("segments", [1, 3])  # each round reads a window of the cache, grown in 1 or 3 steps
+def test_code_runs_in_sandbox_and_generation_continues(params, tokenizer, segments):
   prompts = [tokenizer.encode("Q: what is 6*7?\nAnswer:"), tokenizer.encode("Answer:"), tokenizer.encode("Hi")]
   out = generate_with_tools(CFG, params, prompts, tokenizer=tokenizer, max_new_tokens=12, num_samples=2,
                             strategy=Temperature(1.0), rng=jax.random.key(0),
-                            tools=ToolConfig(max_rounds=2, max_output_tokens=16))
+                            tools=ToolConfig(max_rounds=2, max_output_tokens=16), decode_segments=segments)
   want = (eval_prompts.PYTHON_OPEN + "print(6*7)\n" + eval_prompts.BLOCK_CLOSE + eval_prompts.OUTPUT_OPEN + "42\n" +
           eval_prompts.BLOCK_CLOSE + ANSWER)
   for r in range(4):  # the two prompts that end in "Answer:", two samples each

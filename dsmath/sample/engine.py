@@ -106,16 +106,29 @@ def auto_segments(max_new: int) -> int:
   return max(1, min(4, max_new // 32))
 
 
-def _grow_cache(cache: dict, length: int) -> dict:
-  """The cache with empty slots (segment 0, zero k/v) appended up to `length` slots."""
-  def pad(a, axis):
+def _cache_slot_axes(cache: dict) -> dict:
+  """The slot axis of every cache entry (k/v: [B, KV, S, D] per layer, or [L, B, KV, S, D]; the rest [B, S])."""
+  kv = 2 if isinstance(cache["k"], tuple) else 3
+  return {"k": kv, "v": kv, "segment_ids": 1, "positions": 1}
+
+
+def _resize_cache(cache: dict, length: int) -> dict:
+  """The first `length` slots of the cache, or the cache with empty slots (segment 0, zero k/v) appended."""
+  def resize(a, axis):
+    if length <= a.shape[axis]:
+      return jax.lax.slice_in_dim(a, 0, length, axis=axis)
     widths = [(0, 0)] * a.ndim
     widths[axis] = (0, length - a.shape[axis])
     return jnp.pad(a, widths)
-  slot_axis = 2 if isinstance(cache["k"], tuple) else 3
-  return {"k": jax.tree.map(lambda a: pad(a, slot_axis), cache["k"]),
-          "v": jax.tree.map(lambda a: pad(a, slot_axis), cache["v"]),
-          "segment_ids": pad(cache["segment_ids"], 1), "positions": pad(cache["positions"], 1)}
+  return {name: jax.tree.map(lambda a, axis=axis: resize(a, axis), cache[name])
+          for name, axis in _cache_slot_axes(cache).items()}
+
+
+def _write_prefix(cache: dict, prefix: dict) -> dict:
+  """`cache` with its first slots replaced by `prefix` (in place when the cache is donated)."""
+  return {name: jax.tree.map(lambda a, p, axis=axis: jax.lax.dynamic_update_slice_in_dim(a, p, 0, axis),
+                             cache[name], prefix[name])
+          for name, axis in _cache_slot_axes(cache).items()}
 
 
 def sampling_params(cfg: model.ModelConfig, params: dict, unroll_layers: Optional[bool] = None) -> dict:
@@ -188,16 +201,20 @@ def decode(cfg: model.ModelConfig, strategy, max_new: int, params: dict, cache: 
   free cache slot; done [R] bool: rows that take no part; keys [R]: one PRNG key per row (step i uses
   fold_in(key, i)); stop_seqs [n, L] from `stop_sequence_array`; eos_ids [E] from `eos_array`; budget [R]: tokens
   each row may still generate (<= max_new; default max_new).
-  windows (static, `decode_windows(slot0, max_new, n)` for this call's slot0): run the steps in segments, each attending a cache only as long as the
-  slots it can fill, grown with empty slots between segments, so attention reads ~ the filled part of the cache
-  instead of all of it (and nothing more once every row has finished early); the given cache must have
-  windows[0][1] slots. None: one loop over the cache as given.
+  windows (static, `decode_windows(s, max_new, n)` for some s >= slot0): run the steps in segments, each attending
+  a cache only as long as the slots it can fill, grown with empty slots between segments, so attention reads ~ the
+  filled part of the cache instead of all of it (and nothing more once every row has finished early). Either the
+  cache has windows[0][1] slots (the returned cache has windows[-1][1]), or it is at least windows[-1][1] long and its
+  later slots are empty (tool rounds: the windows run over its first slots, written back at the end). None: one loop
+  over the whole cache.
   Returns dict(tokens, logprobs, model_logprobs [R, max_new], lengths [R], reasons [R] (FINISH_REASONS codes),
   steps (number of sampling steps run), cache).
   """
-  # One window updates the cache in place (donated); growing windows return a cache of another size, so there is
-  # nothing to donate.
-  jitted = _decode_growing if windows and len(windows) > 1 else _decode_in_place
+  # A cache returned at its own size is updated in place (donated); a growing one has nothing to donate.
+  length = cache["segment_ids"].shape[1]
+  if windows and windows[0][1] < length < windows[-1][1]:
+    raise ValueError(f"decode windows {windows} neither start at the cache length {length} nor end within it")
+  jitted = _decode_growing if windows and windows[-1][1] > length else _decode_in_place
   return jitted(cfg, strategy, max_new, params, cache, logits, pos0, slot0, done, keys, stop_seqs, eos_ids, pad_id,
                 budget, windows=windows, layout=layout)
 
@@ -242,13 +259,18 @@ def _decode(cfg, strategy, max_new, params, cache, logits, pos0, slot0, done, ke
               last=jnp.zeros((r,), jnp.int32), logprobs=jnp.zeros((r, max_new), jnp.float32),
               model_logprobs=jnp.zeros((r, max_new), jnp.float32), lengths=jnp.zeros((r,), jnp.int32),
               reasons=jnp.zeros((r,), jnp.int32), done=done)
+  plan = windows or ((max_new, cache["segment_ids"].shape[1]),)
+  full = cache if plan[0][1] < cache["segment_ids"].shape[1] else None  # windows over the first slots only
+  if full is not None:
+    init = dict(init, cache=_constrain_cache(_resize_cache(cache, plan[0][1])))
   st = sample(jnp.int32(0), logits, init)
-  for j, (end, length) in enumerate(windows or ((max_new, None),)):
+  for j, (end, length) in enumerate(plan):
     if j:
-      st = dict(st, cache=_constrain_cache(_grow_cache(st["cache"], length)))
+      st = dict(st, cache=_constrain_cache(_resize_cache(st["cache"], length)))
     st = jax.lax.while_loop(lambda s, end=end: (s["i"] < end) & ~jnp.all(s["done"]), body, st)
+  cache = st["cache"] if full is None else _constrain_cache(_write_prefix(full, st["cache"]))
   return dict(tokens=st["hist"][:, width - 1:], logprobs=st["logprobs"], model_logprobs=st["model_logprobs"],
-              lengths=st["lengths"], reasons=st["reasons"], steps=st["i"], cache=st["cache"])
+              lengths=st["lengths"], reasons=st["reasons"], steps=st["i"], cache=cache)
 
 
 _DECODE_STATIC = ("cfg", "strategy", "max_new", "windows", "layout")

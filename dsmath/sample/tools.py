@@ -87,12 +87,14 @@ def _output_ids(tokenizer, result: sandbox.ExecResult, tools: ToolConfig) -> lis
 def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokenizer, max_new_tokens: int,
                         strategy=Greedy(), num_samples: int = 1, eos_id=None, tools: ToolConfig = ToolConfig(),
                         rng: Optional[jax.Array] = None, prompt_lengths=None, pad_id: int = 0, mesh=None, rules=None,
-                        min_bucket: int = 16, row_offset: int = 0,
-                        unroll_layers: Optional[bool] = None) -> ToolOutput:
+                        min_bucket: int = 16, row_offset: int = 0, unroll_layers: Optional[bool] = None,
+                        decode_segments: Optional[int] = None) -> ToolOutput:
   """Like `engine.generate`, pausing at each closed python block to run it and append its output.
 
   max_new_tokens: budget of model-sampled tokens per sample over all rounds (appended outputs do not count).
   tokenizer: encode/decode (dsmath.data.tokenizer). eos_id defaults to tokenizer.eos_id when it has one.
+  decode_segments: cache windows per round (see `engine.generate`); each round reads only the first slots of the
+  cache, which is sized for all rounds.
   """
   rng = engine.check_sampling_args(max_new_tokens, num_samples, strategy, rng)
   if eos_id is None:
@@ -119,16 +121,22 @@ def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokeni
   active[num_prompts * num_samples:] = False  # dummy rows added for an even split over the data axes
   pos0 = prompt_len.copy()
   slot = tokens.shape[1]
+  segments = engine.auto_segments(max_new_tokens) if decode_segments is None else decode_segments
   with layout.scope():
     params = engine.sampling_params(cfg, params, unroll_layers)
     cache, logits = engine.prefill(cfg, params, layout.batch(tokens), layout.batch(lengths), cache_len=cache_len,
                                    num_samples=num_samples, layout=layout.key)
     for rnd in range(tools.max_rounds + 1):
       budget = np.array([max_new_tokens - sum(m) for m in mask], np.int32)
+      # The cache is sized for every round; this round's decode reads only its first slots (a bound rounded up to
+      # 64 keeps the number of compiled variants small).
+      bound = min(-(-slot // 64) * 64, cache_len - max_new_tokens)
+      windows = engine.decode_windows(bound, max_new_tokens, segments)
       out = engine.decode(cfg, strategy, max_new_tokens, params, cache, logits, layout.batch(pos0), jnp.int32(slot),
                           layout.batch(~active), layout.batch(engine.row_keys(jax.random.fold_in(rng, rnd), rows,
                                                                               row_offset)),
-                          stops, eos, jnp.int32(pad_id), layout.batch(np.maximum(budget, 1)), layout=layout.key)
+                          stops, eos, jnp.int32(pad_id), layout.batch(np.maximum(budget, 1)), windows=windows,
+                          layout=layout.key)
       cache = out.pop("cache")
       host = {k: np.asarray(v) for k, v in out.items()}
       slot += int(host["steps"]) - 1
