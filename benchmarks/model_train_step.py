@@ -5,8 +5,8 @@
 Standard shapes and FLOP formula: ../shared/BENCHMARK-SHAPES.md. Both sides float32 on CPU; torch uses 2 threads
 and attention "sdpa". By default the reps are interleaved (ours, torch, ours, torch, ...) so load from other
 processes on a shared machine hits both alike; `--order blocks` times each side's reps back to back (on a quiet
-machine each side then runs on warm caches, as it would alone); medians are reported. MFU is against this machine's float32 matmul peak measured
-here (a jitted 4096^3 matmul).
+machine each side then runs on warm caches, as it would alone); medians are reported. MFU is against this
+machine's float32 matmul peak measured here (a jitted 4096^3 matmul).
 """
 import argparse
 import os

@@ -91,19 +91,17 @@ def _constrain_cache(cache: dict) -> dict:
           "positions": nn.with_logical_constraint(cache["positions"], ("batch", None))}
 
 
-def decode_windows(slot0: int, max_new: int, segments: int) -> tuple[tuple[int, int], ...]:
+def decode_windows(slot0: int, max_new: int, segments: Optional[int] = None) -> tuple[tuple[int, int], ...]:
   """Splits a decode of max_new steps starting at cache slot slot0 into `segments` runs of steps; run j ends before
   step end_j and attends a cache of slot0 + end_j slots (enough for every token it writes). Returns
-  ((end_j, cache length_j), ...); the last length is slot0 + max_new, the full cache."""
-  n = max(1, min(segments, max_new))
+  ((end_j, cache length_j), ...); the last length is slot0 + max_new.
+
+  segments None: one per 32 new tokens, at most 4. Each segment compiles its own copy of the decode loop, so short
+  decodes keep one; beyond 4 the attention saved is small against the compile time.
+  """
+  n = max(1, min(4, max_new // 32)) if segments is None else max(1, min(segments, max_new))
   ends = sorted({-(-max_new * (j + 1) // n) for j in range(n)})
   return tuple((end, slot0 + end) for end in ends)
-
-
-def auto_segments(max_new: int) -> int:
-  """Decode segments for `generate`: one per 32 new tokens, at most 4. Each segment compiles its own copy of the
-  decode loop, so short decodes keep one; beyond 4 the attention saved is small against the compile time."""
-  return max(1, min(4, max_new // 32))
 
 
 def _cache_slot_axes(cache: dict) -> dict:
@@ -255,18 +253,18 @@ def _decode(cfg, strategy, max_new, params, cache, logits, pos0, slot0, done, ke
     step_logits = model.lm_head(cfg, params, hidden[:, 0])
     return sample(i, step_logits, dict(st, cache=_constrain_cache(new_cache)))
 
+  plan = windows or ((max_new, cache["segment_ids"].shape[1]),)
+  full = None
+  if plan[0][1] < cache["segment_ids"].shape[1]:  # windows over the first slots of a longer cache
+    full, cache = cache, _constrain_cache(_resize_cache(cache, plan[0][1]))
   init = dict(i=jnp.int32(0), cache=cache, hist=jnp.full((r, width - 1 + max_new), _NO_TOKEN, jnp.int32),
               last=jnp.zeros((r,), jnp.int32), logprobs=jnp.zeros((r, max_new), jnp.float32),
               model_logprobs=jnp.zeros((r, max_new), jnp.float32), lengths=jnp.zeros((r,), jnp.int32),
               reasons=jnp.zeros((r,), jnp.int32), done=done)
-  plan = windows or ((max_new, cache["segment_ids"].shape[1]),)
-  full = cache if plan[0][1] < cache["segment_ids"].shape[1] else None  # windows over the first slots only
-  if full is not None:
-    init = dict(init, cache=_constrain_cache(_resize_cache(cache, plan[0][1])))
   st = sample(jnp.int32(0), logits, init)
-  for j, (end, length) in enumerate(plan):
+  for j, (end, size) in enumerate(plan):
     if j:
-      st = dict(st, cache=_constrain_cache(_resize_cache(st["cache"], length)))
+      st = dict(st, cache=_constrain_cache(_resize_cache(st["cache"], size)))
     st = jax.lax.while_loop(lambda s, end=end: (s["i"] < end) & ~jnp.all(s["done"]), body, st)
   cache = st["cache"] if full is None else _constrain_cache(_write_prefix(full, st["cache"]))
   return dict(tokens=st["hist"][:, width - 1:], logprobs=st["logprobs"], model_logprobs=st["model_logprobs"],
@@ -432,7 +430,7 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
   (e.g. sharded as in training); the batch is split over the data axes (padded to a multiple of their size).
   row_offset: row r draws with fold_in(rng, row_offset + r), so a batch split over several calls (or hosts) samples
   exactly what one call would. unroll_layers: see `sampling_params` (default: on CPU only). decode_segments: how many
-  cache windows the decode grows through (`decode` windows; default `auto_segments`); it changes the speed, and the
+  cache windows the decode grows through (`decode_windows`; None: by max_new_tokens); it changes the speed, and the
   samples only through float rounding.
   """
   rng = check_sampling_args(max_new_tokens, num_samples, strategy, rng)
@@ -444,8 +442,7 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
   tokens, lengths, num_prompts = prepare_prompts(cfg, prompts, prompt_lengths, max_new_tokens, layout,
                                                  min_bucket=min_bucket, pad_id=pad_id)
   rows = tokens.shape[0] * num_samples
-  windows = decode_windows(tokens.shape[1], max_new_tokens,
-                           auto_segments(max_new_tokens) if decode_segments is None else decode_segments)
+  windows = decode_windows(tokens.shape[1], max_new_tokens, decode_segments)
   with layout.scope():
     params = sampling_params(cfg, params, unroll_layers)
     cache, logits = prefill(cfg, params, layout.batch(tokens), layout.batch(lengths), cache_len=windows[0][1],

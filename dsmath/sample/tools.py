@@ -121,7 +121,6 @@ def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokeni
   active[num_prompts * num_samples:] = False  # dummy rows added for an even split over the data axes
   pos0 = prompt_len.copy()
   slot = tokens.shape[1]
-  segments = engine.auto_segments(max_new_tokens) if decode_segments is None else decode_segments
   with layout.scope():
     params = engine.sampling_params(cfg, params, unroll_layers)
     cache, logits = engine.prefill(cfg, params, layout.batch(tokens), layout.batch(lengths), cache_len=cache_len,
@@ -131,7 +130,7 @@ def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokeni
       # The cache is sized for every round; this round's decode reads only its first slots (a bound rounded up to
       # 64 keeps the number of compiled variants small).
       bound = min(-(-slot // 64) * 64, cache_len - max_new_tokens)
-      windows = engine.decode_windows(bound, max_new_tokens, segments)
+      windows = engine.decode_windows(bound, max_new_tokens, decode_segments)
       out = engine.decode(cfg, strategy, max_new_tokens, params, cache, logits, layout.batch(pos0), jnp.int32(slot),
                           layout.batch(~active), layout.batch(engine.row_keys(jax.random.fold_in(rng, rnd), rows,
                                                                               row_offset)),

@@ -34,17 +34,18 @@ def masked_token_mean_nll(logits: jax.Array, targets: jax.Array, loss_mask: jax.
   return loss, {"accuracy": accuracy, "loss_weight": tokens}
 
 
-def _head_chunk(hidden, w, targets):
-  """One chunk: hidden [B, C, H], w [H, V], targets [B, C] -> (logits f32 [B, C, V], lse, nll, correct [B, C])."""
-  logits = jnp.einsum("bch,hv->bcv", hidden, w, preferred_element_type=jnp.float32)
-  m = jnp.max(logits, axis=-1)
-  lse = m + jnp.log(jnp.sum(jnp.exp(logits - m[..., None]), axis=-1))
-  vocab = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 2)
-  is_target = vocab == targets[..., None]
-  nll = lse - jnp.sum(jnp.where(is_target, logits, 0.0), axis=-1)
-  # argmax as the first index reaching the max: a plain min-reduce, much cheaper than a variadic (value, index) one.
-  first_max = jnp.min(jnp.where(logits == m[..., None], vocab, logits.shape[-1]), axis=-1)
-  return logits, lse, nll, (first_max == targets).astype(jnp.float32), is_target
+def _head_chunk(h, t, w, inv_temp: float = 1.0):
+  """One chunk of the LM head: h [B, C, H], targets t [B, C], w [H, V] -> (z = logits / T float32 [B, C, V],
+  row max m, exp(z - m), lse, the target's z [B, C], is_target [B, C, V]). The target is an iota compare, not a
+  gather (whose transpose would be a scatter-add over the logits)."""
+  z = jnp.einsum("bch,hv->bcv", h, w, preferred_element_type=jnp.float32)
+  if inv_temp != 1.0:
+    z = z * inv_temp
+  m = jnp.max(z, axis=-1)
+  e = jnp.exp(z - m[..., None])
+  lse = m + jnp.log(jnp.sum(e, axis=-1))
+  is_target = jax.lax.broadcasted_iota(jnp.int32, z.shape, 2) == t[..., None]
+  return z, m, e, lse, jnp.sum(jnp.where(is_target, z, 0.0), axis=-1), is_target
 
 
 def _chunks(x, c):
@@ -67,7 +68,12 @@ def _head_nll_forward(hidden, w, targets, weights, chunk, with_grads):
   is live (the loss is linear in its cotangent, so the backward only scales them)."""
   def body(dw, xs):
     h, t, wt = xs
-    logits, lse, nll, correct, is_target = _head_chunk(h, w, t)
+    logits, m, _, lse, target, is_target = _head_chunk(h, t, w)
+    nll = lse - target
+    # argmax as the first index reaching the max: a plain min-reduce, much cheaper than a variadic (value, index) one.
+    vocab = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 2)
+    first_max = jnp.min(jnp.where(logits == m[..., None], vocab, logits.shape[-1]), axis=-1)
+    correct = (first_max == t).astype(jnp.float32)
     if not with_grads:
       return dw, (nll, correct)
     dlogits = (jnp.exp(logits - lse[..., None]) - is_target) * wt[..., None]
@@ -120,24 +126,11 @@ def lm_head_nll(cfg: ModelConfig, params: dict, hidden: jax.Array, targets: jax.
   return nll_sum / denom, {"accuracy": correct_sum / denom, "loss_weight": tokens}
 
 
-def _head_logprobs_chunk(h, t, w, inv_temp):
-  """One chunk: h [B, C, H], targets t [B, C], w [H, V] -> (z = logits / T f32 [B, C, V], lse, logp, entropy)."""
-  z = jnp.einsum("bch,hv->bcv", h, w, preferred_element_type=jnp.float32) * inv_temp
-  m = jnp.max(z, axis=-1)
-  e = jnp.exp(z - m[..., None])
-  s = jnp.sum(e, axis=-1)
-  lse = m + jnp.log(s)
-  is_target = jax.lax.broadcasted_iota(jnp.int32, z.shape, 2) == t[..., None]
-  logp = jnp.sum(jnp.where(is_target, z, 0.0), axis=-1) - lse
-  entropy = lse - jnp.sum(e * z, axis=-1) / s
-  return z, lse, logp, entropy, is_target
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _fused_head_logprobs(hidden, w, targets, chunk, inv_temp):
   def body(_, xs):
-    _, _, logp, entropy, _ = _head_logprobs_chunk(*xs, w, inv_temp)
-    return None, (logp, entropy)
+    z, _, e, lse, target, _ = _head_chunk(*xs, w, inv_temp)
+    return None, (target - lse, lse - jnp.sum(e * z, axis=-1) / jnp.sum(e, axis=-1))  # log-prob, entropy
   _, outs = jax.lax.scan(body, None, (_chunks(hidden, chunk), _chunks(targets, chunk)))
   return tuple(_unchunk(o) for o in outs)
 
@@ -154,7 +147,7 @@ def _fused_head_logprobs_bwd(chunk, inv_temp, res, cts):
 
   def body(dw, xs):
     h, t, ent, gl, ge = xs
-    z, lse, _, _, is_target = _head_logprobs_chunk(h, t, w, inv_temp)
+    z, _, _, lse, _, is_target = _head_chunk(h, t, w, inv_temp)
     p = jnp.exp(z - lse[..., None])
     # d logp / dz = onehot - p;  d entropy / dz = -p (log p + entropy) = -p (z - lse + entropy)
     dz = gl[..., None] * (is_target - p) - ge[..., None] * p * (z - lse[..., None] + ent[..., None])
