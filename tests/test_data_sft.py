@@ -10,7 +10,7 @@ import pytest
 from dsmath.data import (BLOCK_CLOSE, CODE_OPEN, OUTPUT_OPEN, TEMPLATES, builtin_sft_sources, make_sft_iterator,
                          sft_examples, train_sentencepiece)
 from dsmath.data.sft import SFT_FORMATTERS, check_not_test_split, gsm8k_final
-from dsmath.eval import prompts
+from dsmath.data import prompts
 from dsmath.paths import shared_data_dir
 
 

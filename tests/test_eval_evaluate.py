@@ -6,7 +6,7 @@ import ml_collections
 import pytest
 
 from dsmath.eval import evaluate, load_benchmark, make_prompt_fn, run, select_records, write_report
-from dsmath.eval.prompts import INSTRUCT_SUFFIX_EN, INSTRUCT_SUFFIX_ZH, PYTHON_OPEN, BLOCK_CLOSE
+from dsmath.data.prompts import INSTRUCT_SUFFIX_EN, INSTRUCT_SUFFIX_ZH, PYTHON_OPEN, BLOCK_CLOSE
 
 
 def _gold_or_wrong(records, p_gold=0.5, seed=0):

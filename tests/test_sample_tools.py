@@ -13,7 +13,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 from dsmath import model
 from dsmath.data.tokenizer import HFTokenizer
-from dsmath.eval import prompts as eval_prompts
+from dsmath.data import prompts as eval_prompts
 from dsmath.sample import Temperature, generate, stop_string_sequences
 from dsmath.sample.tools import ToolConfig, closed_program, generate_with_tools
 

@@ -5,7 +5,7 @@ never trained on; the response is, except the contents of tool output blocks, wh
 model (as in ToRA). The pipeline appends EOS (trained) and tokenizes each segment on its own, so the prompt tokens
 equal those the sampler sees at inference.
 
-Delimiters and instructions come from dsmath/eval/prompts.py, so training text matches what evaluation and the sampler's
+Delimiters and instructions come from dsmath/data/prompts.py, so training text matches what evaluation and the sampler's
 tool mode use:
   ```python
   print(48 / 2)
@@ -32,9 +32,9 @@ import re
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
-from dsmath.eval.prompts import BLOCK_CLOSE, INSTRUCT_SUFFIX_EN, OUTPUT_OPEN, POT_SUFFIX_EN, TOOL_SUFFIX_EN
-from dsmath.eval.prompts import PYTHON_OPEN as CODE_OPEN
-from dsmath.eval.prompts import format_output_block
+from dsmath.data.prompts import BLOCK_CLOSE, INSTRUCT_SUFFIX_EN, OUTPUT_OPEN, POT_SUFFIX_EN, TOOL_SUFFIX_EN
+from dsmath.data.prompts import PYTHON_OPEN as CODE_OPEN
+from dsmath.data.prompts import format_output_block
 
 INSTRUCTIONS = {"cot": INSTRUCT_SUFFIX_EN, "pot": POT_SUFFIX_EN, "tool": TOOL_SUFFIX_EN}
 

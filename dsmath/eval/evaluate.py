@@ -14,10 +14,11 @@ import ml_collections
 import numpy as np
 
 from dsmath.eval import metrics as M
-from dsmath.eval.benchmarks import BREAKDOWN_KEYS, Record, load_benchmark
-from dsmath.eval.grading import (Grader, extract_answer, extract_choice, extract_program_output, normalize_answer)
-from dsmath.eval.prompts import PROMPT_STYLES, extract_last_program, make_prompt_fn
-from dsmath.eval.sandbox import run_programs
+from dsmath.grading import passk
+from dsmath.data.benchmarks import BREAKDOWN_KEYS, Record, load_benchmark
+from dsmath.grading.grader import (Grader, extract_answer, extract_choice, extract_program_output, normalize_answer)
+from dsmath.data.prompts import PROMPT_STYLES, extract_last_program, make_prompt_fn
+from dsmath.grading.sandbox import run_programs
 
 GenerateFn = Callable[[list[str], int], list[list[str]]]
 
@@ -93,7 +94,7 @@ def evaluate(records: Sequence[Record], generate_fn: GenerateFn, *, prompt_style
     for i, v in zip(free, grader.equal_many([flat[i] for i in free], grading_mode)):
       verdict_flat[i] = v
     correct = [verdict_flat[p * n:(p + 1) * n] for p in range(len(records))]
-    classes = M.group_answers(answers, correct, lambda pairs: grader.equal_many(pairs, grading_mode), normalize_answer)
+    classes = passk.group_answers(answers, correct, lambda pairs: grader.equal_many(pairs, grading_mode), normalize_answer)
     grading_timeouts = grader.timeouts
   finally:
     if own:
@@ -109,8 +110,8 @@ def evaluate(records: Sequence[Record], generate_fn: GenerateFn, *, prompt_style
                    "no_answer_rate": float(np.mean([a is None for row in answers for a in row]))}
   per_problem: dict[str, np.ndarray] = {"accuracy": first}
   for k in sorted(set(k_values)):
-    pk = M.pass_at_k(np.full(len(records), n), num_correct, k)
-    mk = M.maj_at_k(classes, correct, k)
+    pk = passk.pass_at_k(np.full(len(records), n), num_correct, k)
+    mk = passk.maj_at_k(classes, correct, k)
     per_problem[f"pass@{k}"], per_problem[f"maj@{k}"] = pk, mk
     for name, v in ((f"pass@{k}", pk), (f"maj@{k}", mk)):
       summary[name] = float(v.mean())

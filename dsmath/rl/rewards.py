@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dsmath.data import synthetic
-from dsmath.eval import grading
+from dsmath.grading import grader as grading
 from dsmath.rl import policy
 
 REWARDS = {

@@ -4,7 +4,7 @@ runs in the evaluation sandbox, its output is appended inside an output block an
 A Python loop over rounds (never over tokens): decode until every row has hit EOS, its budget, or the closing fence
 (`dsmath.eval.BLOCK_CLOSE`); run the closed programs (in parallel, sandboxed); prefill "pending token + output block"
 into the same KV cache (`engine.extend`), and decode again. The delimiters are the evaluation's own
-(`dsmath.eval.prompts`), so evaluation and RL see the same text format.
+(`dsmath.data.prompts`), so evaluation and RL see the same text format.
 """
 import dataclasses
 from typing import Optional
@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from dsmath import model
-from dsmath.eval import prompts as eval_prompts
-from dsmath.eval import sandbox
+from dsmath.data import prompts as eval_prompts
+from dsmath.grading import sandbox
 from dsmath.sample import engine
 from dsmath.sample.strategies import Greedy
 

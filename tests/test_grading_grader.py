@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from dsmath.eval import grade
-from dsmath.eval.benchmarks import load_benchmark, load_gsm8k, load_math, load_math500
-from dsmath.eval.grading import (Grader, answers_equal_inprocess, extract_answer, extract_choice, extract_last_boxed,
+from dsmath.grading.grader import grade
+from dsmath.data.benchmarks import load_benchmark, load_gsm8k, load_math, load_math500
+from dsmath.grading.grader import (Grader, answers_equal_inprocess, extract_answer, extract_choice, extract_last_boxed,
                                  extract_program_output, normalize_answer)
 
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from dsmath.eval.grading import extract_gsm8k_gold, extract_last_boxed
+from dsmath.grading.grader import extract_gsm8k_gold, extract_last_boxed
 from dsmath.paths import shared_data_dir
 
 

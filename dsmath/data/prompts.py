@@ -9,7 +9,7 @@ import random
 import re
 from typing import Callable, Sequence
 
-from dsmath.eval.benchmarks import Record, load_gsm8k, load_math
+from dsmath.data.benchmarks import Record, load_gsm8k, load_math
 
 # DeepSeekMath-Instruct's chain-of-thought suffixes (English; Chinese for CMATH / MGSM-zh / Gaokao).
 INSTRUCT_SUFFIX_EN = "Please reason step by step, and put your final answer within \\boxed{}."

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from dsmath.eval import sandbox
-from dsmath.eval.sandbox import run_program, run_programs
+from dsmath.grading import sandbox
+from dsmath.grading.sandbox import run_program, run_programs
 
 NS = sandbox.namespace_isolation_available()
 needs_ns = pytest.mark.skipif(not NS, reason="namespace isolation needs root + util-linux unshare (OS-level checks)")

@@ -313,7 +313,7 @@ _STARTUP_TIMEOUT_S = 300
 
 
 class _Worker:
-  """A grading worker as a plain subprocess (`python -m dsmath.eval.grading FD_IN FD_OUT SOFT`) talking over two
+  """A grading worker as a plain subprocess (`python -m dsmath.grading.grader FD_IN FD_OUT SOFT`) talking over two
   pipes with multiprocessing's framing. Not multiprocessing.Process: that would re-import the caller's __main__
   (spawn/forkserver) or fork a parent that may hold JAX threads."""
 
@@ -321,7 +321,7 @@ class _Worker:
     c2p_r, c2p_w = os.pipe()
     p2c_r, p2c_w = os.pipe()
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    self.proc = subprocess.Popen([sys.executable, "-m", "dsmath.eval.grading", str(p2c_r), str(c2p_w),
+    self.proc = subprocess.Popen([sys.executable, "-m", "dsmath.grading.grader", str(p2c_r), str(c2p_w),
                                   str(soft_timeout_s)], pass_fds=(p2c_r, c2p_w), env=env, stdin=subprocess.DEVNULL)
     os.close(p2c_r)
     os.close(c2p_w)
