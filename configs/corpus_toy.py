@@ -17,5 +17,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.iteration = ml_collections.ConfigDict({"max_rounds": 5, "stop_overlap": 0.98})
   c.decontam = ml_collections.ConfigDict({"n": 10, "max_removed_fraction": 0.5})
   c.output = ml_collections.ConfigDict({"num_shards": 2})
-  c.beam = ml_collections.ConfigDict({"runner": "DirectRunner", "batch_size": 512, "options": {}})
+  c.beam = ml_collections.ConfigDict({"runner": "FnApiRunner", "batch_size": 512, "options": {}})  # in-process
   return c

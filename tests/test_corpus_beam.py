@@ -1,12 +1,65 @@
-"""The Beam pipeline (DirectRunner) selects the same pages as the stage functions run directly; shards read by Grain."""
+"""The Beam pipeline (default in-process runner) selects the same pages as the stage functions run directly; shards
+read by Grain."""
 import glob
 import json
 import os
+import sys
 
 import grain
+from apache_beam.runners.portability import prism_runner
 
-from dsmath.corpus import beam_pipeline, classifier, decontam, domains, records, selection, toy, urls
+from dsmath.corpus import beam_pipeline, classifier, decontam, domains, pipeline, records, selection, toy, urls
 from dsmath.paths import shared_data_dir
+
+# Audit events recorded while a test holds _AUDIT (a list); audit hooks cannot be removed, so one hook is installed
+# for the whole session and is a no-op otherwise.
+_AUDIT = None
+_NETWORK_EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "urllib.Request")
+
+
+def _audit_hook(event, args):
+  if _AUDIT is None:
+    return
+  if event in _NETWORK_EVENTS or event == "subprocess.Popen":
+    _AUDIT.append((event, repr(args)[:200]))
+  elif event in ("open", "os.mkdir", "os.rename", "os.replace") and "prism" in str(args[0]):
+    _AUDIT.append((event, repr(args)[:200]))
+
+
+sys.addaudithook(_audit_hook)
+
+
+def test_default_runner_is_in_process_without_network(tmp_path, monkeypatch):
+  """The corpus stage's default runner makes no network attempt (DirectRunner used to fetch the Prism binary from
+  GitHub on every run), starts no subprocess and writes nothing to the Prism binary cache; explicit names still go
+  to Beam."""
+  global _AUDIT
+  pages = tmp_path / "pages.jsonl"
+  pages.write_text("".join(json.dumps({"url": u, "text": t}) + "\n" for u, t in [
+      ("https://a.example/x", "one"), ("http://www.a.example/x/", "two"), ("https://b.example/y?utm_source=z", "3")]))
+  c = pipeline.default_config()
+  assert c.beam.runner == beam_pipeline.LOCAL_RUNNER
+  opts = beam_pipeline.pipeline_options(c.beam.runner, c.beam.options.to_dict())
+  cache_before = sorted(os.listdir(prism_runner.PrismJobServer.BIN_CACHE)) if os.path.isdir(
+      prism_runner.PrismJobServer.BIN_CACHE) else None
+  _AUDIT = []
+  try:
+    beam_pipeline.run_dedup([str(pages)], str(tmp_path / "dedup" / "pages"), opts)
+    events = list(_AUDIT)
+  finally:
+    _AUDIT = None
+  assert events == []
+  cache_after = sorted(os.listdir(prism_runner.PrismJobServer.BIN_CACHE)) if os.path.isdir(
+      prism_runner.PrismJobServer.BIN_CACHE) else None
+  assert cache_after == cache_before
+  out = [json.loads(l) for f in glob.glob(str(tmp_path / "dedup" / "pages-*.jsonl")) for l in open(f)]
+  assert sorted(p["url"] for p in out) == ["http://www.a.example/x/", "https://b.example/y?utm_source=z"]
+  # The options come from the config only, not from this process's argv.
+  monkeypatch.setattr(sys, "argv", ["corpus", "--direct_num_workers=3"])
+  assert beam_pipeline.pipeline_options().get_all_options()["direct_num_workers"] == 1
+  # Other runners stay reachable by name.
+  for name in ("DataflowRunner", "FlinkRunner", "SparkRunner", "PrismRunner", "DirectRunner"):
+    assert beam_pipeline.pipeline_options(name, {"project": "p"}).get_all_options()["runner"] == name
 
 
 def test_beam_matches_stage_functions_and_writes_grain_shards(tmp_path):
@@ -20,7 +73,7 @@ def test_beam_matches_stage_functions_and_writes_grain_shards(tmp_path):
       num_positives=200, num_negatives=200, lr=0.1, epoch=5, dim=16, bucket=50_000), model_path)
   budget = selection.Budget("tokens", 8000)
   annotations = {"mathqa.example": ["/problems"], "wordproblems.example": ["/questions"]}
-  opts = beam_pipeline.pipeline_options("DirectRunner")
+  opts = beam_pipeline.pipeline_options()
 
   # Beam: dedup, then one round.
   prefix = str(tmp_path / "dedup" / "pages")

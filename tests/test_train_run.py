@@ -145,6 +145,59 @@ def test_repeated_nonfinite_losses_stop_with_last_good_checkpoint(tmp_path, env,
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
+def test_nan_learning_rate_is_rejected_before_anything_is_trained_or_saved(tmp_path, env, tokenizer_path):
+  """optimizer.peak_lr = nan used to pass the loss/gradient check: the first update wrote NaN params, which were
+  checkpointed and resumed from. Now the run fails up front, naming the key, and leaves no checkpoint."""
+  workdir = tmp_path / "nan_lr"
+  proc = _run(_args("configs/pretrain_toy.py", workdir, tokenizer_path, **{"optimizer.peak_lr": "nan"}), env,
+              expect_rc=1)
+  assert "optimizer.peak_lr" in proc.stderr and "nan" in proc.stderr
+  assert _committed(workdir / "checkpoints") == []
+
+
+class _Batches:
+  """Random packed token batches, with the iterator-state interface the loop saves."""
+
+  def __init__(self, vocab: int, b: int = 4, t: int = 16):
+    self._rng, self._vocab, self._b, self._t, self._n = np.random.default_rng(0), vocab, b, t, 0
+
+  def __next__(self):
+    self._n += 1
+    x = self._rng.integers(0, self._vocab, (self._b, self._t + 1)).astype(np.int32)
+    return {"inputs": x[:, :-1], "targets": x[:, 1:], "segment_ids": np.ones((self._b, self._t), np.int32),
+            "positions": np.tile(np.arange(self._t, dtype=np.int32), (self._b, 1)),
+            "loss_mask": np.ones((self._b, self._t), np.float32)}
+
+  def get_state(self):
+    return {"n": self._n}
+
+
+def test_train_loop_with_a_nan_producing_optimizer_never_checkpoints_nonfinite_params(tmp_path):
+  """An optimizer whose update is NaN although loss and gradient are finite (here built around make_optimizer's
+  check): every step is skipped, and the checkpoints the loop writes (the final one) hold the initial params."""
+  import jax
+  import optax
+  from etils import epath
+  from dsmath import model
+  from dsmath.train import (Checkpointer, load_params, make_train_step, new_state, next_token_loss, resolve_config,
+                            train_loop)
+  cfg = resolve_config({"job": "pretrain", "train": {"total_steps": 2, "checkpoint_every": 1, "progress": False,
+                                                     "peak_flops": 1e9, "max_consecutive_nonfinite": 3}})
+  model_cfg = model.ModelConfig.preset("tiny", num_layers=1)
+  opt = optax.adamw(float("nan"))
+  step = make_train_step(model_cfg, opt, next_token_loss(model_cfg))
+  state = new_state(step, model_cfg, opt, seed=0)
+  initial = jax.tree.map(np.asarray, state["params"])
+  summary = train_loop(cfg, epath.Path(tmp_path), model_cfg=model_cfg, train_step=step, state=state,
+                       iterator=_Batches(model_cfg.vocab_size), checkpointer=Checkpointer(tmp_path / "checkpoints"),
+                       schedule=lambda s: 0.0, batch_size=4, seq_len=16)
+  assert summary["num_skipped"] == 2 and summary["nonfinite_steps"] == [1, 2] and np.isfinite(summary["first_loss"])
+  assert _committed(tmp_path / "checkpoints") == [2]  # no periodic save after a skipped step; the final one
+  restored = load_params(tmp_path, model.abstract_params(model_cfg))
+  for a, b in zip(jax.tree.leaves(initial), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(a, np.asarray(b))
+
+
 def test_sft_initialises_from_the_pretraining_run(tmp_path, env, tokenizer_path, straight_run):
   """SFT with init_from: takes the params and the tokenizer of the pre-training run. With a warm-up the first
   step's lr is 0, so the SFT checkpoint after one step holds exactly the pre-trained params."""

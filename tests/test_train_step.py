@@ -9,9 +9,9 @@ import pytest
 from dsmath import model
 from dsmath.data.config import PAPER_PRETRAIN_WEIGHTS, load_config_file, resolve_data_config
 from dsmath.paths import REPO_ROOT
-from dsmath.train import (build_step_fn, decay_mask, flops_per_token, init_state, make_optimizer, make_train_step,
-                          masked_token_mean_nll, multistep_schedule, new_state, next_token_loss, non_embedding_params,
-                          resolve_config)
+from dsmath.train import (OPTIMIZER_DEFAULTS, Checkpointer, build_step_fn, decay_mask, flops_per_token, init_state,
+                          load_params, make_optimizer, make_train_step, masked_token_mean_nll, multistep_schedule,
+                          new_state, next_token_loss, non_embedding_params, resolve_config, save_params)
 
 
 def test_multistep_schedule_is_the_papers():
@@ -125,6 +125,89 @@ def test_a_nonfinite_loss_skips_the_update_and_is_reported():
     np.testing.assert_array_equal(a, b)
   s2, m2 = step_fn(s1, good)
   assert int(m2["skipped"]) == 0 and float(s2["params"]["w"][0]) < 1.0
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("peak_lr", float("nan"), r"config\.optimizer\.peak_lr must be finite, got nan"),
+    ("peak_lr", float("inf"), r"config\.optimizer\.peak_lr must be finite, got inf"),
+    ("peak_lr", -1e-3, r"config\.optimizer\.peak_lr must be in \[0\.0, inf\), got -0\.001"),
+    ("b1", 1.0, r"config\.optimizer\.b1 must be in \[0\.0, 1\.0\), got 1\.0"),
+    ("b2", float("-inf"), r"config\.optimizer\.b2 must be finite, got -inf"),
+    ("eps", float("nan"), r"config\.optimizer\.eps must be finite"),
+    ("weight_decay", -0.1, r"config\.optimizer\.weight_decay must be in .*got -0\.1"),
+    ("grad_clip", float("inf"), r"config\.optimizer\.grad_clip must be finite, got inf"),
+    ("final_lr_fraction", float("nan"), r"config\.optimizer\.final_lr_fraction must be finite"),
+    ("decay_factors", [0.316, float("nan")], r"config\.optimizer\.decay_factors\[1\] must be finite, got nan"),
+    ("decay_boundaries", [0.8, 1.5], r"config\.optimizer\.decay_boundaries\[1\] must be in \[0\.0, 1\.0\]"),
+    ("warmup_steps", 2.5, r"config\.optimizer\.warmup_steps must be a whole number"),
+    ("peak_lr", "fast", r"config\.optimizer\.peak_lr must be a number, got str 'fast'"),
+])
+def test_make_optimizer_rejects_nonfinite_and_out_of_range_hyperparameters(key, value, message):
+  with pytest.raises(ValueError, match=message):
+    make_optimizer({**OPTIMIZER_DEFAULTS, key: value}, 10)
+  make_optimizer({**OPTIMIZER_DEFAULTS, "peak_lr": 0.0, "b1": 0.0, "eps": 0.0, "grad_clip": 0.0}, 10)  # edges ok
+
+
+def test_make_optimizer_checks_a_config_dataclass_too():
+  """The typed config schema hands make_optimizer a frozen dataclass: the same checks apply to it."""
+  import dataclasses
+  fields = [(k, object, dataclasses.field(default=tuple(v) if isinstance(v, list) else v))
+            for k, v in OPTIMIZER_DEFAULTS.items()]
+  Opt = dataclasses.make_dataclass("Opt", fields, frozen=True)
+  _, lr = make_optimizer(Opt(schedule="constant", warmup_steps=0, peak_lr=1e-3), 10)
+  assert float(lr(5)) == pytest.approx(1e-3)
+  with pytest.raises(ValueError, match=r"config\.optimizer\.peak_lr must be finite, got nan"):
+    make_optimizer(Opt(peak_lr=float("nan")), 10)
+
+
+def _quadratic_loss(params, batch, rng):
+  del rng
+  return jnp.mean((params["w"] * batch["x"] - batch["y"]) ** 2), {}
+
+
+@pytest.mark.parametrize("opt", [optax.adamw(float("nan")),  # what optimizer.peak_lr = nan used to build
+                                 optax.sgd(1e38)],  # finite lr * finite gradient (~1e10) overflows to -inf
+                         ids=["nan_lr", "overflow"])
+def test_a_nonfinite_update_from_a_finite_loss_and_gradient_is_skipped(opt):
+  step_fn = jax.jit(build_step_fn(opt, _quadratic_loss))
+  state = init_state({"w": jnp.ones((3,))}, opt, seed=0)
+  before = jax.tree.map(np.asarray, (state["params"], state["opt_state"]))
+  batch = {"x": jnp.full((3,), 1e5), "y": jnp.zeros((3,))}
+  s1, m1 = step_fn(state, batch)
+  assert np.isfinite(float(m1["loss"])) and np.isfinite(float(m1["grad_norm"]))
+  assert int(m1["skipped"]) == 1 and int(s1["num_skipped"]) == 1 and int(s1["step"]) == 1
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves((s1["params"], s1["opt_state"]))):
+    np.testing.assert_array_equal(a, b)
+  # The same optimizer with a sane step size on the same batch applies its update.
+  sane = optax.sgd(1e-12)
+  s2, m2 = jax.jit(build_step_fn(sane, _quadratic_loss))(init_state({"w": jnp.ones((3,))}, sane, seed=0), batch)
+  assert int(m2["skipped"]) == 0 and 0.0 < float(s2["params"]["w"][0]) < 1.0
+
+
+def test_nonfinite_params_are_never_checkpointed(tmp_path):
+  """Checkpointer.save (asynchronous, as the loop uses it) and save_params refuse NaN/inf params before writing:
+  the previous checkpoint stays the latest and restores finite."""
+  opt = optax.adamw(1e-3)
+  params = {"embed": jnp.ones((4, 2)), "layers": {"mlp": {"down": jnp.ones((2, 2)), "up": jnp.ones((2, 2))}}}
+  ckpt = Checkpointer(tmp_path / "ckpt", keep=3, async_save=True)
+  ckpt.save(1, init_state(params, opt, seed=0), {"pos": 1})
+  bad = {**params, "layers": {"mlp": {"down": jnp.ones((2, 2)), "up": jnp.array([[1.0, jnp.nan], [1.0, jnp.inf]])}}}
+  with pytest.raises(FloatingPointError, match=r"step 2: params contain NaN/inf, first at 'layers/mlp/up'"):
+    ckpt.save(2, init_state(bad, opt, seed=0), {"pos": 2})
+  ckpt.wait()
+  assert ckpt.all_steps() == [1] and ckpt.latest_step() == 1
+  assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["1"]  # no tmp dir of step 2 either
+  ckpt.close()
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+  restored = load_params(tmp_path / "ckpt", abstract)
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored))
+
+  run_dir = tmp_path / "run"
+  save_params(run_dir, 5, params)
+  with pytest.raises(FloatingPointError, match=r"step 6: params contain NaN/inf, first at 'embed'"):
+    save_params(run_dir, 6, {**params, "embed": jnp.full((4, 2), jnp.inf)})
+  assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["5"]
+  np.testing.assert_array_equal(load_params(run_dir, abstract)["embed"], np.ones((4, 2)))
 
 
 def test_flops_accounting():

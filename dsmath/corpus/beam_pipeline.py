@@ -1,4 +1,4 @@
-"""Apache Beam transforms composing the stage functions; DirectRunner by default, any runner via pipeline options.
+"""Apache Beam transforms composing the stage functions; in-process FnApiRunner by default, any runner by name.
 
 Round pipeline: ReadPages -> (dedup already materialised) -> ScorePages (fastText, model loaded once per worker in
 DoFn.setup, batched predict) -> GlobalCutoff (one CombineGlobally over (rank_key, weight), a single-tuple side
@@ -22,9 +22,19 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from dsmath.corpus import classifier, decontam, domains, records, selection, urls
 
 
-def pipeline_options(runner: str = "DirectRunner", options: dict | None = None) -> PipelineOptions:
-  """PipelineOptions from config values (e.g. runner='DataflowRunner', options={'project': ..., 'region': ...})."""
-  return PipelineOptions(runner=runner, **(options or {}))
+# Beam's DirectRunner (2.77) first tries the Prism runner, which downloads a Go binary from GitHub on every run and has
+# no option to switch that off; the FnApiRunner is what DirectRunner falls back to for these batch pipelines: pure
+# Python, in-process, no binary, no network. Other runners (DataflowRunner, FlinkRunner, SparkRunner, PrismRunner,
+# DirectRunner itself) are used when named.
+LOCAL_RUNNER = "FnApiRunner"
+
+
+def pipeline_options(runner: str = LOCAL_RUNNER, options: dict | None = None) -> PipelineOptions:
+  """PipelineOptions from config values (e.g. runner='DataflowRunner', options={'project': ..., 'region': ...}).
+
+  flags=[]: the options come from the config alone; by default Beam would also parse this process's sys.argv.
+  """
+  return PipelineOptions(flags=[], runner=runner, **(options or {}))
 
 
 def _local_copy(path: str) -> str:

@@ -32,7 +32,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.iteration = ml_collections.ConfigDict({"max_rounds": 5, "stop_overlap": 0.98})
   c.decontam = ml_collections.ConfigDict({"n": 10, "max_removed_fraction": 0.5, "benchmarks": []})
   c.output = ml_collections.ConfigDict({"num_shards": 2})
-  c.beam = ml_collections.ConfigDict({"runner": "DirectRunner", "batch_size": 512, "options": {}})
+  # runner: any Beam runner name; the default runs in-process with no network (see beam_pipeline.LOCAL_RUNNER).
+  c.beam = ml_collections.ConfigDict({"runner": beam_pipeline.LOCAL_RUNNER, "batch_size": 512, "options": {}})
   return c
 
 

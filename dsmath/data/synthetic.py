@@ -36,7 +36,7 @@ class Difficulty:
   max_number: int = 20  # operands drawn from [1, max_number] (multipliers and divisors from [2, max_factor])
   max_factor: int = 5
   max_value: int = 500  # running totals stay within [0, max_value]
-  ops: tuple = ("+", "-", "*", "box")
+  ops: tuple[str, ...] = ("+", "-", "*", "box")
   style: str = "equations"  # "equations" or "words"
 
   def __post_init__(self):

@@ -44,6 +44,27 @@ class ModelConfig:
     return cls(**{**base, **d})
 
   @classmethod
+  def resolve(cls, spec: Any, path: str = "config.model") -> "ModelConfig":
+    """A config field's model spec ({preset, overrides...} or a ModelConfig) with every key type-checked, errors
+    naming the full key path (the `resolve` hook of dsmath.config)."""
+    from dsmath.config import ConfigError, checked_fields, resolve, to_dict
+    if isinstance(spec, cls):
+      return spec
+    d = to_dict(spec)
+    if not isinstance(d, Mapping):
+      raise ConfigError(f"{path} must be a mapping ({{preset: name, overrides...}}), got {type(spec).__name__}")
+    d = dict(d)
+    preset = d.pop("preset", "")
+    if not isinstance(preset, str):
+      raise ConfigError(f"{path}.preset must be str, got {type(preset).__name__} {preset!r}")
+    if preset and preset not in PRESETS:
+      raise ConfigError(f"{path}.preset={preset!r} is unknown; known presets: {sorted(PRESETS)}")
+    base = dataclasses.asdict(PRESETS[preset]) if preset else {}
+    if ("hidden_size" in d or "num_heads" in d) and "head_dim" not in d:
+      base["head_dim"] = 0  # derived again from the overridden shapes
+    return resolve(cls, {**base, **checked_fields(cls, d, path)}, path)
+
+  @classmethod
   def preset(cls, name: str, **overrides) -> "ModelConfig":
     if name not in PRESETS:
       raise KeyError(f"unknown model preset {name!r}; known presets: {sorted(PRESETS)}")

@@ -1,10 +1,17 @@
-"""Advantage estimators: GRPO outcome and process supervision (paper sec. 4.1.2-4.1.3) and PPO's GAE.
+"""Advantage estimators: GRPO outcome and process supervision (paper sec. 4.1.2-4.1.3), PPO's GAE, and beyond the
+paper Dr. GRPO (no std scaling) and RLOO (leave-one-out baseline); the unified paradigm's RFT / SFT coefficients.
 
 Layout: a batch holds groups of G consecutive completions of the same question (rows i*G .. i*G+G-1), right-padded
 to T tokens; `mask[b, t]` is 1 on completion tokens. All functions are pure and jittable; every output is zero on
 padding.
+
+`ESTIMATORS[name]` is an `Estimator`: `fn(batch, group_size, cfg, ppo) -> {"advantages": [B, T], ...}` over a batch
+dict ("rewards" [B], "mask", and "step_rewards"/"step_mask" for process rewards, "values"/"old_logp"/"ref_logp" for
+GAE), plus what it needs, so the RL loop picks one by name and never branches on a method.
 """
+import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -127,9 +134,64 @@ def ppo_token_rewards(scores: jax.Array, old_logp: jax.Array, ref_logp: jax.Arra
   return (scores.astype(jnp.float32)[:, None] * last - beta * (old_logp - ref_logp)) * m
 
 
-# name -> estimator; the trainer picks one from config (rl.advantage).
-ADVANTAGE_ESTIMATORS = {
-    "grpo_outcome": grpo_outcome,
-    "grpo_process": grpo_process,
-    "gae": gae,
+
+@functools.partial(jax.jit, static_argnames=("group_size",))
+def rloo(rewards: jax.Array, mask: jax.Array, *, group_size: int) -> jax.Array:
+  """RLOO (Ahmadian et al. 2024): A_i = r_i - (1/(G-1)) sum_{j != i} r_j, the REINFORCE baseline of the other
+  samples of the same question, for every token of o_i. Equals G/(G-1) (r_i - mean(r))."""
+  if group_size < 2:
+    raise ValueError("RLOO needs group_size >= 2 (rollout.group_size): a leave-one-out baseline needs other samples")
+  r = _grouped(rewards.astype(jnp.float32), group_size)
+  baseline = (r.sum(axis=1, keepdims=True) - r) / (group_size - 1)
+  return (r - baseline).reshape(-1)[:, None] * mask.astype(jnp.float32)
+
+
+def correct_indicator(rewards: jax.Array, mask: jax.Array) -> jax.Array:
+  """RFT / Online RFT's gradient coefficient I(o) (Eq. 10): 1 on every token of a correct output, else 0."""
+  return (rewards > 0).astype(jnp.float32)[:, None] * mask.astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+  """fn(batch, group_size, cfg: AdvantageConfig, ppo: PPOConfig) -> {"advantages", ...}; `process`: reads step
+  rewards (a process reward); `values`: needs the value model's predictions (and returns "returns")."""
+  fn: Callable
+  process: bool = False
+  values: bool = False
+
+
+def _grpo_outcome(b, g, cfg, ppo):
+  return {"advantages": grpo_outcome(b["rewards"], b["mask"], group_size=g, scale_std=cfg.scale_std, eps=cfg.eps,
+                                     ddof=cfg.ddof)}
+
+
+def _grpo_process(b, g, cfg, ppo):
+  return {"advantages": grpo_process(b["step_rewards"], b["step_mask"], b["mask"], group_size=g,
+                                     scale_std=cfg.scale_std, eps=cfg.eps, ddof=cfg.ddof)}
+
+
+def _dr_grpo(b, g, cfg, ppo):
+  # Dr. GRPO (Liu et al. 2025): the group mean is the baseline, the std is not divided out
+  return {"advantages": grpo_outcome(b["rewards"], b["mask"], group_size=g, scale_std=False)}
+
+
+def _dr_grpo_process(b, g, cfg, ppo):
+  return {"advantages": grpo_process(b["step_rewards"], b["step_mask"], b["mask"], group_size=g, scale_std=False)}
+
+
+def _gae(b, g, cfg, ppo):
+  rewards = ppo_token_rewards(b["rewards"], b["old_logp"], b["ref_logp"], b["mask"], ppo.kl_beta)
+  adv, ret = gae(rewards, b["values"], b["mask"], ppo.gamma, ppo.lam)
+  return {"advantages": whiten(adv, b["mask"]) if ppo.whiten else adv, "returns": ret}
+
+
+ESTIMATORS: dict[str, Estimator] = {
+    "grpo_outcome": Estimator(_grpo_outcome),
+    "grpo_process": Estimator(_grpo_process, process=True),
+    "dr_grpo": Estimator(_dr_grpo),
+    "dr_grpo_process": Estimator(_dr_grpo_process, process=True),
+    "rloo": Estimator(lambda b, g, cfg, ppo: {"advantages": rloo(b["rewards"], b["mask"], group_size=g)}),
+    "gae": Estimator(_gae, values=True),
+    "correct": Estimator(lambda b, g, cfg, ppo: {"advantages": correct_indicator(b["rewards"], b["mask"])}),
+    "one": Estimator(lambda b, g, cfg, ppo: {"advantages": b["mask"].astype(jnp.float32)}),
 }

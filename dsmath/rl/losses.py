@@ -1,4 +1,6 @@
-"""Policy losses of the unified paradigm (paper sec. 5.2.1, appendix A.1) and their gradient coefficients.
+"""Policy losses of the unified paradigm (paper sec. 5.2.1, appendix A.1), their gradient coefficients, and beyond
+the paper DAPO (decoupled clip, token-level aggregation), Dr. GRPO (a constant normaliser) and GSPO (a sequence-level
+importance ratio) as entries of the same registry.
 
 Every method's gradient has the form
   grad J = E_{(q, o) ~ D} [ (1/|o|) sum_t GC(q, o, t) * grad log pi_theta(o_t | q, o_<t) ].
@@ -27,7 +29,8 @@ AGGREGATIONS = ("sequence", "token", "sequence_sum_norm")
 class LossConfig:
   """Loss hyper-parameters (hashable: pass it as a static argument under jit). Defaults are the paper's.
 
-  clip_eps: PPO/GRPO ratio clip epsilon.
+  clip_eps: PPO/GRPO ratio clip epsilon (the lower side, 1 - eps).
+  clip_eps_high: the upper side (1 + eps_high); None = clip_eps (symmetric, the paper). DAPO's "clip-higher".
   beta: GRPO's KL coefficient (inside the per-token sum); PPO puts its KL in the reward (advantages.ppo_token_rewards).
   aggregation: "sequence" = the paper's (1/G) sum_i (1/|o_i|) sum_t; "token" = sum over all tokens / number of tokens
     (DAPO); "sequence_sum_norm" = (1/G) sum_i (1/max_len) sum_t (Dr. GRPO's constant normaliser).
@@ -37,6 +40,7 @@ class LossConfig:
   value_clip: PPO value-loss clip range around the rollout's values.
   """
   clip_eps: float = 0.2
+  clip_eps_high: float | None = None
   beta: float = 0.04
   aggregation: str = "sequence"
   max_len: int = 1024
@@ -49,6 +53,14 @@ class LossConfig:
       raise ValueError(f"rl loss aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
     if not 0.0 <= self.clip_eps < 1.0:
       raise ValueError(f"rl loss clip_eps must be in [0, 1), got {self.clip_eps}")
+    if self.clip_eps_high is not None and not self.clip_eps_high >= 0.0:
+      raise ValueError(f"rl loss clip_eps_high must be >= 0, got {self.clip_eps_high}")
+    if self.beta < 0 or self.max_len < 1:
+      raise ValueError(f"rl loss beta must be >= 0 and max_len >= 1, got {self.beta}, {self.max_len}")
+
+  @property
+  def eps_high(self) -> float:
+    return self.clip_eps if self.clip_eps_high is None else self.clip_eps_high
 
 
 def _lengths(mask: jax.Array) -> jax.Array:
@@ -77,11 +89,11 @@ def kl_k3(logp: jax.Array, ref_logp: jax.Array) -> jax.Array:
   return jnp.exp(d) - d - 1.0
 
 
-def _clipped_surrogate(logp, old_logp, adv, eps):
-  """min(rho A, clip(rho, 1-eps, 1+eps) A) per token, the ratio, and where the clipped side is active."""
+def _clipped_surrogate(logp, old_logp, adv, eps, eps_high=None):
+  """min(rho A, clip(rho, 1-eps, 1+eps_high) A) per token, the ratio, and where the clipped side is active."""
   ratio = jnp.exp(logp - old_logp)
   unclipped = ratio * adv
-  clipped = jnp.clip(ratio, 1.0 - eps, 1.0 + eps) * adv
+  clipped = jnp.clip(ratio, 1.0 - eps, 1.0 + (eps if eps_high is None else eps_high)) * adv
   return jnp.minimum(unclipped, clipped), ratio, clipped < unclipped
 
 
@@ -90,13 +102,22 @@ def _clipped_surrogate(logp, old_logp, adv, eps):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _weights(logp, batch):
+  """SFT-family per-token coefficients [B, T]: batch["advantages"] (the RL loop's estimator "one" / "correct"), else
+  batch["weights"] [B] per output, else 1."""
+  if "advantages" in batch:
+    return batch["advantages"].astype(jnp.float32)
+  w = batch.get("weights")
+  w = jnp.ones(logp.shape[0], jnp.float32) if w is None else w.astype(jnp.float32)
+  return jnp.broadcast_to(w[:, None], logp.shape)
+
+
 def sft_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
   """SFT / RFT / Online RFT: -(1/B) sum_i w_i (1/|o_i|) sum_t log pi(o_t); w = 1 (SFT) or I(o_i correct) (RFT)."""
   m = batch["mask"].astype(jnp.float32)
-  w = batch.get("weights")
-  w = jnp.ones(logp.shape[0], jnp.float32) if w is None else w.astype(jnp.float32)
-  nll = -aggregate(logp * w[:, None], m, cfg.aggregation, cfg.max_len)
-  return nll, {"nll_per_token": -_masked_mean(logp, m), "weight_mean": w.mean()}
+  w = _weights(logp, batch)
+  nll = -aggregate(logp * w, m, cfg.aggregation, cfg.max_len)
+  return nll, {"nll_per_token": -_masked_mean(logp, m), "weight_mean": _masked_mean(w, m)}
 
 
 def _dpo_parts(cfg: LossConfig, logp, batch):
@@ -128,18 +149,59 @@ def ppo_policy_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Ar
                 "approx_kl_old": _masked_mean(batch["old_logp"] - logp, m)}
 
 
+def _grpo_family(cfg: LossConfig, logp, batch, aggregation: str):
+  m = batch["mask"].astype(jnp.float32)
+  obj, ratio, clipped = _clipped_surrogate(logp, batch["old_logp"], batch["advantages"], cfg.clip_eps, cfg.eps_high)
+  metrics = {"clip_fraction": _masked_mean(clipped.astype(jnp.float32), m), "ratio_mean": _masked_mean(ratio, m),
+             "pg_objective": aggregate(obj, m, aggregation, cfg.max_len)}
+  if cfg.beta > 0:  # a KL-free objective (DAPO) never reads pi_ref, so no reference model is kept
+    kl = kl_k3(logp, batch["ref_logp"])
+    obj = obj - cfg.beta * kl
+    metrics["kl_ref"] = _masked_mean(kl, m)
+  return -aggregate(obj, m, aggregation, cfg.max_len), metrics
+
+
 def grpo_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
   """The paper's GRPO objective (Eq. 21 / sec. 4.1.1), negated:
 
   J = (1/G) sum_i (1/|o_i|) sum_t { min(rho A, clip(rho, 1-eps, 1+eps) A) - beta * D_KL },
   rho = pi_theta/pi_old per token, D_KL = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1 per token.
   """
+  return _grpo_family(cfg, logp, batch, cfg.aggregation)
+
+
+def dapo_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
+  """DAPO (Yu et al. 2025, Eq. 8): clip(rho, 1 - eps_low, 1 + eps_high) and a token-level mean over every token of
+  the group, J = (1 / sum_i |o_i|) sum_i sum_t min(rho A, clip(rho) A); the KL term only if beta > 0 (DAPO: 0)."""
+  return _grpo_family(cfg, logp, batch, "token")
+
+
+def dr_grpo_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
+  """Dr. GRPO (Liu et al. 2025): GRPO's clipped objective with the per-output 1/|o_i| replaced by one constant
+  1/max_len, J = (1/G) sum_i (1/L) sum_t {...}, removing the length bias."""
+  return _grpo_family(cfg, logp, batch, "sequence_sum_norm")
+
+
+def gspo_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
+  """GSPO (Zheng et al. 2025, Eq. 5-7): one importance ratio per output, the length-normalised sequence likelihood
+  ratio s_i = (pi_theta(o_i|q) / pi_old(o_i|q))^(1/|o_i|), clipped at the sequence level:
+  J = (1/G) sum_i min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i), A_i the output's advantage; minus
+  beta * the sequence-mean KL to pi_ref when beta > 0."""
   m = batch["mask"].astype(jnp.float32)
-  obj, ratio, clipped = _clipped_surrogate(logp, batch["old_logp"], batch["advantages"], cfg.clip_eps)
-  kl = kl_k3(logp, batch["ref_logp"])
-  loss = -aggregate(obj - cfg.beta * kl, m, cfg.aggregation, cfg.max_len)
-  return loss, {"kl_ref": _masked_mean(kl, m), "clip_fraction": _masked_mean(clipped.astype(jnp.float32), m),
-                "ratio_mean": _masked_mean(ratio, m), "pg_objective": aggregate(obj, m, cfg.aggregation, cfg.max_len)}
+  lengths = _lengths(m)
+  log_s = ((logp - batch["old_logp"]) * m).sum(axis=1) / lengths
+  adv = (batch["advantages"] * m).sum(axis=1) / lengths  # outcome advantages are constant over an output's tokens
+  s = jnp.exp(log_s)
+  unclipped = s * adv
+  clipped_obj = jnp.clip(s, 1.0 - cfg.clip_eps, 1.0 + cfg.eps_high) * adv
+  obj = jnp.minimum(unclipped, clipped_obj)
+  metrics = {"clip_fraction": jnp.mean((clipped_obj < unclipped).astype(jnp.float32)), "ratio_mean": jnp.mean(s),
+             "pg_objective": jnp.mean(obj)}
+  if cfg.beta > 0:
+    kl = kl_k3(logp, batch["ref_logp"])
+    obj = obj - cfg.beta * (kl * m).sum(axis=1) / lengths
+    metrics["kl_ref"] = _masked_mean(kl, m)
+  return -jnp.mean(obj), metrics
 
 
 def ppo_value_loss(cfg: LossConfig, values: jax.Array, batch: Mapping[str, jax.Array]):
@@ -160,7 +222,23 @@ POLICY_LOSSES: dict[str, Callable] = {
     "dpo": dpo_loss,
     "ppo": ppo_policy_loss,
     "grpo": grpo_loss,
+    "dapo": dapo_loss,
+    "dr_grpo": dr_grpo_loss,
+    "gspo": gspo_loss,
 }
+
+# What each loss reads besides the log-probs (the loop keeps a reference model only when a loss reads ref_logp).
+LOSS_INPUTS: dict[str, tuple[str, ...]] = {
+    "sft": ("advantages",), "rft": ("advantages",), "online_rft": ("advantages",), "dpo": ("ref_logp",),
+    "ppo": ("old_logp", "advantages"), "grpo": ("old_logp", "advantages", "ref_logp"),
+    "dapo": ("old_logp", "advantages", "ref_logp"), "dr_grpo": ("old_logp", "advantages", "ref_logp"),
+    "gspo": ("old_logp", "advantages", "ref_logp"),
+}
+
+
+def reads_reference(name: str, cfg: LossConfig) -> bool:
+  """Whether POLICY_LOSSES[name] reads pi_ref's log-probs under cfg (the GRPO family only when beta > 0)."""
+  return "ref_logp" in LOSS_INPUTS[name] and (name == "dpo" or cfg.beta > 0)
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Gradient coefficients (appendix A.1) and the surrogate they define
@@ -168,10 +246,8 @@ POLICY_LOSSES: dict[str, Callable] = {
 
 
 def gc_sft(cfg, logp, batch):
-  """SFT: GC = 1; RFT / Online RFT: GC = I(o) (Eq. 10), carried by batch["weights"]."""
-  w = batch.get("weights")
-  w = jnp.ones(logp.shape[0], jnp.float32) if w is None else w.astype(jnp.float32)
-  return jnp.broadcast_to(w[:, None], logp.shape) * batch["mask"]
+  """SFT: GC = 1; RFT / Online RFT: GC = I(o) (Eq. 10), carried by the advantages (or batch["weights"])."""
+  return _weights(logp, batch) * batch["mask"]
 
 
 def gc_dpo(cfg, logp, batch):
@@ -189,7 +265,7 @@ def gc_dpo(cfg, logp, batch):
 
 def _gc_clipped(cfg, logp, batch):
   """rho_t A_t where the unclipped side of the min is active, else 0 (equals A_t when pi_old = pi_theta, mu = 1)."""
-  _, ratio, clipped = _clipped_surrogate(logp, batch["old_logp"], batch["advantages"], cfg.clip_eps)
+  _, ratio, clipped = _clipped_surrogate(logp, batch["old_logp"], batch["advantages"], cfg.clip_eps, cfg.eps_high)
   return jnp.where(clipped, 0.0, ratio * batch["advantages"])
 
 
@@ -200,12 +276,32 @@ def gc_ppo(cfg, logp, batch):
 
 def gc_grpo(cfg, logp, batch):
   """Eq. 21: GC = A_{i,t} + beta * (pi_ref/pi_theta - 1) (the first term times rho where unclipped)."""
-  return (_gc_clipped(cfg, logp, batch) + cfg.beta * (jnp.exp(batch["ref_logp"] - logp) - 1.0)) * batch["mask"]
+  gc = _gc_clipped(cfg, logp, batch)
+  if cfg.beta > 0:
+    gc = gc + cfg.beta * (jnp.exp(batch["ref_logp"] - logp) - 1.0)
+  return gc * batch["mask"]
+
+
+def gc_gspo(cfg, logp, batch):
+  """GSPO: grad s_i = s_i (1/|o_i|) sum_t grad log pi(o_t), so GC_t = s_i A_i where the sequence is unclipped (0
+  where clipped), plus GRPO's KL coefficient beta * (pi_ref/pi_theta - 1) when beta > 0."""
+  m = batch["mask"].astype(jnp.float32)
+  lengths = _lengths(m)
+  s = jnp.exp(((logp - batch["old_logp"]) * m).sum(axis=1) / lengths)
+  adv = (batch["advantages"] * m).sum(axis=1) / lengths
+  clipped = jnp.clip(s, 1.0 - cfg.clip_eps, 1.0 + cfg.eps_high) * adv < s * adv
+  gc = jnp.broadcast_to(jnp.where(clipped, 0.0, s * adv)[:, None], logp.shape)
+  if cfg.beta > 0:
+    gc = gc + cfg.beta * (jnp.exp(batch["ref_logp"] - logp) - 1.0)
+  return gc * m
 
 
 GRADIENT_COEFFICIENTS: dict[str, Callable] = {
     "sft": gc_sft, "rft": gc_sft, "online_rft": gc_sft, "dpo": gc_dpo, "ppo": gc_ppo, "grpo": gc_grpo,
+    "dapo": gc_grpo, "dr_grpo": gc_grpo, "gspo": gc_gspo,
 }
+# The reduction each loss applies over tokens and outputs (the surrogate must use the same one).
+_FIXED_AGGREGATION = {"dapo": "token", "dr_grpo": "sequence_sum_norm", "gspo": "sequence"}
 
 
 def surrogate_objective(method: str, cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
@@ -218,4 +314,4 @@ def surrogate_objective(method: str, cfg: LossConfig, logp: jax.Array, batch: Ma
   m = batch["mask"].astype(jnp.float32)
   if method == "dpo":
     return 2.0 * aggregate(gc * logp, m, "sequence")
-  return aggregate(gc * logp, m, cfg.aggregation, cfg.max_len)
+  return aggregate(gc * logp, m, _FIXED_AGGREGATION.get(method, cfg.aggregation), cfg.max_len)

@@ -1,12 +1,15 @@
-"""Reward functions: the rule reward (the evaluation grader), the rule step checker as a process reward, and learned
-outcome / process reward models (a transformer with a scalar head) trained Math-Shepherd style.
+"""Rewards: the rule reward (the evaluation grader, in worker processes), the synthetic task's rule step checker as a
+process reward, learned outcome / process reward models (a transformer with a scalar head) trained Math-Shepherd
+style, and DAPO's overlong shaping.
 
-Registry `REWARDS`: name -> (kind, description); the trainer scores a rollout with `score_rollout`. Outcome rewards
-are one scalar per completion [B]; process rewards are (step_rewards [B, C], step_mask [B, C]) read at each step's
-end token (the token holding the last character of the step, its separator included).
+Registry `REWARDS`: name -> Reward(process, learned). Outcome rewards are one scalar per completion [B]; process
+rewards are (step_rewards [B, C], step_mask [B, C]) read at each step's end token (the token holding the last
+character of the step, its separator included).
 """
+from __future__ import annotations
+
+import concurrent.futures
 import dataclasses
-import re
 from typing import Callable, Sequence
 
 import jax
@@ -14,17 +17,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from dsmath.data import synthetic
-from dsmath.grading import grader as grading
+from dsmath.grading.answers import extract_last_boxed
+from dsmath.grading.pool import Grader
 from dsmath.rl import policy
 
+
+@dataclasses.dataclass(frozen=True)
+class Reward:
+  process: bool  # step rewards (process supervision) rather than one per output
+  learned: bool  # read from a trained reward model
+  description: str
+
+
 REWARDS = {
-    "rule": "outcome: 1 if the final \\boxed{} answer grades equal to the gold answer (dsmath.eval), else 0",
-    "step_check": "process: 1/0 per step from the synthetic task's rule step checker",
-    "orm": "outcome: a learned outcome reward model (scalar head at the last token)",
-    "prm": "process: a learned process reward model (scalar head at each step's end token)",
+    "rule": Reward(False, False, "outcome: 1 if the final \\boxed{} answer grades equal to the gold (dsmath.grading)"),
+    "step_check": Reward(True, False, "process: 1/0 per step from the synthetic task's rule step checker"),
+    "orm": Reward(False, True, "outcome: a learned outcome reward model (scalar head at the last token)"),
+    "prm": Reward(True, True, "process: a learned process reward model (scalar head at each step's end token)"),
 }
-PROCESS_REWARDS = ("step_check", "prm")
-_INTEGER = re.compile(r"-?\d+")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -32,47 +42,75 @@ _INTEGER = re.compile(r"-?\d+")
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def rule_rewards(texts: Sequence[str], golds: Sequence[str], mode: str = "math_verify",
-                 unformatted_reward: float = 0.0) -> np.ndarray:
-  """1.0 where the completion's final answer grades equal to the gold (dsmath.eval grader), else 0.0.
+class RuleReward:
+  """The rule reward through the evaluation grader's worker pool: `submit(texts, golds)` returns at once a Future of
+  rewards [B] float32, so grading runs while the device computes reference log-probs.
 
-  Format handling: a completion without a `\\boxed{}` answer gets `unformatted_reward` without being graded (the
-  answer-format rule of the paper's SFT data), so a model cannot earn reward from a stray number. A boxed integer
-  against an integer gold is compared as integers in-process (math-verify's verdict on two integer literals); anything
-  else goes to the evaluation grader's worker pool.
+  Format rule: a completion without a `\\boxed{}` answer gets `unformatted_reward` without being graded (the answer
+  format of the paper's SFT data), so a stray number earns nothing. Grading timeouts count as wrong and are reported.
   """
-  if len(texts) != len(golds):
-    raise ValueError(f"rule_rewards: {len(texts)} completions but {len(golds)} gold answers")
-  boxed = [grading.extract_last_boxed(t) for t in texts]
-  out = np.full(len(texts), unformatted_reward, np.float32)
-  idx = []
-  for i, b in enumerate(boxed):
-    if b is None:
-      continue
-    pred, gold = b.strip(), str(golds[i]).strip()
-    if _INTEGER.fullmatch(pred) and _INTEGER.fullmatch(gold):
-      out[i] = float(int(pred) == int(gold))  # two integer literals: equal iff equal as integers, no grader round trip
-    else:
-      idx.append(i)
-  if idx:
-    verdicts = grading.default_grader().grade_many([texts[i] for i in idx], [golds[i] for i in idx], mode)
-    out[idx] = np.asarray(verdicts, np.float32)
+
+  def __init__(self, mode: str = "math_verify", unformatted_reward: float = 0.0, grader: Grader | None = None):
+    self.mode = mode
+    self.unformatted_reward = float(unformatted_reward)
+    self._own = grader is None
+    self.grader = grader or Grader(mode=mode)
+    self.timeouts = 0
+
+  def submit(self, texts: Sequence[str], golds: Sequence[str]) -> concurrent.futures.Future:
+    if len(texts) != len(golds):
+      raise ValueError(f"rule reward: {len(texts)} completions but {len(golds)} gold answers")
+    formatted = [i for i, t in enumerate(texts) if extract_last_boxed(t) is not None]
+    inner = self.grader.submit([texts[i] for i in formatted], [golds[i] for i in formatted], self.mode)
+    out: concurrent.futures.Future = concurrent.futures.Future()
+
+    def done(f):
+      try:
+        verdicts = f.result()
+      except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
+        out.set_exception(e)
+        return
+      r = np.full(len(texts), self.unformatted_reward, np.float32)
+      r[formatted] = np.asarray(list(verdicts), np.float32)
+      self.timeouts += verdicts.timeouts
+      out.set_result(r)
+
+    inner.add_done_callback(done)
+    return out
+
+  def __call__(self, texts: Sequence[str], golds: Sequence[str]) -> np.ndarray:
+    return self.submit(texts, golds).result()
+
+  def close(self):
+    if self._own:
+      self.grader.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Steps: where they end in the tokens, and the rule checker's verdicts
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def token_ends(tokens: Sequence[int], char_ends: Sequence[int], decode: Callable[[Sequence[int]], str]) -> list[int]:
+  """Token index holding each character end offset (exclusive) of decode(tokens): the smallest k with
+  len(decode(tokens[:k + 1])) >= end, by binary search (O(steps log T) decodes; any tokenizer, byte pieces too)."""
+  out = []
+  n = len(tokens)
+  for e in char_ends:
+    lo, hi = 0, n - 1
+    while lo < hi:
+      mid = (lo + hi) // 2
+      if len(decode(list(tokens[:mid + 1]))) >= e:
+        hi = mid
+      else:
+        lo = mid + 1
+    out.append(max(lo, 0))
   return out
 
 
-def token_ends(tokens: Sequence[int], char_ends: Sequence[int], decode: Callable[[Sequence[int]], str]) -> np.ndarray:
-  """Token index holding each character end offset (exclusive) of a decoded completion (any tokenizer).
-
-  Offsets are measured on decode(tokens[:k+1]) prefixes, so multi-character and byte-fallback pieces map right.
-  """
-  offsets = np.array([len(decode(list(tokens[:k + 1]))) for k in range(len(tokens))])
-  idx = np.searchsorted(offsets, np.asarray(char_ends), side="left")
-  return np.minimum(idx, max(len(tokens) - 1, 0))
-
-
-def place_step_rewards(step_values: Sequence[Sequence[float]], step_token_ends: Sequence[Sequence[int]],
-                       width: int) -> tuple[np.ndarray, np.ndarray]:
-  """Lists of per-step values and end-token indices -> (step_rewards [B, width], step_mask [B, width])."""
+def place_step_values(step_values: Sequence[Sequence[float]], step_token_ends: Sequence[Sequence[int]],
+                      width: int) -> tuple[np.ndarray, np.ndarray]:
+  """Per-step values and end-token indices -> (step_rewards [B, width], step_mask [B, width])."""
   r = np.zeros((len(step_values), width), np.float32)
   m = np.zeros((len(step_values), width), np.float32)
   for b, (vals, ends) in enumerate(zip(step_values, step_token_ends)):
@@ -82,35 +120,40 @@ def place_step_rewards(step_values: Sequence[Sequence[float]], step_token_ends: 
   return r, m
 
 
-def step_check_rewards(texts: Sequence[str], questions: Sequence[str], completion_tokens: np.ndarray,
-                       lengths: np.ndarray, decode: Callable, separator: str = "\n") -> tuple[np.ndarray, np.ndarray]:
-  """Process rewards from the rule step checker (1 correct / 0 wrong step), placed at each step's end token.
-
-  A completion with no step at all gets one 0 reward at its last token, so it still enters the group statistics.
-  """
-  vals, ends = [], []
-  for b, (text, q) in enumerate(zip(texts, questions)):
-    chk = synthetic.check_steps(text, q, separator)
-    toks = completion_tokens[b, :lengths[b]].tolist()
-    if chk.steps and toks:
-      vals.append([float(c) for c in chk.correct])
-      ends.append(token_ends(toks, chk.ends, decode).tolist())
-    else:
-      vals.append([0.0])
-      ends.append([max(int(lengths[b]) - 1, 0)])
-  return place_step_rewards(vals, ends, completion_tokens.shape[1])
-
-
-def text_step_ends(texts: Sequence[str], completion_tokens: np.ndarray, lengths: np.ndarray, decode: Callable,
-                   separator: str = "\n") -> np.ndarray:
-  """step_mask [B, C]: 1 at the end token of every separator-delimited step (for a learned PRM)."""
-  ends = []
+def step_ends(texts: Sequence[str], tokens: np.ndarray, lengths: np.ndarray, decode: Callable,
+              separator: str = "\n") -> list[list[int]]:
+  """End token of every separator-delimited step of each completion; a completion with no step ends at its last
+  token (so it still enters the group statistics of process supervision)."""
+  out = []
   for b, text in enumerate(texts):
     _, char_ends = synthetic.split_steps(text, separator)
-    toks = completion_tokens[b, :lengths[b]].tolist()
-    e = token_ends(toks, char_ends, decode).tolist() if (char_ends and toks) else [max(int(lengths[b]) - 1, 0)]
-    ends.append(e)
-  return place_step_rewards([[1.0] * len(e) for e in ends], ends, completion_tokens.shape[1])[1]
+    toks = tokens[b, :lengths[b]].tolist()
+    out.append(token_ends(toks, char_ends, decode) if (char_ends and toks) else [max(int(lengths[b]) - 1, 0)])
+  return out
+
+
+def step_check_rewards(texts: Sequence[str], questions: Sequence[str], ends: Sequence[Sequence[int]], width: int,
+                       separator: str = "\n") -> tuple[np.ndarray, np.ndarray]:
+  """Process rewards of the synthetic task's rule checker (1 correct / 0 wrong step) at each step's end token; a
+  completion with no step gets one 0 at its last token."""
+  vals = []
+  for text, q, e in zip(texts, questions, ends):
+    chk = synthetic.check_steps(text, q, separator)
+    vals.append([float(c) for c in chk.correct] if chk.steps else [0.0] * len(e))
+  return place_step_values(vals, ends, width)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Shaping
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def overlong_penalty(lengths: jax.Array, truncated: jax.Array, max_len: int, buffer: int,
+                     penalty: float = 1.0) -> jax.Array:
+  """DAPO's soft overlong punishment (Yu et al. 2025, Eq. 13): 0 up to max_len - buffer tokens, then linearly down to
+  -penalty at max_len; -penalty for a truncated completion (|y| > L_max)."""
+  over = jnp.clip((lengths.astype(jnp.float32) - (max_len - buffer)) / max(buffer, 1), 0.0, 1.0)
+  return jnp.where(truncated, -penalty, -penalty * over)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -121,8 +164,8 @@ def text_step_ends(texts: Sequence[str], completion_tokens: np.ndarray, lengths:
 def reward_model_loss(model_cfg, kind: str):
   """loss_fn(params, batch, rng) -> (loss, metrics) for an outcome ("orm") or process ("prm") reward model.
 
-  batch: prompt, prompt_mask [B, P]; completion, completion_mask [B, C]; and
-    orm: label [B] in [0, 1] (answer correct), read at the last completion token;
+  batch: prompt, prompt_mask [B, P]; completion, mask [B, C]; and
+    orm: label [B, 1] in [0, 1] (answer correct), read at the last completion token;
     prm: step_label [B, C] in [0, 1] (Math-Shepherd hard or soft estimate), step_mask [B, C] at step end tokens.
   Binary cross-entropy on the scalar head's logit.
   """
@@ -131,16 +174,16 @@ def reward_model_loss(model_cfg, kind: str):
 
   def loss_fn(params, batch, rng=None):
     scores = policy.completion_scalars(model_cfg, params, batch["prompt"], batch["prompt_mask"], batch["completion"],
-                                       batch["completion_mask"])
+                                       batch["mask"])
     if kind == "orm":
-      logit = policy.last_token_scalar(scores, batch["completion_mask"])
-      label, weight = batch["label"].astype(jnp.float32), jnp.ones_like(logit)
+      logit = policy.last_token_scalar(scores, batch["mask"])
+      label, weight = batch["label"][:, 0].astype(jnp.float32), jnp.ones_like(logit)
     else:
       logit, label, weight = scores, batch["step_label"].astype(jnp.float32), batch["step_mask"].astype(jnp.float32)
     bce = -(label * jax.nn.log_sigmoid(logit) + (1 - label) * jax.nn.log_sigmoid(-logit))
     n = jnp.maximum(weight.sum(), 1.0)
     acc = (((logit > 0) == (label > 0.5)).astype(jnp.float32) * weight).sum() / n
-    return (bce * weight).sum() / n, {"rm_accuracy": acc}
+    return (bce * weight).sum() / n, {"rm_accuracy": acc, "loss_weight": n}
 
   return loss_fn
 
@@ -157,47 +200,42 @@ class ShepherdLabels:
   gold answer (soft) and whether any does (hard)."""
   soft: tuple
   hard: tuple
-  char_ends: tuple
 
 
-def math_shepherd_labels(prompts: Sequence[str], solutions: Sequence[str], golds: Sequence[str],
-                         complete: Callable[[list[str], list[str], int], list[list[str]]], num_completions: int,
-                         separator: str = "\n", mode: str = "math_verify") -> list[ShepherdLabels]:
-  """Labels every step of every solution by completing from that step's prefix with the policy.
-
-  complete(prompts, prefixes, n) -> for each (prompt, solution prefix), n sampled continuations of the prefix (the
-  text after it). A step whose prefix
-  already holds the final answer (the last step) is graded as is. Hard label = any completion correct, soft = the
-  fraction (Wang et al. 2023b).
-  """
-  prefixes, owners = [], []
-  for s, text in enumerate(solutions):
-    _, ends = synthetic.split_steps(text, separator)
+def math_shepherd_labels(step_end_tokens: Sequence[Sequence[int]], golds: Sequence[str],
+                         complete: Callable[[list[tuple[int, int]], int], list[list[str]]], num_completions: int,
+                         final_texts: Sequence[str], grade: Callable[[list[str], list[str]], np.ndarray]
+                         ) -> list[ShepherdLabels]:
+  """Labels every step of every solution by completing from that step's token prefix with the policy (Wang et al.
+  2023b). complete([(row, end_token), ...], n) -> for each, n texts of the whole completion (prefix + sampled
+  continuation). The last step holds the final answer and is graded as the solution itself (final_texts[row]).
+  Hard label = any completion correct, soft = the fraction."""
+  owners, to_complete = [], []
+  for row, ends in enumerate(step_end_tokens):
     for j, e in enumerate(ends):
-      prefixes.append(text[:e])
-      owners.append((s, j, e, j == len(ends) - 1))
-  to_complete = [i for i, o in enumerate(owners) if not o[3]]
-  conts = complete([prompts[owners[i][0]] for i in to_complete], [prefixes[i] for i in to_complete],
-                   num_completions) if to_complete else []
+      last = j == len(ends) - 1
+      owners.append((row, last))
+      if not last:
+        to_complete.append((len(owners) - 1, row, e))
+  conts = complete([(row, e) for _, row, e in to_complete], num_completions) if to_complete else []
   texts, golds_flat, slot = [], [], []
-  for i, cs in zip(to_complete, conts):
+  for (i, row, _), cs in zip(to_complete, conts):
     for c in cs:
-      texts.append(prefixes[i] + c)
-      golds_flat.append(golds[owners[i][0]])
+      texts.append(c)
+      golds_flat.append(golds[row])
       slot.append(i)
-  for i, o in enumerate(owners):
-    if o[3]:
-      texts.append(prefixes[i])
-      golds_flat.append(golds[o[0]])
+  for i, (row, last) in enumerate(owners):
+    if last:
+      texts.append(final_texts[row])
+      golds_flat.append(golds[row])
       slot.append(i)
-  correct = rule_rewards(texts, golds_flat, mode)
+  correct = grade(texts, golds_flat)
   hits, tries = np.zeros(len(owners)), np.zeros(len(owners))
   np.add.at(hits, slot, correct)
   np.add.at(tries, slot, 1.0)
   frac = hits / np.maximum(tries, 1.0)
   out = []
-  for s in range(len(solutions)):
-    rows = [i for i, o in enumerate(owners) if o[0] == s]
-    out.append(ShepherdLabels(soft=tuple(float(frac[i]) for i in rows), hard=tuple(float(frac[i] > 0) for i in rows),
-                              char_ends=tuple(owners[i][2] for i in rows)))
+  for row in range(len(step_end_tokens)):
+    idx = [i for i, (r, _) in enumerate(owners) if r == row]
+    out.append(ShepherdLabels(soft=tuple(float(frac[i]) for i in idx), hard=tuple(float(frac[i] > 0) for i in idx)))
   return out

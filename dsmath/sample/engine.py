@@ -81,11 +81,12 @@ def stop_sequence_array(stop_sequences: Sequence[Sequence[int]]) -> np.ndarray:
 
 
 def _constrain_cache(cache: dict) -> dict:
-  """Batch over the data axes (a no-op outside `sharding.activation_rules`)."""
+  """Batch over the data axes and KV heads over the tensor axis, as the attention that reads the cache (a no-op
+  outside `sharding.activation_rules`)."""
   if isinstance(cache["k"], tuple):  # one array per layer
-    kv = lambda a: tuple(nn.with_logical_constraint(x, ("batch", None, None, None)) for x in a)
+    kv = lambda a: tuple(nn.with_logical_constraint(x, ("batch", "act_heads", None, None)) for x in a)
   else:
-    kv = lambda a: nn.with_logical_constraint(a, ("layers", "batch", None, None, None))
+    kv = lambda a: nn.with_logical_constraint(a, ("layers", "batch", "act_heads", None, None))
   return {"k": kv(cache["k"]), "v": kv(cache["v"]),
           "segment_ids": nn.with_logical_constraint(cache["segment_ids"], ("batch", None)),
           "positions": nn.with_logical_constraint(cache["positions"], ("batch", None))}
@@ -414,6 +415,32 @@ def prepare_prompts(cfg: model.ModelConfig, prompts, prompt_lengths, max_context
   return tokens, lengths, num_prompts
 
 
+def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_new_tokens: int, strategy,
+                  num_samples: int, rng: jax.Array, eos_id=None, pad_id: int = 0, stop_seqs=None,
+                  layout: Optional[Layout] = None, row_offset: int = 0, unroll_layers: Optional[bool] = None,
+                  decode_segments: Optional[int] = None) -> dict:
+  """The device half of `generate`: right-padded prompts tokens [B, P] and lengths [B] (host or device arrays; B a
+  multiple of the layout's data-parallel size) -> device arrays, nothing copied to the host: tokens, logprobs,
+  model_logprobs [B * N, max_new], lengths, reasons [B * N] (FINISH_REASONS codes), prompt-major rows.
+
+  The RL loop samples through this, so a rollout's tokens and log-probs stay on the device for the update."""
+  layout = layout or Layout()
+  stops = stop_sequence_array([]) if stop_seqs is None else stop_seqs
+  b, p = tokens.shape
+  rows = b * num_samples
+  windows = decode_windows(p, max_new_tokens, decode_segments)
+  with layout.scope():
+    params = sampling_params(cfg, params, unroll_layers)
+    cache, logits = prefill(cfg, params, layout.batch(tokens), layout.batch(lengths), cache_len=windows[0][1],
+                            num_samples=num_samples, layout=layout.key)
+    out = decode(cfg, strategy, max_new_tokens, params, cache, logits,
+                 layout.batch(jnp.repeat(jnp.asarray(lengths), num_samples)), jnp.int32(p),
+                 layout.batch(np.zeros((rows,), bool)), layout.batch(row_keys(rng, rows, row_offset)),
+                 layout.replicated(stops), layout.replicated(eos_array(eos_id)),
+                 jnp.int32(pad_id), windows=windows, layout=layout.key)
+  return {k: out[k] for k in ("tokens", "logprobs", "model_logprobs", "lengths", "reasons")}
+
+
 def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: int, strategy=Greedy(),
              num_samples: int = 1, eos_id=None, stop_sequences: Sequence[Sequence[int]] = (),
              stop_strings: Sequence[str] = (), tokenizer: Optional["Tokenizer"] = None, rng: Optional[jax.Array] = None,
@@ -441,17 +468,9 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
                                                       else []))
   tokens, lengths, num_prompts = prepare_prompts(cfg, prompts, prompt_lengths, max_new_tokens, layout,
                                                  min_bucket=min_bucket, pad_id=pad_id)
-  rows = tokens.shape[0] * num_samples
-  windows = decode_windows(tokens.shape[1], max_new_tokens, decode_segments)
-  with layout.scope():
-    params = sampling_params(cfg, params, unroll_layers)
-    cache, logits = prefill(cfg, params, layout.batch(tokens), layout.batch(lengths), cache_len=windows[0][1],
-                            num_samples=num_samples, layout=layout.key)
-    out = decode(cfg, strategy, max_new_tokens, params, cache, logits,
-                 layout.batch(np.repeat(lengths, num_samples)), jnp.int32(tokens.shape[1]),
-                 layout.batch(np.zeros((rows,), bool)), layout.batch(row_keys(rng, rows, row_offset)),
-                 layout.replicated(stops), layout.replicated(eos_array(eos_id)),
-                 jnp.int32(pad_id), windows=windows, layout=layout.key)
+  out = sample_arrays(cfg, params, tokens, lengths, max_new_tokens=max_new_tokens, strategy=strategy,
+                      num_samples=num_samples, rng=rng, eos_id=eos_id, pad_id=pad_id, stop_seqs=stops, layout=layout,
+                      row_offset=row_offset, unroll_layers=unroll_layers, decode_segments=decode_segments)
   keep = num_prompts * num_samples
   host = {k: np.array(out[k])[:keep] for k in ("tokens", "logprobs", "model_logprobs", "lengths", "reasons")}
   texts = None

@@ -6,7 +6,8 @@ Layout (any path orbax/etils supports, gs:// included):
   <dir>/<step>/data/          process_<i>-of-<n>.json: the Grain iterator's get_state() of each process
 Saves are asynchronous (the device->host copy happens before `save` returns, the writes run in the background) and
 atomic: orbax writes into a temporary directory and renames it to <step> when every item is written, so a kill during
-a save leaves only a tmp directory that is never restored, and the previous step stays the latest.
+a save leaves only a tmp directory that is never restored, and the previous step stays the latest. Params with a NaN
+or inf are never saved (FloatingPointError before anything is written): a rerun never resumes from them.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import json
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -64,6 +67,28 @@ def _split(state: dict) -> tuple[dict, dict]:
   return state["params"], {k: v for k, v in state.items() if k != "params"}
 
 
+# One bool per leaf, reduced where the params live: only len(leaves) bools come to the host, never the params.
+_leaf_finite = jax.jit(lambda leaves: jnp.stack([jnp.isfinite(x).all() for x in leaves]))
+
+
+def check_finite_params(step: int, params) -> None:
+  """FloatingPointError naming the step and the first parameter path holding a NaN/inf, if any."""
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  if not flat:
+    return
+  paths, leaves = zip(*flat)
+  finite = np.asarray(jax.device_get(_leaf_finite(list(leaves))))
+  if finite.all():
+    return
+  bad = [_path_name(p) for p, ok in zip(paths, finite) if not ok]
+  raise FloatingPointError(f"refusing to save step {step}: params contain NaN/inf, first at '{bad[0]}' "
+                           f"({len(bad)} of {len(leaves)} arrays non-finite); the checkpoint is not written")
+
+
+def _path_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
 def _manager(directory, *, keep: Optional[int], async_save: bool, read_only: bool = False) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
                                          create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only)
@@ -80,8 +105,11 @@ class Checkpointer:
     self.manager = _manager(self.directory, keep=keep, async_save=async_save)
 
   def save(self, step: int, state: dict, data_state: dict) -> bool:
-    """Starts saving `state` (and the iterator state) as `step`; returns once the arrays are copied off device."""
+    """Starts saving `state` (and the iterator state) as `step`; returns once the arrays are copied off device.
+
+    Non-finite params raise FloatingPointError before the save starts (the previous checkpoint stays the latest)."""
     params, train = _split(state)
+    check_finite_params(step, params)
     return self.manager.save(step, args=ocp.args.Composite(**{
         PARAMS: ocp.args.StandardSave(params), TRAIN: ocp.args.StandardSave(train),
         DATA: DataStateSave(data_state)}), force=True)
@@ -126,7 +154,9 @@ def resolve_checkpoint(path) -> tuple[epath.Path, int]:
 
 def save_params(run_dir, step: int, params: dict) -> epath.Path:
   """Writes a params-only checkpoint <run_dir>/checkpoints/<step>/params (atomic, synchronous), the form
-  `load_params` and `init_from` read: how stages that are not the train loop (RL, HF import) hand a model on."""
+  `load_params` and `init_from` read: how stages that are not the train loop (RL, HF import) hand a model on.
+  Non-finite params raise FloatingPointError and write nothing."""
+  check_finite_params(step, params)
   manager = _manager(epath.Path(run_dir) / "checkpoints", keep=None, async_save=False)
   manager.save(step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardSave(params)}), force=True)
   manager.wait_until_finished()

@@ -18,7 +18,8 @@ A stage config (configs/pretrain_*.py, configs/sft_*.py) is a ConfigDict with th
 """
 from __future__ import annotations
 
-from typing import Mapping
+import dataclasses
+from typing import Literal, Mapping, Optional, Union
 
 import ml_collections
 
@@ -28,25 +29,60 @@ from dsmath.train.distributed import DISTRIBUTED_DEFAULTS
 
 JOBS = ("pretrain", "sft")
 
-# The paper's pre-training optimizer (DeepSeekMath 7B, section 2.3): AdamW(0.9, 0.95, wd 0.1), clip 1.0,
-# multi-step schedule: 2000 warm-up steps to 4.2e-4, then x0.316 at 80% and x0.1 at 90% of the steps.
-OPTIMIZER_DEFAULTS = {
-    "peak_lr": 4.2e-4,
-    "schedule": "multistep",      # a key of dsmath.train.optimizer.SCHEDULES: multistep | constant | cosine
-    "warmup_steps": 2000,
-    "decay_boundaries": [0.8, 0.9],  # fractions of train.total_steps (multistep)
-    "decay_factors": [0.316, 0.1],   # lr multipliers from each boundary on (relative to the peak)
-    "final_lr_fraction": 0.1,        # cosine: lr at the end, as a fraction of the peak
-    "b1": 0.9,
-    "b2": 0.95,
-    "eps": 1e-8,
-    "weight_decay": 0.1,
-    # Parameter-path substrings that get no weight decay: norm scales (decay would fight the normalisation) and
-    # 1-D params in general (see dsmath.train.optimizer.decay_mask). Embeddings and the LM head are decayed, as in
-    # the LLaMA/DeepSeek recipe.
-    "no_decay": ["norm"],
-    "grad_clip": 1.0,                # global-norm clipping; 0 disables
-}
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """The paper's pre-training optimizer (DeepSeekMath 7B, section 2.3): AdamW(0.9, 0.95, wd 0.1), clip 1.0,
+  multi-step schedule: 2000 warm-up steps to 4.2e-4, then x0.316 at 80% and x0.1 at 90% of the steps."""
+  peak_lr: float = 4.2e-4
+  schedule: Literal["multistep", "constant", "cosine"] = "multistep"  # dsmath.train.optimizer.SCHEDULES
+  warmup_steps: int = 2000
+  decay_boundaries: tuple[float, ...] = (0.8, 0.9)  # fractions of the total steps (multistep)
+  decay_factors: tuple[float, ...] = (0.316, 0.1)  # lr multipliers from each boundary on (relative to the peak)
+  final_lr_fraction: float = 0.1  # cosine: lr at the end, as a fraction of the peak
+  b1: float = 0.9
+  b2: float = 0.95
+  eps: float = 1e-8
+  weight_decay: float = 0.1
+  # Parameter-path substrings that get no weight decay: norm scales (decay would fight the normalisation) and 1-D
+  # params in general (dsmath.train.optimizer.decay_mask). Embeddings and the LM head are decayed (LLaMA/DeepSeek).
+  no_decay: tuple[str, ...] = ("norm",)
+  grad_clip: float = 1.0  # global-norm clipping; 0 disables
+
+  def __post_init__(self):
+    if not self.peak_lr > 0:
+      raise ValueError(f"peak_lr must be > 0, got {self.peak_lr}")
+    if self.warmup_steps < 0:
+      raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+    if not (0 <= self.b1 < 1 and 0 <= self.b2 < 1):
+      raise ValueError(f"b1 and b2 must be in [0, 1), got {self.b1}, {self.b2}")
+    if not self.eps > 0 or self.weight_decay < 0 or self.grad_clip < 0:
+      raise ValueError(f"eps must be > 0 and weight_decay, grad_clip >= 0, got {self.eps}, {self.weight_decay}, "
+                       f"{self.grad_clip}")
+    if len(self.decay_boundaries) != len(self.decay_factors):
+      raise ValueError(f"decay_boundaries {list(self.decay_boundaries)} and decay_factors "
+                       f"{list(self.decay_factors)} must have the same length")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  shape: tuple[int, int, int] = (1, -1, 1)  # (data, fsdp, tensor); one entry may be -1 (the remaining devices)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingConfig:
+  """Logical axis name -> mesh axis, a tuple of mesh axes, or None (dsmath.model.sharding.DEFAULT_RULES)."""
+  rules: tuple[tuple[str, Optional[Union[str, tuple[str, ...]]]], ...] = DEFAULT_RULES
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+  """dsmath.train.distributed: "" = one process; "auto" (TPU pods, SLURM); or "host:port" with the two below."""
+  coordinator_address: str = ""
+  num_processes: int = 1
+  process_id: int = 0
+
+
+OPTIMIZER_DEFAULTS = to_dict(OptimizerConfig())
 
 TRAIN_DEFAULTS = {
     "total_steps": 100,

@@ -10,8 +10,11 @@ import ml_collections
 DISTRIBUTED_DEFAULTS = {"coordinator_address": "", "num_processes": 1, "process_id": 0}
 
 
-def initialize(dist_cfg: ml_collections.ConfigDict) -> None:
-  """Calls jax.distributed.initialize when configured; must run before any JAX computation."""
+def initialize(dist_cfg) -> None:
+  """Calls jax.distributed.initialize when configured (a DistributedConfig or its mapping form); must run before any
+  JAX computation."""
+  from dsmath.config import to_dict
+  dist_cfg = ml_collections.ConfigDict(to_dict(dist_cfg))
   address = dist_cfg.get("coordinator_address", "")
   if not address or jax.distributed.is_initialized():
     return

@@ -99,7 +99,7 @@ class _QuietOrbax(logging.Filter):
 _QUIET_ORBAX = _QuietOrbax()
 
 
-class _Interrupt:
+class Interrupt:
   """SIGINT -> a flag the loop checks after each step (a second Ctrl-C interrupts at once)."""
 
   def __init__(self):
@@ -144,7 +144,7 @@ def train_loop(cfg, workdir, *, model_cfg: ModelConfig, train_step: TrainStep, s
   last_saved = step if checkpointer.latest_step() == step else None
   bar = _progress(total, step, bool(tc.progress) and jax.process_index() == 0)
   try:
-    with _Interrupt() as interrupt:
+    with Interrupt() as interrupt:
       t_prev = time.perf_counter()
       while step < total:
         batch = next(iterator)

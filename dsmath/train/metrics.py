@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from etils import epath
 
+from dsmath.files import write_text_atomic
 from dsmath.model import ModelConfig
 
 
@@ -66,17 +67,24 @@ def _summary_writer(logdir: str):
 class MetricWriter:
   """Appends one JSON object per record to <dir>/metrics.jsonl and scalars to TensorBoard events in <dir>/tb.
 
-  Only process 0 writes. After a resume, steps re-run since the last checkpoint are appended again; readers take
-  the last record of each step.
+  Only process 0 writes. After a resume, steps re-run since the last checkpoint are appended again (readers take the
+  last record of each step), unless keep_rows is given: then the file is first cut to its first keep_rows records
+  (the rows a checkpoint had seen), so a resumed run's file equals an uninterrupted run's.
   """
 
-  def __init__(self, directory, *, enabled: Optional[bool] = None):
+  def __init__(self, directory, *, enabled: Optional[bool] = None, keep_rows: Optional[int] = None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.directory = epath.Path(directory)
     self._tb = None
     if self.enabled:
       self.directory.mkdir(parents=True, exist_ok=True)
-      self._jsonl = (self.directory / "metrics.jsonl").open("a")
+      path = self.directory / "metrics.jsonl"
+      if keep_rows is not None:
+        rows = path.read_text().splitlines(keepends=True) if path.exists() else []
+        if len(rows) < keep_rows:
+          raise ValueError(f"{path} has {len(rows)} rows, fewer than the {keep_rows} its checkpoint recorded")
+        write_text_atomic(path, "".join(rows[:keep_rows]))
+      self._jsonl = path.open("a")
       self._tb = _summary_writer(str(self.directory / "tb"))
 
   def write(self, step: int, scalars: Mapping[str, float], **extra):

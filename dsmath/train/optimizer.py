@@ -1,6 +1,8 @@
 """AdamW with global-norm clipping, a weight-decay mask and the paper's learning-rate schedules, all from optax."""
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -75,8 +77,53 @@ def decay_mask(params, no_decay: Sequence[str] = ("norm",)):
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
+# Allowed range (low, high, high inclusive) of every numeric hyper-parameter; lists are checked element-wise.
+# A NaN or inf here would reach the params through the first update, so each is checked before anything is built.
+_RANGES = {
+    "peak_lr": (0.0, math.inf, False),
+    "warmup_steps": (0.0, math.inf, False),
+    "b1": (0.0, 1.0, False),
+    "b2": (0.0, 1.0, False),
+    "eps": (0.0, math.inf, False),
+    "weight_decay": (0.0, math.inf, False),
+    "grad_clip": (0.0, math.inf, False),  # 0 disables clipping
+    "final_lr_fraction": (0.0, 1.0, True),
+    "decay_boundaries": (0.0, 1.0, True),  # fractions of total_steps
+    "decay_factors": (0.0, math.inf, False),
+}
+
+
+def check_hyperparameters(opt_cfg: Mapping) -> None:
+  """ValueError naming `optimizer.<key>` and the value for a hyper-parameter that is not a finite number in range.
+
+  Stands alone (config schemas may check too): this is the last check before the values reach the update."""
+  for key, (low, high, high_inclusive) in _RANGES.items():
+    if key not in opt_cfg:
+      continue
+    value = opt_cfg[key]
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for i, v in enumerate(items):
+      name = f"optimizer.{key}" + (f"[{i}]" if isinstance(value, (list, tuple)) else "")
+      try:
+        v = float(v)
+      except (TypeError, ValueError):
+        raise ValueError(f"config.{name} must be a number, got {type(v).__name__} {v!r}") from None
+      if not math.isfinite(v):
+        raise ValueError(f"config.{name} must be finite, got {v}")
+      if not (low <= v and (v <= high if high_inclusive else v < high)):
+        raise ValueError(f"config.{name} must be in [{low}, {high}{']' if high_inclusive else ')'}, got {v}")
+  if "warmup_steps" in opt_cfg and not float(opt_cfg["warmup_steps"]).is_integer():
+    raise ValueError(f"config.optimizer.warmup_steps must be a whole number of steps, got {opt_cfg['warmup_steps']}")
+
+
 def make_optimizer(opt_cfg: Mapping, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """(clip_by_global_norm -> AdamW with decoupled, lr-scaled, masked weight decay, schedule) from config.optimizer."""
+  """(clip_by_global_norm -> AdamW with decoupled, lr-scaled, masked weight decay, schedule) from config.optimizer.
+
+  Every numeric hyper-parameter must be finite and in range (ValueError naming the key otherwise). `opt_cfg` is a
+  mapping (ConfigDict, dict) or a config dataclass with the same fields."""
+  if dataclasses.is_dataclass(opt_cfg) and not isinstance(opt_cfg, type):
+    opt_cfg = dataclasses.asdict(opt_cfg)
+  check_hyperparameters(opt_cfg)
   schedule = make_schedule(opt_cfg, total_steps)
   no_decay = tuple(opt_cfg["no_decay"])
   parts = []

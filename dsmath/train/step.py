@@ -6,7 +6,8 @@ The train state is a plain dict pytree (what orbax saves):
   step         int32 [], steps taken (applied or skipped).
   rng          uint32 [2], raw key data of the run's base key (a typed key does not checkpoint as plainly); step s
                uses fold_in(key, s), micro-batch i fold_in(that, i).
-  num_skipped  int32 [], steps whose update was skipped because the loss or the gradient was not finite.
+  num_skipped  int32 [], steps whose update was skipped because the loss, the gradient or the updated params were
+               not finite.
 
 Gradient accumulation is a `lax.scan` over micro-batches inside the step (not optax.MultiSteps): the state holds no
 partial gradients, so every checkpoint is at a whole step (exact resume) and the donated state is just params +
@@ -39,12 +40,25 @@ def abstract_state(cfg: ModelConfig, optimizer: optax.GradientTransformation) ->
   return jax.eval_shape(lambda p: init_state(p, optimizer, 0), abstract_params(cfg))
 
 
-def state_shardings(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, rules) -> dict:
+def sharded_abstract_state(train_step: "TrainStep", optimizer: optax.GradientTransformation, params) -> dict:
+  """ShapeDtypeStructs (with the step's shardings) of a train state around `params` (arrays or abstract), allocating
+  nothing: the restore target of a checkpoint."""
+  shapes = jax.eval_shape(lambda p: init_state(p, optimizer, 0), params)
+  return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), shapes,
+                      train_step.state_shardings)
+
+
+def state_shardings(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, rules,
+                    params_like: Optional[tuple] = None) -> dict:
   """NamedShardings of the train state: params (and their optimizer moments) by the logical rules, the rest
-  replicated."""
-  param_sh = msharding.param_shardings(cfg, mesh, rules)
+  replicated. params_like: (abstract params, their shardings) of a params tree that is not the model's own (a
+  scalar-head value or reward model)."""
+  if params_like is None:
+    param_sh, abstract = msharding.param_shardings(cfg, mesh, rules), abstract_state(cfg, optimizer)
+  else:
+    param_sh = params_like[1]
+    abstract = jax.eval_shape(lambda p: init_state(p, optimizer, 0), params_like[0])
   rep = msharding.replicated(mesh)
-  abstract = abstract_state(cfg, optimizer)
   opt_sh = optax.tree_map_params(optimizer, lambda _, sh: sh, abstract["opt_state"], param_sh,
                                  transform_non_params=lambda _: rep)
   return {"params": param_sh, "opt_state": opt_sh, "step": rep, "rng": rep, "num_skipped": rep}
@@ -64,12 +78,17 @@ def _where(pred, new, old):
   return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
+def all_finite(tree) -> jax.Array:
+  """bool []: no NaN/inf in any leaf (one reduction per leaf, fused by XLA)."""
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
+
+
 def build_step_fn(optimizer: optax.GradientTransformation, loss_fn: LossFn, grad_accum_steps: int = 1):
   """The un-jitted step: (state, batch) -> (state, metrics).
 
   metrics: loss (weighted mean over micro-batches), grad_norm (before clipping), skipped (1 if the update was
-  dropped because loss or gradient norm was NaN/inf), loss_weight (summed), plus the loss's own metrics (weighted
-  means).
+  dropped because the loss, the gradient norm or the updated params were NaN/inf), loss_weight (summed), plus the
+  loss's own metrics (weighted means).
   """
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -100,9 +119,11 @@ def build_step_fn(optimizer: optax.GradientTransformation, loss_fn: LossFn, grad
       grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grads, params)
       loss, aux = loss / denom, jax.tree.map(lambda a: a / denom, aux)
     grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, new_opt = optimizer.update(grads, state["opt_state"], params)
     new_params = optax.apply_updates(params, updates)
+    # Finite loss and gradient do not make a finite update (a NaN/inf lr or other hyper-parameter, an overflow of
+    # lr * update): the new params themselves are checked, so no step ever writes a NaN/inf into the state.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(new_params)
     new_state = {
         "params": _where(finite, new_params, params),
         "opt_state": _where(finite, new_opt, state["opt_state"]),
@@ -142,12 +163,12 @@ class TrainStep:
 
 def make_train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, loss_fn: LossFn, *,
                     mesh: Optional[Mesh] = None, rules=msharding.DEFAULT_RULES, grad_accum_steps: int = 1,
-                    donate: bool = True) -> TrainStep:
+                    donate: bool = True, params_like: Optional[tuple] = None) -> TrainStep:
   """A TrainStep for `loss_fn`: jit with the state sharded by the logical rules, the batch over the data axes,
-  the state donated (its buffers are reused for the new state)."""
+  the state donated (its buffers are reused for the new state). params_like: see `state_shardings`."""
   mesh = mesh if mesh is not None else msharding.make_mesh((1, -1, 1))
   rules = msharding.rules_from_config(rules)
-  state_sh = state_shardings(cfg, optimizer, mesh, rules)
+  state_sh = state_shardings(cfg, optimizer, mesh, rules, params_like)
   batch_sh = msharding.batch_sharding(mesh, rules)
   rep = msharding.replicated(mesh)
   jitted = jax.jit(build_step_fn(optimizer, loss_fn, grad_accum_steps), in_shardings=(state_sh, batch_sh),
@@ -163,4 +184,6 @@ def new_state(train_step: TrainStep, cfg: ModelConfig, optimizer: optax.Gradient
     if params is None:
       return jax.jit(lambda: init_state(model_api.init_params(cfg, jax.random.key(seed)), optimizer, seed),
                      out_shardings=sh)()
-    return jax.jit(lambda p: init_state(p, optimizer, seed), in_shardings=(sh["params"],), out_shardings=sh)(params)
+    # params are copied into the state (never aliased): the caller may keep using its own arrays.
+    return jax.jit(lambda p: init_state(jax.tree.map(jnp.copy, p), optimizer, seed), in_shardings=(sh["params"],),
+                   out_shardings=sh)(params)

@@ -1,0 +1,230 @@
+"""The RL stage's one schema (frozen dataclasses; `dsmath.config` resolves and checks it) with the paper's defaults.
+
+Sections (configs/grpo_toy.py shows a full toy config; configs/grpo_7b.py the paper's 7B run):
+  init_from      a finished run (run.json) whose policy, model config and tokenizer RL starts from; "" = a fresh
+                 `model` with the task's own tokenizer (toy runs, after rl.sft_warmup_steps of the paradigm's SFT).
+  task           the question set (GSM8K / MATH train, the synthetic task, any JSONL), its prompt format and budget.
+  rl             the method (a key of dsmath.rl.methods.METHODS) and what it may override: reward, advantage estimator,
+                 policy loss; iterations x steps, mu updates per step, grading mode.
+  rollout        questions per step, group size G, lengths, temperature, dynamic sampling.
+  loss, advantage, reward, reward_model, ppo, offline   the methods' hyper-parameters.
+  optimizer      the policy's AdamW (the paper: lr 1e-6 constant, the pre-training betas).
+  eval           held-out accuracy on the task's test split during RL (greedy and sampled).
+  checkpoint     orbax checkpoints of everything the run needs; exact resume.
+  mesh, sharding, distributed   the training substrate's layout (dsmath.train).
+
+Method-dependent defaults are written as -1 / "" and filled once by `resolve_rl_config` from the method's registry
+entry (e.g. GSPO's clip epsilon 3e-4, DAPO's eps_high 0.28 and beta 0), so the resolved config that run.json
+records holds only concrete values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Literal, Mapping
+
+from dsmath import config as config_lib
+from dsmath.data.synthetic import Difficulty
+from dsmath.model import ModelConfig
+from dsmath.train.config import DistributedConfig, MeshConfig, OptimizerConfig, ShardingConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class QuestionSource:
+  """One question set. kind "gsm8k" / "math": the shared train split for training, the test split held out (paths
+  override); "synthetic": task.synthetic; "jsonl": train_path / test_path with configurable fields."""
+  kind: Literal["synthetic", "gsm8k", "math", "jsonl"] = "synthetic"
+  train_path: str = ""
+  test_path: str = ""
+  question_field: str = "question"
+  answer_field: str = "answer"
+  # how the gold answer is read from answer_field: as is, GSM8K's "#### 18", or a solution's last \boxed{}
+  answer_format: Literal["plain", "gsm8k", "boxed"] = "plain"
+  solution_field: str = ""  # a worked solution (the paradigm's SFT entry); builtins: their answer/solution field
+  max_train: int = 0  # 0 = every training question
+  max_test: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticTask:
+  """The synthetic arithmetic task (dsmath.data.synthetic) when a source has kind "synthetic"."""
+  num_train: int = 2000
+  num_test: int = 200
+  test_fraction: float = 0.2
+  difficulty: Difficulty = config_lib.sub(Difficulty)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+  sources: Mapping[str, QuestionSource] = config_lib.field(
+      default_factory=lambda: types.MappingProxyType({"synthetic": QuestionSource()}))
+  synthetic: SyntheticTask = config_lib.sub(SyntheticTask)
+  # Prompt formats of dsmath.data.prompts: zero_shot = the paper's chain-of-thought instruction (\boxed{} answer),
+  # plain = question + newline (the synthetic task's SFT format), few_shot, tool (tool-integrated instruction).
+  prompt: Literal["zero_shot", "plain", "few_shot", "tool"] = "plain"
+  num_shots: int = 4
+  prompt_budget: int = 0  # prompt tokens at most; 0 = the longest prompt of the task. Longer ones are bad rows.
+  on_bad_row: Literal["report", "raise"] = "report"  # report: counted with file:line and left out; raise: stop
+  tokenizer: str = ""  # without init_from: a tokenizer path; "" trains one on the synthetic task below
+  tokenizer_type: Literal["bpe", "unigram", "char"] = "bpe"
+  tokenizer_vocab: int = 384
+
+  def __post_init__(self):
+    if not self.sources:
+      raise ValueError("task.sources is empty: name at least one question set")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmConfig:
+  method: str = "grpo"  # a key of dsmath.rl.methods.METHODS
+  reward: str = ""  # "" = the method's; a key of dsmath.rl.rewards.REWARDS
+  estimator: str = ""  # "" = the method's (and the reward's kind); a key of dsmath.rl.advantages.ESTIMATORS
+  policy_loss: str = ""  # "" = the method's; a key of dsmath.rl.losses.POLICY_LOSSES
+  grade_mode: Literal["math_verify", "paper"] = "math_verify"
+  iterations: int = 1  # Algorithm 1: pi_ref <- pi_theta and a reward-model round per iteration
+  steps: int = 100  # per iteration
+  mu: int = 1  # policy updates per rollout batch
+  grad_accum_steps: int = 1  # micro-batches per update (the batch is split, the step is one optimizer update)
+  step_separator: str = "\n"  # what ends a reasoning step (process supervision)
+  sft_warmup_steps: int = 0  # without init_from: steps of the paradigm's SFT entry on gold solutions first
+  sft_lr: float = 3e-3
+  sft_batch: int = 32
+  max_consecutive_nonfinite: int = 3
+
+  def __post_init__(self):
+    for key in ("iterations", "steps", "mu", "grad_accum_steps", "max_consecutive_nonfinite"):
+      if getattr(self, key) < 1:
+        raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+  prompts_per_step: int = 16  # the paper: a batch of 1024 completions = 16 questions x G 64
+  group_size: int = 64  # G
+  max_new_tokens: int = 1024
+  temperature: float = 1.0
+  # DAPO's dynamic sampling: groups whose rewards are all equal are dropped and refilled from the question stream
+  dynamic_sampling: Literal["method", "on", "off"] = "method"
+  max_refill_batches: int = 4  # refill rounds at most (then the step trains on the groups it has)
+  decode_segments: int = 0  # cache windows of the decode (dsmath.sample.decode_windows); 0 = by length
+
+  def __post_init__(self):
+    if self.prompts_per_step < 1 or self.group_size < 1 or self.max_new_tokens < 1:
+      raise ValueError("prompts_per_step, group_size and max_new_tokens must be >= 1")
+    if not self.temperature > 0:
+      raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """Policy-loss hyper-parameters; -1 / "" = the method's default (dsmath.rl.methods)."""
+  clip_eps: float = -1.0  # PPO/GRPO ratio clip (lower side); 0.2 for PPO/GRPO, 3e-4 for GSPO
+  clip_eps_high: float = -1.0  # upper side; the method's default (= clip_eps, 0.28 for DAPO, 4e-4 for GSPO)
+  beta: float = -1.0  # KL coefficient inside the GRPO objective; 0.04 (the paper), 0 for DAPO
+  aggregation: str = ""  # "sequence" (the paper) | "token" (DAPO) | "sequence_sum_norm" (Dr. GRPO)
+  max_len: int = 0  # the constant of "sequence_sum_norm"; 0 = rollout.max_new_tokens
+  dpo_beta: float = 0.1
+  dpo_length_normalize: bool = True
+  value_clip: float = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class AdvantageConfig:
+  scale_std: bool = True  # GRPO divides by the group std (Dr. GRPO is the estimator that does not)
+  eps: float = 1e-4
+  ddof: int = 1  # 1: the sample std (as TRL); 0: the population std
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+  unformatted_reward: float = 0.0  # a completion without a final answer in the expected format
+  # DAPO's overlong reward shaping: a linear penalty over the last `overlong_buffer` tokens of max_new_tokens and
+  # -overlong_penalty for truncated completions; -1 = the method's default (DAPO: max_new_tokens // 4), 0 = off
+  overlong_buffer: int = -1
+  overlong_penalty: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardModelConfig:
+  """Learned outcome/process reward models (rewards "orm" / "prm"), trained Math-Shepherd style."""
+  steps: int = 50  # optimizer steps per reward-model round
+  batch: int = 32
+  lr: float = 2e-5  # the paper's initial reward-model lr
+  replay_fraction: float = 0.1  # iterative RL: share of historical rows in each new round
+  label: Literal["hard", "soft"] = "hard"  # Math-Shepherd's hard (any completion correct) or soft estimate
+  questions: int = 32  # training questions sampled per round
+  samples_per_question: int = 2
+  shepherd_completions: int = 4  # completions from each step prefix that estimate its label
+
+  def __post_init__(self):
+    if not 0.0 <= self.replay_fraction < 1.0:
+      raise ValueError(f"replay_fraction must be in [0, 1), got {self.replay_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+  samples_per_question: int = 1
+  gamma: float = 1.0
+  lam: float = 0.95
+  kl_beta: float = 0.04  # PPO puts the KL to pi_ref in the per-token reward
+  whiten: bool = False
+  value_lr: float = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineConfig:
+  """RFT / DPO: samples drawn once from the initial (SFT) policy."""
+  samples_per_question: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """Held-out accuracy on the task's test split through dsmath.eval (`test_accuracy*` metrics)."""
+  num_questions: int = 64  # 0 = no held-out evaluation
+  every: int = 0  # steps between evaluations (0: only before and after RL)
+  greedy: bool = True  # greedy accuracy (`test_accuracy_greedy`)
+  samples: int = 1  # sampled accuracy at the rollout temperature, this many samples a question (0 = none)
+  batch_rows: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+  every: int = 10  # steps between checkpoints (and always at the end and at the end of each iteration)
+  keep: int = 2
+  async_save: bool = True
+
+
+def _rl_optimizer() -> OptimizerConfig:
+  # the paper's RL optimizer: policy lr 1e-6, constant, no warm-up (section 4.2)
+  return OptimizerConfig(peak_lr=1e-6, schedule="constant", warmup_steps=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RLStageConfig:
+  job: Literal["rl"] = "rl"
+  seed: int = 0
+  workdir: str = ""
+  init_from: str = ""
+  model: ModelConfig = config_lib.field(default_factory=lambda: ModelConfig.preset("tiny"),
+                                        resolve=ModelConfig.resolve, config={"preset": "tiny"})
+  task: TaskConfig = config_lib.sub(TaskConfig)
+  rl: AlgorithmConfig = config_lib.sub(AlgorithmConfig)
+  rollout: RolloutConfig = config_lib.sub(RolloutConfig)
+  loss: LossConfig = config_lib.sub(LossConfig)
+  advantage: AdvantageConfig = config_lib.sub(AdvantageConfig)
+  reward: RewardConfig = config_lib.sub(RewardConfig)
+  reward_model: RewardModelConfig = config_lib.sub(RewardModelConfig)
+  ppo: PPOConfig = config_lib.sub(PPOConfig)
+  offline: OfflineConfig = config_lib.sub(OfflineConfig)
+  optimizer: OptimizerConfig = dataclasses.field(default_factory=_rl_optimizer)
+  eval: EvalConfig = config_lib.sub(EvalConfig)
+  checkpoint: CheckpointConfig = config_lib.sub(CheckpointConfig)
+  mesh: MeshConfig = config_lib.sub(MeshConfig)
+  sharding: ShardingConfig = config_lib.sub(ShardingConfig)
+  distributed: DistributedConfig = config_lib.sub(DistributedConfig)
+  debug_step_sleep_s: float = 0.0  # test knob: sleep after each step so a kill lands mid-run (changes no result)
+
+
+def default_config():
+  """The ConfigDict every RL config file starts from (all keys, for command-line overrides)."""
+  return config_lib.config_dict(RLStageConfig)

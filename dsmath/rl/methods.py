@@ -1,0 +1,153 @@
+"""Methods as data: every method of the unified paradigm (paper sec. 5.2.1, Table 10) and the variants beyond it is
+one registry entry naming its data source, reward, advantage estimator, policy loss and the models it needs.
+
+  method      data source                       reward        estimator (GC)       policy loss   models
+  sft         gold solutions (P_sft)            -             one (GC = 1)         sft           -
+  rft         k samples of the SFT model, once  rule          correct (Eq. 10)     sft           -
+  online_rft  G samples of the current policy   rule          correct (Eq. 10)     sft           -
+  dpo         (o+, o-) pairs of the SFT model   rule          -                    dpo (Eq. 14)  reference (SFT)
+  ppo         1 sample of the current policy    rule          gae (Eq. 18)         ppo           value, reference
+  grpo        G samples of the current policy   rule          grpo_outcome         grpo (Eq.21)  reference
+  grpo_ps     G samples of the current policy   prm           grpo_process         grpo          reference, PRM
+  dr_grpo     as grpo                           rule          dr_grpo (no std)     dr_grpo       reference
+  dapo        as grpo + dynamic sampling        rule+overlong grpo_outcome         dapo          - (beta 0)
+  gspo        as grpo                           rule          grpo_outcome         gspo          reference
+  rloo        as grpo                           rule          rloo                 grpo          reference
+
+A process reward (step_check, prm) switches a method's outcome estimator to its process form (`process_estimator`),
+so GRPO with process supervision is first-class: `rl.method = "grpo"` with `rl.reward = "prm"` is GRPO+PS.
+
+`resolve_rl_config(config) -> RLRun` resolves the stage config once: the schema checks every key and type, the
+method's entry fills what the config left to it (-1 / ""), and the result holds only concrete values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Any, Literal, Mapping
+
+from dsmath import config as config_lib
+from dsmath.config import ConfigError
+from dsmath.rl import advantages, losses, rewards
+from dsmath.rl.config import RLStageConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  data: Literal["gold", "offline_samples", "offline_pairs", "policy"]
+  reward: str  # a key of rewards.REWARDS ("" = none)
+  estimator: str  # a key of advantages.ESTIMATORS ("" = none, DPO)
+  process_estimator: str  # the estimator under a process reward ("" = the method takes none)
+  policy_loss: str  # a key of losses.POLICY_LOSSES
+  samples: str  # the config key giving samples per question ("" = one gold solution)
+  value_model: bool = False
+  dynamic_sampling: bool = False
+  loss: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # deviations from losses.LossConfig's defaults
+  overlong_buffer_fraction: float = 0.0  # DAPO: the shaping buffer as a fraction of max_new_tokens
+
+
+METHODS: dict[str, Method] = {
+    "sft": Method("gold", "", "one", "", "sft", ""),
+    "rft": Method("offline_samples", "rule", "correct", "", "rft", "offline.samples_per_question"),
+    "online_rft": Method("policy", "rule", "correct", "", "online_rft", "rollout.group_size"),
+    "dpo": Method("offline_pairs", "rule", "", "", "dpo", "offline.samples_per_question"),
+    "ppo": Method("policy", "rule", "gae", "", "ppo", "ppo.samples_per_question", value_model=True),
+    "grpo": Method("policy", "rule", "grpo_outcome", "grpo_process", "grpo", "rollout.group_size"),
+    "grpo_ps": Method("policy", "prm", "grpo_outcome", "grpo_process", "grpo", "rollout.group_size"),
+    "dr_grpo": Method("policy", "rule", "dr_grpo", "dr_grpo_process", "dr_grpo", "rollout.group_size"),
+    "dapo": Method("policy", "rule", "grpo_outcome", "grpo_process", "dapo", "rollout.group_size",
+                   dynamic_sampling=True, loss={"clip_eps_high": 0.28, "beta": 0.0, "aggregation": "token"},
+                   overlong_buffer_fraction=0.25),
+    "gspo": Method("policy", "rule", "grpo_outcome", "", "gspo", "rollout.group_size",
+                   loss={"clip_eps": 3e-4, "clip_eps_high": 4e-4, "beta": 0.0}),
+    "rloo": Method("policy", "rule", "rloo", "", "grpo", "rollout.group_size"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RLRun:
+  """The resolved RL stage: the checked config plus what the method decided, all concrete."""
+  config: RLStageConfig
+  method: Method
+  reward: str
+  estimator: str
+  policy_loss: str
+  loss: losses.LossConfig
+  samples_per_question: int
+  dynamic_sampling: bool
+  overlong_buffer: int
+  needs_reference: bool
+  needs_value: bool
+  needs_reward_model: bool
+
+  def as_dict(self) -> dict:
+    return {"config": config_lib.to_dict(self.config), "method": self.config.rl.method, "reward": self.reward,
+            "estimator": self.estimator, "policy_loss": self.policy_loss, "loss": dataclasses.asdict(self.loss),
+            "samples_per_question": self.samples_per_question, "dynamic_sampling": self.dynamic_sampling,
+            "overlong_buffer": self.overlong_buffer,
+            "models": {"reference": self.needs_reference, "value": self.needs_value,
+                       "reward_model": self.needs_reward_model}}
+
+
+def _choose(given: str, default: str, registry: Mapping, key: str) -> str:
+  name = given or default
+  if name not in registry:
+    raise ConfigError(f"{key}={name!r} is unknown; valid: {sorted(registry)}")
+  return name
+
+
+def resolve_rl_config(config: Any) -> RLRun:
+  """The stage config (ConfigDict, dict or RLStageConfig) checked against the schema and completed by the method."""
+  cfg = config if isinstance(config, RLStageConfig) else config_lib.resolve(RLStageConfig, config)
+  rl = cfg.rl
+  if rl.method not in METHODS:
+    raise ConfigError(f"config.rl.method={rl.method!r} is unknown; valid: {sorted(METHODS)}")
+  method = METHODS[rl.method]
+  reward = _choose(rl.reward, method.reward, rewards.REWARDS, "config.rl.reward") if (rl.reward or method.reward) \
+      else ""
+  process = bool(reward) and rewards.REWARDS[reward].process
+  if process and not method.process_estimator:
+    raise ConfigError(f"config.rl.reward={reward!r} is a process reward; rl.method={rl.method!r} takes outcome rewards "
+                      f"only (methods with process supervision: "
+                      f"{sorted(n for n, m in METHODS.items() if m.process_estimator)})")
+  estimator = _choose(rl.estimator, method.process_estimator if process else method.estimator,
+                      advantages.ESTIMATORS, "config.rl.estimator") if (rl.estimator or method.estimator) else ""
+  if estimator and advantages.ESTIMATORS[estimator].process != process:
+    raise ConfigError(f"config.rl.estimator={estimator!r} reads {'step' if not process else 'outcome'} rewards but "
+                      f"the reward {reward!r} gives {'step' if process else 'outcome'} rewards")
+  policy_loss = _choose(rl.policy_loss, method.policy_loss, losses.POLICY_LOSSES, "config.rl.policy_loss")
+  given = {k: v for k, v in dataclasses.asdict(cfg.loss).items()
+           if not (v == -1 or v == "" or (k == "max_len" and v == 0))}
+  loss_kwargs = {**dict(method.loss), **given}
+  loss_kwargs.setdefault("max_len", cfg.rollout.max_new_tokens)
+  try:
+    loss = losses.LossConfig(**loss_kwargs)
+  except ValueError as e:
+    raise ConfigError(f"config.loss: {e}") from None
+  samples = 1
+  if method.samples:
+    section, key = method.samples.split(".")
+    samples = getattr(getattr(cfg, section), key)
+    if samples < 1:
+      raise ConfigError(f"config.{method.samples} must be >= 1, got {samples}")
+  if method.data == "offline_pairs" and samples < 2:
+    raise ConfigError(f"config.{method.samples} must be >= 2 for DPO pairs, got {samples}")
+  if estimator in ("grpo_outcome", "grpo_process", "dr_grpo", "dr_grpo_process", "rloo") and samples < 2:
+    raise ConfigError(f"config.{method.samples}={samples}: a group-relative advantage needs >= 2 samples a question")
+  dynamic = {"method": method.dynamic_sampling, "on": True, "off": False}[cfg.rollout.dynamic_sampling]
+  if dynamic and method.data != "policy":
+    raise ConfigError(f"config.rollout.dynamic_sampling='on' needs an online method, not rl.method={rl.method!r}")
+  buffer = cfg.reward.overlong_buffer
+  if buffer < 0:
+    buffer = int(method.overlong_buffer_fraction * cfg.rollout.max_new_tokens)
+  if buffer >= cfg.rollout.max_new_tokens:
+    raise ConfigError(f"config.reward.overlong_buffer={buffer} must be < rollout.max_new_tokens="
+                      f"{cfg.rollout.max_new_tokens}")
+  needs_ref = losses.reads_reference(policy_loss, loss) or (method.value_model and cfg.ppo.kl_beta > 0)
+  return RLRun(config=cfg, method=method, reward=reward, estimator=estimator, policy_loss=policy_loss, loss=loss,
+               samples_per_question=samples, dynamic_sampling=dynamic, overlong_buffer=buffer,
+               needs_reference=needs_ref, needs_value=method.value_model,
+               needs_reward_model=bool(reward) and rewards.REWARDS[reward].learned)
+
+
+METHOD_TABLE = types.MappingProxyType(METHODS)

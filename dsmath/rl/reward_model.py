@@ -1,0 +1,125 @@
+"""Learned reward models for RL: an outcome (ORM) or process (PRM) reward model, a scalar head on a transformer body
+sharded like the policy, trained in rounds on the current policy's samples (Math-Shepherd labels for the PRM) plus a
+replay of earlier rounds' rows (iterative RL, paper sec. 4.1.4: 10% historical data).
+
+A round is a pure function of (state, replay rows, round index, seed): its questions, samples, label completions and
+minibatches are all drawn from keys of that round, so a resumed run repeats it exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+import jax
+
+from dsmath.config import to_dict
+from dsmath.rl import rewards
+from dsmath.rl.step import RLStep
+from dsmath.sample import engine
+from dsmath.sample.strategies import Temperature
+from dsmath.train.optimizer import make_optimizer
+from dsmath.train.step import make_train_step, sharded_abstract_state
+
+REPLAY_KEYS = ("prompt", "prompt_mask", "completion", "mask", "label", "step_label", "step_mask")
+
+
+class RewardModelTrainer:
+  """Trains `state["reward_model"]` for an RLStep whose reward is "orm" or "prm"."""
+
+  def __init__(self, rl: RLStep, rounds: int):
+    self.rl, self.kind = rl, rl.run.reward
+    self.cfg = rl.cfg.reward_model
+    self.optimizer, _ = make_optimizer({**to_dict(rl.cfg.optimizer), "peak_lr": self.cfg.lr},
+                                       max(self.cfg.steps * rounds, 1))
+    self.step = make_train_step(rl.model_cfg, self.optimizer, rewards.reward_model_loss(rl.model_cfg, self.kind),
+                                mesh=rl.mesh, rules=rl.rules, params_like=rl.head_layout)
+    if self.cfg.batch % rl.data_parallel:
+      raise ValueError(f"reward_model.batch={self.cfg.batch} does not split over {rl.data_parallel} data-parallel "
+                       "devices")
+
+  def init_state(self, policy_params, seed: int) -> dict:
+    return self.rl.new_head_state(self.step, self.optimizer, self.rl.copy_params(policy_params), seed + 2)
+
+  def abstract_state(self) -> dict:
+    return sharded_abstract_state(self.step, self.optimizer, self.rl.head_layout[0])
+
+  # -- labelled rows of one round ------------------------------------------------------------------------------------
+
+  def _complete(self, params, prompt_rows: list[list[int]], prefix_tokens: list[list[int]], n: int,
+                key: jax.Array) -> list[list[str]]:
+    """n sampled continuations of each (prompt, completion prefix): texts of prefix + continuation."""
+    tok, rl = self.rl.tokenizer, self.rl
+    out = []
+    for start in range(0, len(prompt_rows), 64):
+      rows = [p + q for p, q in zip(prompt_rows[start:start + 64], prefix_tokens[start:start + 64])]
+      res = engine.generate(rl.model_cfg, params, rows, max_new_tokens=rl.completion_len,
+                            strategy=Temperature(rl.temperature), num_samples=n, eos_id=tok.eos_id, tokenizer=tok,
+                            rng=key, pad_id=tok.pad_id, mesh=rl.mesh, rules=rl.rules, row_offset=start * n)
+      for j, prefix in enumerate(prefix_tokens[start:start + 64]):
+        out.append([tok.decode(prefix + res.tokens[j * n + s, :res.lengths[j * n + s]].tolist())
+                    for s in range(n)])
+    return out
+
+  def new_rows(self, state: dict, round_index: int, seed: int) -> tuple[dict, dict]:
+    """This round's rows sampled from the current policy, labelled: ORM by the rule reward, PRM by Math-Shepherd."""
+    rl, cfg = self.rl, self.cfg
+    rng = np.random.default_rng([seed, 7, round_index])
+    n = min(cfg.questions, len(rl.task.train))
+    indices = np.sort(rng.choice(len(rl.task.train), n, replace=False))
+    key = jax.random.fold_in(jax.random.key(seed + 104729), round_index)
+    params = state["policy"]["params"]
+    rows, lengths_d, _ = rl.sample(params, indices, jax.random.fold_in(key, 0), cfg.samples_per_question)
+    texts, tokens, lengths = rl.texts(rows, lengths_d)
+    qidx = np.repeat(indices, cfg.samples_per_question)
+    golds = [rl.task.train[i].answer for i in qidx]
+    correct = rl.rule(texts, golds)
+    host = {k: np.asarray(v) for k, v in jax.device_get({k: rows[k] for k in ("prompt", "prompt_mask", "mask")}
+                                                         ).items()}
+    host["completion"] = tokens
+    width = tokens.shape[1]
+    out = {**host, "label": correct[:, None].astype(np.float32),
+           "step_label": np.zeros((len(texts), width), np.float32), "step_mask": np.zeros((len(texts), width),
+                                                                                          np.float32)}
+    metrics = {"rows_new": float(len(texts)), "label_mean": float(correct.mean())}
+    if self.kind == "prm":
+      ends = rewards.step_ends(texts, tokens, lengths, rl.tokenizer.decode, rl.cfg.rl.step_separator)
+      prompt_rows = [[int(t) for t, m in zip(p, pm) if m > 0] for p, pm in zip(host["prompt"], host["prompt_mask"])]
+
+      def complete(prefixes, k):
+        return self._complete(params, [prompt_rows[r] for r, _ in prefixes],
+                              [tokens[r, :e + 1].tolist() for r, e in prefixes], k, jax.random.fold_in(key, 1))
+
+      labels = rewards.math_shepherd_labels(ends, golds, complete, cfg.shepherd_completions, texts, rl.rule)
+      vals = [list(lab.soft if cfg.label == "soft" else lab.hard) for lab in labels]
+      out["step_label"], out["step_mask"] = rewards.place_step_values(vals, ends, width)
+      metrics["step_label_mean"] = float(np.sum(out["step_label"]) / max(np.sum(out["step_mask"]), 1.0))
+    return out, metrics
+
+  # -- a round --------------------------------------------------------------------------------------------------------
+
+  def train_round(self, state: dict, replay: dict, round_index: int, seed: int) -> tuple[dict, dict, dict]:
+    """(state with the reward model trained, replay with this round's rows appended, metrics)."""
+    cfg = self.cfg
+    new, metrics = self.new_rows(state, round_index, seed)
+    data, n_replay = new, 0
+    if replay and cfg.replay_fraction > 0:
+      n_old = len(replay["prompt"])
+      # n_replay / (n_new + n_replay) = replay_fraction
+      n_replay = max(1, int(round(cfg.replay_fraction * len(new["prompt"]) / (1 - cfg.replay_fraction))))
+      keep = np.random.default_rng([seed, 8, round_index]).choice(n_old, n_replay, replace=n_replay > n_old)
+      data = {k: np.concatenate([new[k], replay[k][keep]]) for k in new}
+    n = len(data["prompt"])
+    rm = state["reward_model"]
+    m = {}
+    for s in range(cfg.steps):
+      idx = np.random.default_rng([seed, 9, round_index, s]).choice(n, cfg.batch, replace=n < cfg.batch)
+      batch = {k: self.rl.to_rows(data[k][idx]) for k in ("prompt", "prompt_mask", "completion", "mask",
+                                                           "label" if self.kind == "orm" else "step_label")}
+      if self.kind == "prm":
+        batch["step_mask"] = self.rl.to_rows(data["step_mask"][idx])
+      rm, m = self.step(rm, batch)
+    state = dict(state, reward_model=rm)
+    replay = {k: np.concatenate([replay[k], new[k]]) for k in new} if replay else dict(new)
+    m = {k: float(v) for k, v in jax.device_get(m).items()}
+    metrics.update(m, rows_replay=float(n_replay), replay_share=n_replay / n, round=float(round_index))
+    if self.kind == "prm":  # how well the trained PRM reads this round's step labels
+      metrics["step_label_accuracy"] = m.get("rm_accuracy", float("nan"))
+    return state, replay, {f"rm_{k}" if not k.startswith("rm_") else k: v for k, v in metrics.items()}

@@ -1,0 +1,127 @@
+"""The paradigm's data sources besides the current policy's samples (dsmath.rl.step): gold SFT solutions, and the
+offline samples of the initial (SFT) policy that RFT and DPO train on.
+
+  gold              P_sft: the question's worked solution (GC = 1), for the SFT entry of the registry. The recipe's
+                    SFT stage is the train job's (dsmath.train, packed and resumable); this entry is for the paradigm's
+                    ablations (SFT vs RFT vs ... on the same RL task).
+  offline_samples   RFT: k samples a question from the initial policy, drawn once; the correct ones, deduplicated.
+  offline_pairs     DPO: (correct, incorrect) pairs of those samples; the initial policy is the reference.
+The offline dataset is built once before step 0 and kept in the checkpoint's host arrays ("offline/<key>").
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from dsmath.rl import tasks as task_lib
+from dsmath.rl.step import Experience, RLStep
+
+
+def gold_experience(rl: RLStep, indices: np.ndarray) -> Experience:
+  """Rows of the questions' gold solutions (+ EOS). A solution longer than rollout.max_new_tokens is masked out of
+  the batch and counted (`gold_too_long`), never truncated."""
+  tok, width = rl.tokenizer, rl.completion_len
+  questions = [rl.task.train[i] for i in indices]
+  missing = [q.origin for q in questions if not q.solution]
+  if missing:
+    raise ValueError(f"the SFT entry trains on gold solutions; {missing[0]} has none (task source field "
+                     f"`solution_field`)")
+  comp = np.full((len(indices), width), tok.pad_id, np.int32)
+  mask = np.zeros((len(indices), width), np.float32)
+  too_long = 0
+  for r, q in enumerate(questions):
+    ids = list(tok.encode(q.solution)) + [tok.eos_id]
+    if len(ids) > width:
+      too_long += 1
+      continue
+    comp[r, :len(ids)], mask[r, :len(ids)] = ids, 1.0
+  tokens, pmask, _, _ = rl._gather_prompts(rl.prompt_tokens, rl.prompt_mask, np.asarray(indices, np.int32))
+  lengths = mask.sum(1).astype(np.int32)
+  batch = {"prompt": rl.to_rows(np.asarray(tokens)), "prompt_mask": rl.to_rows(np.asarray(pmask)),
+           "completion": rl.to_rows(comp), "mask": rl.to_rows(mask),
+           "rewards": rl.to_rows(np.ones((len(indices), 1), np.float32))}
+  return Experience(batch=batch, texts=[q.solution for q in questions], question_index=np.asarray(indices),
+                    rewards=np.ones(len(indices), np.float32), correct=np.ones(len(indices), np.float32),
+                    lengths=lengths, truncated=np.zeros(len(indices), bool),
+                    metrics={"gold_too_long": float(too_long)})
+
+
+class OfflineData:
+  """RFT / DPO data sampled once from the initial policy (Table 10: q ~ P_sft(Q), o ~ pi_sft(O|q))."""
+
+  def __init__(self, rl: RLStep):
+    self.rl = rl
+    self.pairs = rl.run.method.data == "offline_pairs"
+    self.per_batch = rl.cfg.rollout.prompts_per_step  # questions (RFT) or pairs (DPO) a batch
+    self.metrics: dict = {}
+
+  def build(self, state: dict, seed: int) -> dict:
+    """Samples k outputs for rl.steps x prompts_per_step questions (a stream of its own), grades them, keeps the
+    correct deduplicated ones (RFT) or (correct, incorrect) pairs (DPO, with the initial policy's log-probs as the
+    reference). Returns host arrays "offline/<key>"."""
+    rl, k = self.rl, rl.run.samples_per_question
+    n = min(len(rl.task.train), rl.cfg.rl.steps * rl.cfg.rollout.prompts_per_step)
+    indices = task_lib.stream_indices(seed + 1, len(rl.task.train), 0, n)
+    key = jax.random.fold_in(jax.random.key(seed + 15485863), 0)
+    chunks = []
+    step = 32  # questions a sampler call
+    for start in range(0, n, step):
+      part = indices[start:start + step]
+      rows, lengths_d, _ = rl.sample(state["policy"]["params"], part, jax.random.fold_in(key, start), k)
+      texts, tokens, lengths = rl.texts(rows, lengths_d)
+      host = {name: np.asarray(v) for name, v in jax.device_get(rows).items()}
+      correct = rl.rule(texts, [rl.task.train[i].answer for i in np.repeat(part, k)])
+      if self.pairs:
+        host["ref_logp"] = np.asarray(jax.device_get(rl._logp(state["policy"]["params"], rows)))
+      chunks.append((host, texts, correct))
+    host = {name: np.concatenate([c[0][name] for c in chunks]) for name in chunks[0][0]}
+    texts = [t for c in chunks for t in c[1]]
+    correct = np.concatenate([c[2] for c in chunks])
+    keep = []
+    for q in range(n):
+      rows = range(q * k, (q + 1) * k)
+      good = [r for r in rows if correct[r] > 0]
+      bad = [r for r in rows if correct[r] == 0]
+      if self.pairs:
+        keep += [(g, b) for g, b in zip(good, bad)]
+      else:
+        seen = set()
+        for r in good:
+          if texts[r] not in seen:  # identical outputs of one question count once
+            seen.add(texts[r])
+            keep.append(r)
+    if not keep:
+      raise ValueError(f"rl.method={rl.cfg.rl.method!r}: the initial policy produced no usable sample "
+                       f"({int(correct.sum())} correct of {len(texts)}); start from a better SFT policy")
+    order = np.asarray(keep)
+    self.metrics = {"offline_samples": float(len(texts)), "offline_correct": float(correct.sum()),
+                    "offline_rows": float(len(keep) * (2 if self.pairs else 1))}
+    names = ("prompt", "prompt_mask", "completion", "mask") + (("ref_logp",) if self.pairs else ())
+    if self.pairs:
+      return {f"offline/{name}": np.stack([host[name][order[:, 0]], host[name][order[:, 1]]], axis=1)
+              for name in names}
+    return {f"offline/{name}": host[name][order] for name in names}
+
+  def batch(self, arrays: dict, step: int) -> Experience:
+    """The batch of `step`: consecutive rows of the offline dataset, cycling; a short last batch is padded with
+    masked rows so every batch has one shape."""
+    rl = self.rl
+    data = {k[len("offline/"):]: v for k, v in arrays.items() if k.startswith("offline/")}
+    n = len(data["prompt"])
+    size = self.per_batch * (1 if self.pairs else rl.run.samples_per_question)
+    idx = (step * size + np.arange(size)) % n
+    live = (step * size + np.arange(size)) // n == (step * size) // n  # rows past the end wrap: masked, not reused
+    if self.pairs:  # [pairs, 2, ...] -> chosen rows then rejected rows
+      rows = {k: np.concatenate([v[idx, 0], v[idx, 1]]) for k, v in data.items()}
+      live = np.concatenate([live, live])
+    else:
+      rows = {k: v[idx] for k, v in data.items()}
+    rows["mask"] = rows["mask"] * live[:, None].astype(np.float32)
+    batch = {k: rl.to_rows(v) for k, v in rows.items()}
+    if not self.pairs:
+      batch["rewards"] = rl.to_rows(np.ones((len(idx), 1), np.float32))
+    r = len(rows["prompt"])
+    exp = Experience(batch=batch, texts=[""] * r, question_index=np.zeros(r, np.int64),
+                     rewards=np.ones(r, np.float32), correct=np.ones(r, np.float32),
+                     lengths=rows["mask"].sum(1).astype(np.int32), truncated=np.zeros(r, bool))
+    return rl.finish(exp)

@@ -1,0 +1,419 @@
+"""One RL step on the training substrate: rollout -> rewards -> advantages -> mu policy updates.
+
+`RLStep` is built once per run from the resolved config (`dsmath.rl.methods.RLRun`), the policy's model config, the
+task and a (data, fsdp, tensor) mesh; `rl_step = RLStep(...)`, then `state, metrics = rl_step(state, questions)` is
+the public step a user or a benchmark calls (`questions`: indices into the task's training questions).
+
+Where the data lives: the task's prompt arrays are on the device; a step gathers its questions' rows there, samples
+with the KV-cache engine (params sharded as in training, the cache over batch and KV heads), and keeps completions,
+log-probs, rewards, advantages and the update batch on the device. Only the completion tokens come to the host, to
+be decoded for the grader (which grades in worker processes while the device computes reference log-probs); the
+rewards go back as one [R] array.
+
+The state is a dict pytree of sharded arrays (what the checkpoint saves):
+  policy        the policy's train state (dsmath.train: params, opt_state, step, rng, num_skipped)
+  ref           the reference params (only when the method's loss reads pi_ref)
+  value         the value model's train state (PPO)
+  reward_model  the learned reward model's train state (orm / prm rewards)
+  rollout_rng   raw key data; step s samples with fold_in(key, s)
+  step          RL steps taken
+Nothing in this module branches on a method's name: the method's registry entry picks the data source, reward,
+estimator and loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from dsmath import model
+from dsmath.config import to_dict
+from dsmath.model import sharding as msharding
+from dsmath.rl import advantages as adv_lib
+from dsmath.rl import losses, policy, rewards
+from dsmath.rl.methods import RLRun
+from dsmath.rl.tasks import Task
+from dsmath.sample import engine
+from dsmath.sample.strategies import Temperature
+from dsmath.train.optimizer import make_optimizer
+from dsmath.train.step import TrainStep, make_train_step, new_state, sharded_abstract_state
+
+ROW_KEYS = ("prompt", "prompt_mask", "completion", "mask")
+
+
+def scalar_head_layout(model_cfg: model.ModelConfig, mesh, rules) -> tuple:
+  """(abstract params, shardings) of a scalar-head model (value / reward model): the body sharded like the policy,
+  the small head replicated."""
+  body = model.abstract_params(model_cfg)
+  abstract = {"body": body, "head": {"w": jax.ShapeDtypeStruct((model_cfg.hidden_size,), jnp.float32),
+                                     "b": jax.ShapeDtypeStruct((), jnp.float32)}}
+  rep = msharding.replicated(mesh)
+  return abstract, {"body": msharding.param_shardings(model_cfg, mesh, rules), "head": {"w": rep, "b": rep}}
+
+
+@dataclasses.dataclass
+class Experience:
+  """A step's training rows: `batch` holds device arrays [R, ...] (R = questions x samples) for the update; the rest
+  is what the host needed (texts for the grader) or reports."""
+  batch: dict
+  texts: list
+  question_index: np.ndarray  # [R] index into task.train
+  rewards: np.ndarray  # [R] host copy (metrics, dynamic sampling)
+  correct: np.ndarray  # [R] rule verdicts (accuracy, whatever the reward)
+  lengths: np.ndarray
+  truncated: np.ndarray
+  metrics: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def rows(self) -> int:
+    return len(self.texts)
+
+
+def _concat(parts: Sequence[Experience]) -> Experience:
+  first = parts[0]
+  if len(parts) == 1:
+    return first
+  batch = {k: jnp.concatenate([p.batch[k] for p in parts]) for k in first.batch}
+  cat = lambda k: np.concatenate([getattr(p, k) for p in parts])  # noqa: E731
+  return Experience(batch=batch, texts=[t for p in parts for t in p.texts], question_index=cat("question_index"),
+                    rewards=cat("rewards"), correct=cat("correct"), lengths=cat("lengths"),
+                    truncated=cat("truncated"), metrics=dict(first.metrics))
+
+
+def _take_rows(exp: Experience, rows: np.ndarray) -> Experience:
+  idx = jnp.asarray(rows)
+  return Experience(batch={k: v[idx] for k, v in exp.batch.items()}, texts=[exp.texts[i] for i in rows],
+                    question_index=exp.question_index[rows], rewards=exp.rewards[rows], correct=exp.correct[rows],
+                    lengths=exp.lengths[rows], truncated=exp.truncated[rows], metrics=dict(exp.metrics))
+
+
+class RLStep:
+  """The jitted pieces of one RL run and the step that strings them together (see the module docstring)."""
+
+  def __init__(self, run: RLRun, model_cfg: model.ModelConfig, task: Task, *, mesh=None, rules=None,
+               total_updates: int = 1):
+    cfg = run.config
+    self.run, self.cfg, self.model_cfg, self.task = run, cfg, model_cfg, task
+    self.mesh = mesh if mesh is not None else msharding.make_mesh(cfg.mesh.shape)
+    self.rules = msharding.rules_from_config(rules if rules is not None else cfg.sharding.rules)
+    self.layout = engine.Layout(self.mesh, self.rules)
+    self.tokenizer = task.tokenizer
+    self.group = run.samples_per_question
+    self.temperature = cfg.rollout.temperature
+    self.completion_len = cfg.rollout.max_new_tokens
+    if task.prompt_len + self.completion_len > model_cfg.max_positions:
+      raise ValueError(f"prompt width {task.prompt_len} (task.prompt_budget) + rollout.max_new_tokens "
+                       f"{self.completion_len} exceed the model's max_positions={model_cfg.max_positions}")
+    self.estimator = adv_lib.ESTIMATORS[run.estimator] if run.estimator else None
+    self.reward = rewards.REWARDS[run.reward] if run.reward else None
+    self.optimizer, self.schedule = make_optimizer(to_dict(cfg.optimizer), max(total_updates, 1))
+    temperature, loss_cfg, loss = self.temperature, run.loss, losses.POLICY_LOSSES[run.policy_loss]
+
+    def policy_loss(params, batch, rng):
+      logp, ent = policy.completion_logprobs(model_cfg, params, batch["prompt"], batch["prompt_mask"],
+                                             batch["completion"], batch["mask"], temperature)
+      value, metrics = loss(loss_cfg, logp, batch)
+      m = batch["mask"]
+      metrics["entropy"] = (ent * m).sum() / jnp.maximum(m.sum(), 1.0)
+      return value, metrics
+
+    accum = cfg.rl.grad_accum_steps
+    self.policy = make_train_step(model_cfg, self.optimizer, policy_loss, mesh=self.mesh, rules=self.rules,
+                                  grad_accum_steps=accum)
+    self.head_layout = scalar_head_layout(model_cfg, self.mesh, self.rules)
+    self.value: Optional[TrainStep] = None
+    if run.needs_value:
+      value_opt, _ = make_optimizer({**to_dict(cfg.optimizer), "peak_lr": cfg.ppo.value_lr}, max(total_updates, 1))
+
+      def value_loss(params, batch, rng):
+        values = policy.completion_scalars(model_cfg, params, batch["prompt"], batch["prompt_mask"],
+                                           batch["completion"], batch["mask"], before_token=True)
+        return losses.ppo_value_loss(loss_cfg, values, batch)
+
+      self.value_optimizer = value_opt
+      self.value = make_train_step(model_cfg, value_opt, value_loss, mesh=self.mesh, rules=self.rules,
+                                   grad_accum_steps=accum, params_like=self.head_layout)
+    batch_sh = self.policy.batch_sharding
+    param_sh = self.policy.state_shardings["params"]
+    head_sh = self.head_layout[1]
+    with self.scope():
+      self._logp = jax.jit(lambda p, b: policy.completion_logprobs(model_cfg, p, b["prompt"], b["prompt_mask"],
+                                                                   b["completion"], b["mask"], temperature)[0],
+                           in_shardings=(param_sh, batch_sh), out_shardings=batch_sh)
+      self._values = jax.jit(lambda p, b: policy.completion_scalars(model_cfg, p, b["prompt"], b["prompt_mask"],
+                                                                    b["completion"], b["mask"], before_token=True),
+                             in_shardings=(head_sh, batch_sh), out_shardings=batch_sh)
+      self._rm_scores = jax.jit(lambda p, b: rewards.reward_model_scores(model_cfg, p, b["prompt"], b["prompt_mask"],
+                                                                         b["completion"], b["mask"]),
+                                in_shardings=(head_sh, batch_sh), out_shardings=batch_sh)
+    rep = msharding.replicated(self.mesh)
+    self.prompt_tokens = jax.device_put(task.prompt_tokens, rep)
+    self.prompt_mask = jax.device_put(task.prompt_mask, rep)
+    self.rule = rewards.RuleReward(cfg.rl.grade_mode, cfg.reward.unformatted_reward)
+    self._batch_sh = batch_sh
+    self._row_sh = NamedSharding(self.mesh, PartitionSpec(batch_sh.spec[0]))
+
+  # -- layout ---------------------------------------------------------------------------------------------------------
+
+  def scope(self):
+    return msharding.activation_rules(self.mesh, self.rules)
+
+  @property
+  def data_parallel(self) -> int:
+    return self.layout.dp
+
+  def to_rows(self, x) -> jax.Array:
+    """A host array [R, ...] onto the mesh, rows over the data axes."""
+    x = np.asarray(x)
+    sh = self._batch_sh if x.ndim >= 2 else self._row_sh
+    if x.ndim > 2:
+      sh = NamedSharding(self.mesh, PartitionSpec(self._batch_sh.spec[0], *([None] * (x.ndim - 1))))
+    return jax.make_array_from_process_local_data(sh, x) if jax.process_count() > 1 else jax.device_put(x, sh)
+
+  # -- state ----------------------------------------------------------------------------------------------------------
+
+  def init_state(self, policy_params, seed: int) -> dict:
+    """A fresh RL state around the initial policy params (copied; the caller's arrays stay usable)."""
+    state = {"policy": new_state(self.policy, self.model_cfg, self.optimizer, seed, params=policy_params)}
+    rep = msharding.replicated(self.mesh)
+    if self.run.needs_reference:
+      state["ref"] = self.copy_params(state["policy"]["params"])
+    if self.value is not None:
+      state["value"] = self.new_head_state(self.value, self.value_optimizer, state["policy"]["params"], seed + 1)
+    state["rollout_rng"] = jax.device_put(jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1)), rep)
+    state["step"] = jax.device_put(jnp.zeros((), jnp.int32), rep)
+    return state
+
+  def copy_params(self, params):
+    sh = self.policy.state_shardings["params"]
+    return jax.jit(lambda p: jax.tree.map(jnp.copy, p), in_shardings=(sh,), out_shardings=sh)(params)
+
+  def new_head_state(self, train_step: TrainStep, optimizer, body_params, seed: int) -> dict:
+    """A scalar-head model's train state whose body starts from `body_params` (a copy) and head from `seed`."""
+    head = {"w": jax.random.normal(jax.random.key(seed), (self.model_cfg.hidden_size,), jnp.float32) * 0.01,
+            "b": jnp.zeros((), jnp.float32)}
+    with self.scope():
+      return new_state(train_step, self.model_cfg, optimizer, seed, params={"body": body_params, "head": head})
+
+  def abstract_state(self) -> dict:
+    """ShapeDtypeStructs with shardings of `init_state`'s result, allocating nothing (a checkpoint's restore
+    target; a reward model's entry is added by its trainer)."""
+    params = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                          model.abstract_params(self.model_cfg), self.policy.state_shardings["params"])
+    rep = msharding.replicated(self.mesh)
+    out = {"policy": sharded_abstract_state(self.policy, self.optimizer, params)}
+    if self.run.needs_reference:
+      out["ref"] = params
+    if self.value is not None:
+      out["value"] = sharded_abstract_state(self.value, self.value_optimizer, self.head_layout[0])
+    out["rollout_rng"] = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep)
+    out["step"] = jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)
+    return out
+
+  # -- rollout --------------------------------------------------------------------------------------------------------
+
+  @functools.partial(jax.jit, static_argnums=(0,))
+  def _gather_prompts(self, prompt_tokens, prompt_mask, indices):
+    """Left-padded prompt rows of `indices` and the same rows right-padded for the sampler, with lengths."""
+    tokens, mask = prompt_tokens[indices], prompt_mask[indices]
+    p = tokens.shape[1]
+    lengths = mask.sum(axis=1).astype(jnp.int32)
+    shift = (jnp.arange(p)[None, :] + (p - lengths)[:, None]) % p
+    right = jnp.where(jnp.arange(p)[None, :] < lengths[:, None], jnp.take_along_axis(tokens, shift, axis=1),
+                      self.tokenizer.pad_id)
+    return tokens, mask, right, lengths
+
+  def sample(self, params, indices: np.ndarray, key: jax.Array, num_samples: int) -> dict:
+    """num_samples completions of each question in `indices` from `params`: device rows [R, ...] prompt-major."""
+    b = len(indices)
+    tokens, mask, right, lengths = self._gather_prompts(self.prompt_tokens, self.prompt_mask,
+                                                        jnp.asarray(indices, jnp.int32))
+    repeat_first = b % self.data_parallel != 0
+    if repeat_first:  # the sampler splits prompts over the data axes: sample every row as its own prompt
+      right, lengths = jnp.repeat(right, num_samples, axis=0), jnp.repeat(lengths, num_samples)
+    if (b * num_samples) % self.data_parallel:
+      raise ValueError(f"{b} questions x {num_samples} samples = {b * num_samples} rows do not split over the "
+                       f"{self.data_parallel} data-parallel devices (rollout.prompts_per_step, rollout.group_size)")
+    out = engine.sample_arrays(self.model_cfg, params, right, lengths, max_new_tokens=self.completion_len,
+                               strategy=Temperature(self.temperature), num_samples=1 if repeat_first else num_samples,
+                               rng=key, eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id,
+                               layout=self.layout, decode_segments=self.cfg.rollout.decode_segments or None)
+    return self._rows(tokens, mask, out["tokens"], out["lengths"], out["logprobs"], out["reasons"], num_samples)
+
+  @functools.partial(jax.jit, static_argnums=(0, 7))
+  def _rows(self, tokens, mask, completion, lengths, logprobs, reasons, num_samples):
+    cmask = (jnp.arange(completion.shape[1])[None, :] < lengths[:, None]).astype(jnp.float32)
+    rows = {"prompt": jnp.repeat(tokens, num_samples, axis=0), "prompt_mask": jnp.repeat(mask, num_samples, axis=0),
+            "completion": completion, "mask": cmask, "old_logp": logprobs * cmask}
+    rows = {k: jax.lax.with_sharding_constraint(v, self._batch_sh) for k, v in rows.items()}
+    return rows, lengths, reasons == engine.LENGTH
+
+  def texts(self, rows: dict, lengths: jax.Array) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The host side of a rollout: (decoded texts, completion tokens, lengths) (the only device -> host copy)."""
+    tokens, lengths = jax.device_get((rows["completion"], lengths))
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+    decode = self.tokenizer.decode
+    return [decode(tokens[r, :lengths[r]].tolist()) for r in range(len(lengths))], tokens, lengths
+
+  # -- experience -----------------------------------------------------------------------------------------------------
+
+  def online_experience(self, state: dict, indices: np.ndarray, key: jax.Array) -> Experience:
+    """Samples G outputs of each question from the current policy and turns them into training rows."""
+    t0 = time.perf_counter()
+    rows, lengths_d, truncated_d = self.sample(state["policy"]["params"], indices, key, self.group)
+    texts, tokens, lengths = self.texts(rows, lengths_d)
+    t_rollout = time.perf_counter() - t0
+    qidx = np.repeat(np.asarray(indices), self.group)
+    return self.score(state, rows, texts, tokens, lengths, np.asarray(jax.device_get(truncated_d)), qidx,
+                      {"rollout_s": t_rollout})
+
+  def score(self, state: dict, rows: dict, texts, tokens, lengths, truncated, qidx, metrics) -> Experience:
+    """Rewards, reference log-probs, values and advantages of sampled rows (rows stay on the device)."""
+    t0 = time.perf_counter()
+    golds = [self.task.train[i].answer for i in qidx]
+    pending = self.rule.submit(texts, golds)  # graded in worker processes while the device works below
+    batch = dict(rows)
+    with self.scope():
+      if self.run.needs_reference:
+        batch["ref_logp"] = self._logp(state["ref"], rows)
+      if self.value is not None:
+        batch["old_values"] = self._values(state["value"]["params"], rows)
+      scores = self._rm_scores(state["reward_model"]["params"], rows) if self.run.needs_reward_model else None
+    step_mask = None
+    if self.reward is not None and self.reward.process:
+      ends = rewards.step_ends(texts, tokens, lengths, self.tokenizer.decode, self.cfg.rl.step_separator)
+      if scores is None:  # the rule step checker
+        questions = [self.task.train[i].question for i in qidx]
+        step_r, step_mask = rewards.step_check_rewards(texts, questions, ends, tokens.shape[1],
+                                                       self.cfg.rl.step_separator)
+        batch["step_rewards"] = self.to_rows(step_r)
+      else:
+        step_mask = rewards.place_step_values([[1.0] * len(e) for e in ends], ends, tokens.shape[1])[1]
+        batch["step_rewards"] = scores * self.to_rows(step_mask)
+      batch["step_mask"] = self.to_rows(step_mask)
+    correct = pending.result()
+    if scores is not None and not self.reward.process:
+      reward = np.asarray(jax.device_get(policy.last_token_scalar(scores, rows["mask"])), np.float32)
+    else:
+      reward = correct.copy()
+    if self.run.overlong_buffer:
+      reward = reward + np.asarray(jax.device_get(rewards.overlong_penalty(
+          jnp.asarray(lengths), jnp.asarray(truncated), self.completion_len, self.run.overlong_buffer,
+          self.cfg.reward.overlong_penalty)), np.float32)
+    batch["rewards"] = self.to_rows(reward[:, None])
+    metrics = {**metrics, "scoring_s": time.perf_counter() - t0, "grading_timeouts": float(self.rule.timeouts)}
+    return Experience(batch=batch, texts=list(texts), question_index=np.asarray(qidx), rewards=reward,
+                      correct=np.asarray(correct, np.float32), lengths=lengths, truncated=truncated, metrics=metrics)
+
+  def finish(self, exp: Experience) -> Experience:
+    """Advantages (the method's estimator) and the update batch: every leaf [R, T] (or [R, 1])."""
+    b = dict(exp.batch)
+    if self.estimator is not None:
+      adv = self._advantages(self.run.estimator, {k: v for k, v in b.items()
+                                                  if k in ("rewards", "mask", "step_rewards", "step_mask", "values",
+                                                           "old_logp", "ref_logp", "old_values")})
+      b.update(adv)
+    for k in ("rewards", "step_rewards", "step_mask"):
+      b.pop(k, None)
+    return dataclasses.replace(exp, batch=b)
+
+  @functools.partial(jax.jit, static_argnums=(0, 1))
+  def _advantages(self, name, b):
+    b = dict(b, rewards=b["rewards"][:, 0])
+    if "old_values" in b:
+      b["values"] = b["old_values"]
+    out = adv_lib.ESTIMATORS[name].fn(b, self.group, self.cfg.advantage, self.cfg.ppo)
+    return {k: jax.lax.with_sharding_constraint(v, self._batch_sh) for k, v in out.items()}
+
+  def dynamic_sample(self, state: dict, indices: np.ndarray, key: jax.Array,
+                     refill: Optional[Callable[[int], np.ndarray]]) -> Experience:
+    """DAPO's dynamic sampling: groups whose rewards are all equal carry no signal; they are dropped and the batch
+    is refilled with new questions from `refill(n)` (at most rollout.max_refill_batches rounds). A batch still short
+    after that is padded with dropped groups whose tokens are masked out (they add nothing to the loss)."""
+    want = len(indices)
+    kept, dropped, parts, rounds = [], [], [], 0
+    exp = self.online_experience(state, indices, key)
+    while True:
+      parts.append(exp)
+      base = sum(p.rows for p in parts[:-1])
+      g = exp.rewards.reshape(-1, self.group)
+      for q in range(g.shape[0]):
+        rows = base + q * self.group + np.arange(self.group)
+        (kept if g[q].max() > g[q].min() else dropped).append(rows)
+      if len(kept) >= want or refill is None or rounds >= self.cfg.rollout.max_refill_batches:
+        break
+      rounds += 1
+      exp = self.online_experience(state, refill(want), jax.random.fold_in(key, rounds))
+    full = _concat(parts)
+    chosen = kept[:want]
+    pad = dropped[:want - len(chosen)]
+    out = _take_rows(full, np.concatenate(chosen + pad) if chosen + pad else np.arange(0))
+    if pad:
+      live = np.concatenate([np.ones(len(chosen) * self.group), np.zeros(len(pad) * self.group)]).astype(np.float32)
+      out.batch["mask"] = out.batch["mask"] * self.to_rows(live[:, None])
+    out.metrics.update(refill_rounds=float(rounds), kept_groups=float(len(chosen)), padded_groups=float(len(pad)),
+                       sampled_groups=float(len(kept) + len(dropped)))
+    return out
+
+  # -- update ---------------------------------------------------------------------------------------------------------
+
+  def update(self, state: dict, exp: Experience) -> tuple[dict, dict]:
+    """rl.mu optimizer steps of the policy (and the value model) on one batch; the state is donated."""
+    t0 = time.perf_counter()
+    batch = {k: v for k, v in exp.batch.items()}
+    m = {}
+    state = dict(state)
+    for _ in range(self.cfg.rl.mu):
+      state["policy"], m = self.policy(state["policy"], batch)
+      if self.value is not None:
+        state["value"], vm = self.value(state["value"], batch)
+        m = {**m, **{f"value_{k}": v for k, v in vm.items()}}
+    state["step"] = state["step"] + 1
+    m = {k: float(v) for k, v in jax.device_get(m).items()}
+    m["update_s"] = time.perf_counter() - t0
+    return state, m
+
+  def __call__(self, state: dict, questions: np.ndarray,
+               refill: Optional[Callable[[int], np.ndarray]] = None) -> tuple[dict, dict]:
+    """One online RL step on the training questions `questions` (indices into task.train): rollout, rewards,
+    advantages, rl.mu updates. refill(n) -> n more question indices, for dynamic sampling."""
+    t0 = time.perf_counter()
+    key = jax.random.fold_in(jax.random.wrap_key_data(state["rollout_rng"]), state["step"])
+    questions = np.asarray(questions)
+    if self.run.dynamic_sampling:
+      exp = self.dynamic_sample(state, questions, key, refill)
+    else:
+      exp = self.online_experience(state, questions, key)
+    return self.train_on(state, self.finish(exp), t0)
+
+  def train_on(self, state: dict, exp: Experience, t0: Optional[float] = None) -> tuple[dict, dict]:
+    t0 = time.perf_counter() if t0 is None else t0
+    state, m = self.update(state, exp)
+    metrics = {**exp.metrics, **m, **rollout_metrics(exp, self.group)}
+    metrics["step_s"] = time.perf_counter() - t0
+    metrics["tokens_per_s"] = float(np.sum(exp.lengths)) * self.cfg.rl.mu / max(metrics["step_s"], 1e-9)
+    metrics["learning_rate"] = float(self.schedule(int(jax.device_get(state["policy"]["step"])) - 1))
+    return state, metrics
+
+  def close(self):
+    self.rule.close()
+
+
+def rollout_metrics(exp: Experience, group: int) -> dict:
+  """What a step's rollout looked like: reward and accuracy, signal (zero-variance groups), lengths, truncation."""
+  if not exp.rows:
+    return {}
+  r = exp.rewards.astype(np.float32)
+  out = {"reward_mean": float(r.mean()), "reward_std": float(r.std()), "accuracy": float(exp.correct.mean()),
+         "completion_len_mean": float(exp.lengths.mean()), "completion_len_max": float(exp.lengths.max()),
+         "truncated_fraction": float(exp.truncated.mean())}
+  if group > 1 and exp.rows % group == 0:
+    g = r.reshape(-1, group)
+    out["zero_std_group_fraction"] = float(np.mean(g.max(1) == g.min(1)))
+  return out
