@@ -18,7 +18,7 @@ import numpy as np
 
 from dsmath import model
 from dsmath.rl import advantages, losses, policy
-from dsmath.train import OPTIMIZER_DEFAULTS, build_step_fn, init_state, make_optimizer
+from dsmath.train import OptimizerConfig, build_step_fn, init_state, make_optimizer
 from benchmarks.shapes import add_grpo_shape_args
 
 
@@ -45,7 +45,7 @@ def main():
            "old_logp": jnp.asarray(np.log(rng.uniform(0.01, 1, (b, c))), jnp.float32)}
   rewards = jnp.asarray(rng.integers(0, 2, b), jnp.float32)
   lcfg = losses.LossConfig(beta=0.04)
-  opt, _ = make_optimizer({**OPTIMIZER_DEFAULTS, "peak_lr": 1e-6, "schedule": "constant", "warmup_steps": 0}, 1)
+  opt, _ = make_optimizer(OptimizerConfig(peak_lr=1e-6, schedule="constant", warmup_steps=0), 1)
   params = jax.jit(model.init_params, static_argnums=0)(cfg, jax.random.key(0))
   ref = jax.tree.map(jnp.copy, params)
   logp_fn = jax.jit(lambda prm, bt: policy.completion_logprobs(cfg, prm, bt["prompt"], bt["prompt_mask"],

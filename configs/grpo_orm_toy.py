@@ -1,10 +1,9 @@
-"""GRPO with a learned outcome reward model on the synthetic task: the RM (a scalar head on a copy of the policy) is
-trained on rule-labelled samples of the policy before RL; only the reward changes from configs/grpo_toy.py."""
-from configs.grpo_toy import get_config as _grpo_toy
+"""GRPO with a learned outcome reward model (a scalar head trained on rule labels) on the toy task."""
+from configs.grpo_toy import get_config as _base
 
 
 def get_config():
-  c = _grpo_toy()
+  c = _base()
   c.rl.reward = "orm"
-  c.rl.reward_model.lr = 1e-3  # the paper's 2e-5 is for a 7B reward model
+  c.reward_model.lr = 1e-3  # the paper's 2e-5 is for a 7B reward model
   return c

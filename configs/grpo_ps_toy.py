@@ -1,8 +1,8 @@
-"""GRPO with process supervision on the synthetic task: step rewards from the rule step checker (no learned PRM)."""
-from configs.grpo_toy import get_config as _grpo_toy
+"""GRPO with process supervision (the rule step checker of the synthetic task: 1/0 per step) on the toy task."""
+from configs.grpo_toy import get_config as _base
 
 
 def get_config():
-  c = _grpo_toy()
+  c = _base()
   c.rl.reward = "step_check"
   return c

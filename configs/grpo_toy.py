@@ -11,8 +11,7 @@ from dsmath.rl.config import default_config
 def get_config():
   c = default_config()
   c.seed = 0
-  c.model = {"preset": "tiny", "vocab_size": 384, "hidden_size": 64, "intermediate_size": 192, "num_layers": 2,
-             "num_heads": 4, "num_kv_heads": 2, "max_positions": 128}
+  # config.model stays the "tiny" preset (a policy of its own when there is no init_from; init_from's otherwise)
   c.task.tokenizer_type, c.task.tokenizer_vocab = "bpe", 384  # prompts <= 30 pieces, solutions <= 26 with EOS
   c.task.synthetic.num_train = 2000
   c.task.synthetic.num_test = 200

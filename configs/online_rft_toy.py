@@ -1,8 +1,8 @@
-"""online_rft on the synthetic arithmetic task: the toy GRPO recipe with only the method changed (unified paradigm)."""
-from configs.grpo_toy import get_config as _grpo_toy
+"""Online RFT on the synthetic task: the toy GRPO run with only the method changed (unified paradigm)."""
+from configs.grpo_toy import get_config as _base
 
 
 def get_config():
-  c = _grpo_toy()
+  c = _base()
   c.rl.method = "online_rft"
   return c

@@ -1,8 +1,8 @@
-"""ppo on the synthetic arithmetic task: the toy GRPO recipe with only the method changed (unified paradigm)."""
-from configs.grpo_toy import get_config as _grpo_toy
+"""PPO (value model, GAE, KL in the reward) on the synthetic task: the toy GRPO run with only the method changed."""
+from configs.grpo_toy import get_config as _base
 
 
 def get_config():
-  c = _grpo_toy()
+  c = _base()
   c.rl.method = "ppo"
   return c

@@ -1,9 +1,9 @@
 """DeepSeekMath 7B continued pre-training (paper section 2.3): from DeepSeek-Coder-Base-v1.5 7B, 500B tokens.
 
 Placeholders to replace (paths may be gs://...; anything orbax/etils can open for checkpoints):
-  init_from            an orbax checkpoint of DeepSeek-Coder-Base-v1.5 7B params in this project's layout
-                       (<dir>/<step>/params/, e.g. converted with dsmath.model.from_hf and saved by the train loop).
-  data.tokenizer.path  DeepSeek's tokenizer.json (byte-level BPE, 100k vocab).
+  init_from            the dsmath run of DeepSeek-Coder-Base-v1.5 7B made by configs/hf_import_7b.py (job
+                       "hf_import"); its run.json gives the model config (bf16 compute, full remat) and DeepSeek's
+                       tokenizer.json (byte-level BPE, 100k vocab), so neither is repeated here.
   data.sources.*.path  the user's shards of each mixture component (globs of JSONL / Parquet / ArrayRecord with a
                        `text` field): the DeepSeekMath Corpus (120B tokens mined by configs/corpus_*), AlgebraicStack,
                        arXiv, GitHub code, natural language (Common Crawl).
@@ -31,23 +31,19 @@ def get_config() -> ml_collections.ConfigDict:
   c = default_config("pretrain")
   c.workdir = f"{BUCKET}/runs/pretrain_7b"
   c.init_from = f"{BUCKET}/checkpoints/deepseek-coder-7b-base-v1.5"
-  c.model = ml_collections.ConfigDict({"preset": "7b", "dtype": "bfloat16", "remat": "full"})
-  c.data = ml_collections.ConfigDict({
-      "sources": {name: {"path": SHARDS[name], "text_field": "text", "weight": w}
-                  for name, w in PAPER_PRETRAIN_WEIGHTS.items()},
-      "seq_len": 4096,
-      "batch_size": 2432,
-      "seed": 0,
-      "num_workers": 8,
-      "tokenizer": {"kind": "hf", "path": f"{BUCKET}/tokenizers/deepseek-math-7b-base/tokenizer.json"},
-  })
-  c.mesh.shape = [1, -1, 1]  # FSDP over every chip
-  # optimizer: the paper's defaults (dsmath.train.config.OPTIMIZER_DEFAULTS), spelled out for the record.
+  c.data.sources = {name: {"path": SHARDS[name], "text_field": "text", "weight": w}
+                    for name, w in PAPER_PRETRAIN_WEIGHTS.items()}
+  c.data.seq_len = 4096
+  c.data.batch_size = 2432
+  c.data.seed = 0
+  c.data.num_workers = 8
+  c.mesh.shape = (1, -1, 1)  # FSDP over every chip
+  # optimizer: the paper's (dsmath.train.config.OptimizerConfig's defaults), spelled out for the record.
   c.optimizer.peak_lr = 4.2e-4
   c.optimizer.schedule = "multistep"
   c.optimizer.warmup_steps = 2000
-  c.optimizer.decay_boundaries = [0.8, 0.9]
-  c.optimizer.decay_factors = [0.316, 0.1]
+  c.optimizer.decay_boundaries = (0.8, 0.9)
+  c.optimizer.decay_factors = (0.316, 0.1)
   c.optimizer.b1, c.optimizer.b2, c.optimizer.weight_decay, c.optimizer.grad_clip = 0.9, 0.95, 0.1, 1.0
   c.train.total_steps = 50_000
   c.train.grad_accum_steps = 1

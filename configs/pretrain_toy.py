@@ -2,7 +2,8 @@
 
   python -m experiments.run --config configs/pretrain_toy.py            # run dir: runs/pretrain_toy
 Re-running resumes from the latest checkpoint. A 512-piece sentencepiece tokenizer is trained on the mixture on the
-first run (runs/pretrain_toy/tokenizer/spm.model); configs/sft_stage_toy.py starts from this run.
+first run (runs/pretrain_toy/tokenizer/spm.model); the finished run's run.json records it with the model config, and
+configs/sft_stage_toy.py starts from this run.
 
 Mixture: the paper's stage 1 mixes 56% math web corpus / 4% AlgebraicStack / 10% arXiv / 20% GitHub code / 10%
 natural language (configs/pretrain_7b.py). The shared data has no code or arXiv, so the toy keeps the math-heavy
@@ -19,18 +20,16 @@ def get_config() -> ml_collections.ConfigDict:
   c = default_config("pretrain")
   c.workdir = "runs/pretrain_toy"
   c.seed = 0
-  c.model = ml_collections.ConfigDict({"preset": "tiny", "dtype": "float32"})
-  c.data = ml_collections.ConfigDict({
-      "sources": {
-          "math": {"path": "shared:math/train.jsonl", "formatter": "math", "weight": 0.6},
-          "math_word_problems": {"path": "shared:gsm8k/train.jsonl", "formatter": "gsm8k", "weight": 0.3},
-          "natural_language": {"path": "shared:web/dclm_*_data.jsonl", "text_field": "text", "weight": 0.1},
-      },
-      "seq_len": 256,
-      "batch_size": 8,
-      "seed": 0,
-      "tokenizer": {"path": ""},  # empty: train a sentencepiece model (tokenizer_training) on the sources above
-  })
+  c.model = {"preset": "tiny", "dtype": "float32"}
+  c.data.sources = {
+      "math": {"path": "shared:math/train.jsonl", "formatter": "math", "weight": 0.6},
+      "math_word_problems": {"path": "shared:gsm8k/train.jsonl", "formatter": "gsm8k", "weight": 0.3},
+      "natural_language": {"path": "shared:web/dclm_*_data.jsonl", "text_field": "text", "weight": 0.1},
+  }
+  c.data.seq_len = 256
+  c.data.batch_size = 8
+  c.data.seed = 0
+  # data.tokenizer.path left empty: train a sentencepiece model (tokenizer_training) on the sources above
   c.tokenizer_training.vocab_size = 0  # 0 = model.vocab_size (512 for tiny)
   c.tokenizer_training.max_chars = 2_000_000
   c.optimizer.peak_lr = 3e-3

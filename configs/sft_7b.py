@@ -1,8 +1,8 @@
 """DeepSeekMath-Instruct 7B SFT (paper section 3): from DeepSeekMath-Base 7B, 776K chain-of-thought,
 program-of-thought and tool-integrated examples; 500 steps, batch 256, constant lr 5e-5, context 4096.
 
-Placeholders: init_from (the pre-training run, configs/pretrain_7b.py), data.tokenizer.path (DeepSeek's
-tokenizer.json) and, for the paper's full data, extra SFT sources beside the built-in GSM8K / MATH train ones.
+Placeholders: init_from (the pre-training run, configs/pretrain_7b.py, whose run.json gives the model config and
+DeepSeek's tokenizer) and, for the paper's full data, extra SFT sources beside the built-in GSM8K / MATH train ones.
 """
 import ml_collections
 
@@ -16,14 +16,10 @@ def get_config() -> ml_collections.ConfigDict:
   c = default_config("sft")
   c.workdir = f"{BUCKET}/runs/sft_7b"
   c.init_from = f"{BUCKET}/runs/pretrain_7b"
-  c.model = ml_collections.ConfigDict({"preset": "7b", "dtype": "bfloat16", "remat": "full"})
-  c.data = ml_collections.ConfigDict({
-      "sources": builtin_sft_sources(),
-      "seq_len": 4096,
-      "batch_size": 256,
-      "seed": 0,
-      "tokenizer": {"kind": "hf", "path": f"{BUCKET}/tokenizers/deepseek-math-7b-base/tokenizer.json"},
-  })
+  c.data.sources = builtin_sft_sources()
+  c.data.seq_len = 4096
+  c.data.batch_size = 256
+  c.data.seed = 0
   c.optimizer.schedule = "constant"
   c.optimizer.peak_lr = 5e-5
   c.optimizer.warmup_steps = 50

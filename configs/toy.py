@@ -6,38 +6,45 @@
 
   python -m experiments.run --config configs/toy.py            # re-running skips finished stages, resumes the rest
 
-Every stage is an ordinary job config below; "{run}" stands for the run directory. The held-out task is the
-synthetic arithmetic test split (disjoint from train by construction; never trained on).
+Every stage is an ordinary job config below; "{run}" stands for the run directory. A stage that starts from another
+(init_from, an evaluation's checkpoint) takes the model config and the tokenizer from that run's run.json; only
+pre-training names the model. The held-out task is the synthetic arithmetic test split (disjoint from train by
+construction; never trained on).
 """
 import ml_collections
 
 from configs import corpus_toy, grpo_toy, pretrain_toy
+from dsmath.config import config_dict
 from dsmath.data import materialize
 from dsmath.eval.checkpoint_eval import default_config as eval_config
-
-MODEL = {"preset": "tiny", "vocab_size": 512}
-TOKENIZER = "{run}/pretrain/tokenizer/spm.model"
+from dsmath.recipe import RecipeConfig
 
 
-def _task(c):
+def _task():
   """The synthetic task's shape, shared by the sources, the RL stages and the evaluations."""
-  g = grpo_toy.get_config()
-  return g.task.difficulty.to_dict(), float(g.task.test_fraction)
+  g = grpo_toy.get_config().task.synthetic
+  return g.difficulty.to_dict(), g.test_fraction
+
+
+def _rl_from(parent: str) -> ml_collections.ConfigDict:
+  """configs/grpo_toy.py starting from the run `parent`: its model config and tokenizer are that run's."""
+  c = grpo_toy.get_config()
+  c.init_from = parent
+  c.rl.sft_warmup_steps = 0
+  return c
 
 
 def _eval(checkpoint: str, *, num_examples: int, strategy: dict, k_values: list, seed: int = 0):
-  difficulty, test_fraction = _task(None)
+  difficulty, test_fraction = _task()
   c = eval_config()
   c.checkpoint = checkpoint
-  c.model = MODEL
-  c.tokenizer = TOKENIZER
   c.sampling.strategy = strategy
   c.sampling.max_new_tokens = 48
   c.sampling.seed = seed
-  c.eval.benchmarks = ["synthetic"]
+  c.eval.benchmarks = ("synthetic",)
   c.eval.num_examples = num_examples
   c.eval.prompt_style = "plain"
-  c.eval.k_values = k_values
+  c.eval.k_values = tuple(k_values)
   c.eval.bootstrap_resamples = 500
   c.eval.benchmark_options = {"synthetic": {"num_examples": num_examples, "seed": 0, "test_fraction": test_fraction,
                                             **difficulty}}
@@ -45,9 +52,8 @@ def _eval(checkpoint: str, *, num_examples: int, strategy: dict, k_values: list,
 
 
 def get_config() -> ml_collections.ConfigDict:
-  difficulty, test_fraction = _task(None)
-  c = ml_collections.ConfigDict()
-  c.job = "recipe"
+  difficulty, test_fraction = _task()
+  c = config_dict(RecipeConfig)
   c.workdir = "runs/toy"
   s = ml_collections.ConfigDict()
 
@@ -60,7 +66,6 @@ def get_config() -> ml_collections.ConfigDict:
   s.sources.code.max_chars = 500_000
 
   pre = pretrain_toy.get_config()
-  pre.model = MODEL
   pre.data.sources = {
       "math_corpus": {"path": "{run}/corpus/corpus/corpus-*.jsonl", "text_field": "text", "weight": 0.5},
       "synthetic": {"path": "{run}/sources/synthetic_train.jsonl", "text_field": "text", "weight": 0.3},
@@ -70,22 +75,13 @@ def get_config() -> ml_collections.ConfigDict:
   pre.train.total_steps = 200
   s.pretrain = pre
 
-  sft = grpo_toy.get_config()
-  sft.model = MODEL
-  sft.tokenizer = TOKENIZER
-  sft.init_from = "{run}/pretrain"
+  sft = _rl_from("{run}/pretrain")
   sft.rl.method = "sft"  # the paradigm's SFT: gold solutions, gradient coefficient 1
   sft.rl.steps = 400
-  sft.rl.sft_warmup_steps = 0
   sft.optimizer.peak_lr = 3e-3
   s.sft = sft
 
-  grpo = grpo_toy.get_config()
-  grpo.model = MODEL
-  grpo.tokenizer = TOKENIZER
-  grpo.init_from = "{run}/sft"
-  grpo.rl.sft_warmup_steps = 0
-  s.grpo = grpo
+  s.grpo = _rl_from("{run}/sft")
 
   greedy = {"name": "greedy"}
   for stage in ("pretrain", "sft", "grpo"):

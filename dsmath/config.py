@@ -24,7 +24,7 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, Iterable, Literal, Mapping, TypeVar, Union
+from typing import Any, Literal, Mapping, TypeVar, Union
 
 import ml_collections
 
@@ -39,28 +39,21 @@ class ConfigError(KeyError, ValueError):
     return str(self.args[0]) if self.args else ""
 
 
-def to_dict(value: Any) -> Any:
-  """ConfigDicts, dataclasses and nested mappings -> plain dicts and lists (other values unchanged)."""
+def to_dict(value: Any, *, keep_tuples: bool = False) -> Any:
+  """ConfigDicts, dataclasses and nested mappings -> plain dicts and lists (other values unchanged); with
+  keep_tuples, tuples stay tuples (what config files need: config_flags can override a tuple field from the command
+  line, `--config.mesh.shape='(1,4,1)'`, but not a list one)."""
   if isinstance(value, ml_collections.ConfigDict):
-    return to_dict(value.to_dict())
+    return to_dict(value.to_dict(), keep_tuples=keep_tuples)
   if dataclasses.is_dataclass(value) and not isinstance(value, type):
-    return {f.name: to_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return {f.name: to_dict(getattr(value, f.name), keep_tuples=keep_tuples) for f in dataclasses.fields(value)}
   if isinstance(value, Mapping):
-    return {k: to_dict(v) for k, v in value.items()}
+    return {k: to_dict(v, keep_tuples=keep_tuples) for k, v in value.items()}
+  if isinstance(value, tuple) and keep_tuples:
+    return tuple(to_dict(v, keep_tuples=True) for v in value)
   if isinstance(value, (list, tuple)):
-    return [to_dict(v) for v in value]
+    return [to_dict(v, keep_tuples=keep_tuples) for v in value]
   return value
-
-
-def check_keys(where: str, given: Mapping, valid: Iterable[str]) -> None:
-  """Fails on keys of `given` not in `valid`, naming them, where they are (a config path) and the valid keys."""
-  given = to_dict(given)
-  if not isinstance(given, Mapping):
-    raise ConfigError(f"{where} must be a mapping, got {type(given).__name__}")
-  valid = set(valid)
-  unknown = sorted(set(given) - valid)
-  if unknown:
-    raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}")
 
 
 def _type_name(tp) -> str:
@@ -195,10 +188,10 @@ def config_dict(cls_or_instance) -> ml_collections.ConfigDict:
 
   def convert(value, f=None):
     if f is not None and "config" in f.metadata and isinstance(cls_or_instance, type):
-      return to_dict(f.metadata["config"])
+      return to_dict(f.metadata["config"], keep_tuples=True)
     if dataclasses.is_dataclass(value):
       return {g.name: convert(getattr(value, g.name), g) for g in dataclasses.fields(value) if g.init}
-    return to_dict(value)
+    return to_dict(value, keep_tuples=True)
 
   return ml_collections.ConfigDict(convert(inst))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from etils import epath
 
@@ -55,3 +55,25 @@ def write_text_atomic(path, text: str) -> None:
 def write_json_atomic(path, obj: Any, *, indent: int = 1) -> None:
   """JSON (UTF-8, non-ASCII kept; values json cannot encode are written as str) written atomically."""
   write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")
+
+
+def write_jsonl_atomic(path, records: Iterable[Any]) -> int:
+  """One JSON object per line (UTF-8, non-ASCII kept), streamed to the temporary file; returns the line count."""
+  count = 0
+
+  def write(tmp):
+    nonlocal count
+    with open(tmp, "w", encoding="utf-8") as f:
+      for r in records:
+        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        count += 1
+      f.flush()
+      os.fsync(f.fileno())
+
+  if _is_local(path):
+    write_atomic(path, write)
+  else:
+    lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
+    count = len(lines)
+    epath.Path(path).write_text("".join(lines))
+  return count

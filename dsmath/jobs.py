@@ -1,12 +1,15 @@
-"""Registry of runnable stages: config.job -> the stage's `run(config, workdir) -> dict`.
+"""Registry of runnable stages: config.job -> the stage's `run(config, workdir) -> dict`, and `run_job`, the one
+place a stage's summary.json is written.
 
-Entries are import paths so that running one stage imports only what it needs (Beam, torch-free, ...).
+Entries are import paths so that running one stage imports only what it needs (Beam, torch-free, ...). Each stage
+resolves its config against its own schema (dsmath.config) inside its `run`.
 """
 import importlib
-import json
-import os
+import time
 from pathlib import Path
 from typing import Callable
+
+from dsmath.files import write_json_atomic
 
 JOBS = {
     "corpus": "dsmath.corpus:run",
@@ -18,7 +21,11 @@ JOBS = {
     "recipe": "dsmath.recipe:run",
     "heldout_loss": "dsmath.sweep.heldout:run",
     "table6_data": "dsmath.sweep.table6_data:run",
+    "hf_import": "dsmath.hf_stage:run_import",
+    "hf_export": "dsmath.hf_stage:run_export",
 }
+
+SUMMARY = "summary.json"
 
 
 def resolve(job: str) -> Callable:
@@ -29,14 +36,12 @@ def resolve(job: str) -> Callable:
 
 
 def run_job(config, workdir: str) -> dict:
-  """Runs config.job in workdir and writes its summary to workdir/summary.json (atomically)."""
+  """Runs config.job in workdir and writes its summary, with the run's wall time (`job_seconds`) and provenance
+  (commit, dirty tree, package versions, machine), to workdir/summary.json, atomically, once."""
+  from dsmath.runs import provenance  # imports JAX: after the stage has configured it (distributed, platforms)
   Path(workdir).mkdir(parents=True, exist_ok=True)
+  t0 = time.monotonic()
   summary = resolve(config.job)(config, workdir)
-  write_json_atomic(Path(workdir) / "summary.json", summary)
+  summary = {**summary, "job_seconds": time.monotonic() - t0, "provenance": provenance()}
+  write_json_atomic(Path(workdir) / SUMMARY, summary)
   return summary
-
-
-def write_json_atomic(path: Path, obj) -> None:
-  tmp = Path(str(path) + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, default=str))
-  os.replace(tmp, path)

@@ -2,12 +2,15 @@
 import json
 from pathlib import Path
 
+from dsmath.files import write_text_atomic
+from dsmath.runs import provenance_markdown
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
-METRIC_FILES = ("metrics.jsonl", "rl_metrics.jsonl")
+METRIC_FILES = ("metrics.jsonl",)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -65,24 +68,26 @@ def _plot_pass_maj(curves: dict, path: Path, benchmark: str):
 
 def write_recipe_report(config, run_dir: str, summaries: dict, timings: dict) -> Path:
   """<run>/report.md (+ PNGs): stage timings, corpus rounds, loss and reward curves, held-out accuracy per stage,
-  Pass@K / Maj@K of the models named in config.report ({accuracy, pass_maj}: lists of [label, eval stage])."""
+  Pass@K / Maj@K of the models named in config.report, and the provenance of the numbers (the code version each
+  stage ran at, from its summary). `config`: the resolved dsmath.recipe.RecipeConfig."""
   run = Path(run_dir)
-  rep = config.get("report", {})
+  rep = config.report
+  jobs = {name: config.stages[name]["job"] for name in config.stage_order}
   lines = ["# dsmath recipe report", "", f"Run directory: `{run}`", "", "## Stages", "",
            "| stage | job | seconds |", "|---|---|---:|"]
   for name in config.stage_order:
-    lines.append(f"| {name} | {config.stages[name].job} | {timings.get(name, 0.0):.0f} |")
+    lines.append(f"| {name} | {jobs[name]} | {timings.get(name, 0.0):.0f} |")
   for name in config.stage_order:
-    if config.stages[name].job == "corpus":
+    if jobs[name] == "corpus":
       lines += ["", f"## Corpus mining ({name})", ""] + _corpus_section(summaries[name])
   lines += ["", "## Training curves", ""]
   # LM loss for the next-token stages; the RL stages' mean reward (their surrogate loss is not comparable).
-  for jobs, key, title in ((("pretrain", "sft"), "loss", "next-token loss"),
+  for stage_jobs, key, title in ((("pretrain", "sft"), "loss", "next-token loss"),
                            (("rl",), "reward_mean", "mean reward per RL step")):
     png = run / f"curve_{key}.png"
-    if _plot_curves(run, [n for n in config.stage_order if config.stages[n].job in jobs], key, png, title):
+    if _plot_curves(run, [n for n in config.stage_order if jobs[n] in stage_jobs], key, png, title):
       lines.append(f"![{title}]({png.name})")
-  accuracy = rep.get("accuracy", {})
+  accuracy = rep.accuracy
   if accuracy:
     lines += ["", "## Held-out accuracy after each stage", "", "| after | benchmark | accuracy | 95% CI | n |",
               "|---|---|---:|---|---:|"]
@@ -92,7 +97,7 @@ def write_recipe_report(config, run_dir: str, summaries: dict, timings: dict) ->
           ci = s.get("accuracy_ci95", [None, None])
           lines.append(f"| {label} | {bench} | {s['accuracy']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
                        f"{s['num_problems']} |")
-  pass_maj = rep.get("pass_maj", {})
+  pass_maj = rep.pass_maj
   if pass_maj:
     curves_by_bench: dict = {}
     for label, stage in pass_maj:
@@ -110,8 +115,10 @@ def write_recipe_report(config, run_dir: str, summaries: dict, timings: dict) ->
       for label, s in curves.items():
         lines.append(f"| {label} | " + " | ".join(f"{s[f'pass@{k}']:.3f}" for k in ks) + " | " +
                      " | ".join(f"{s[f'maj@{k}']:.3f}" for k in ks) + " |")
+  lines += provenance_markdown()
+  commits = {(s["provenance"]["commit"], s["provenance"]["dirty"]): None for s in summaries.values()
+             if isinstance(s.get("provenance"), dict)}
+  lines.append("- stages ran at: " + "; ".join(f"`{c}`{' (dirty tree)' if d else ''}" for c, d in commits))
   path = run / "report.md"
-  tmp = run / "report.md.tmp"
-  tmp.write_text("\n".join(lines) + "\n")
-  tmp.replace(path)
+  write_text_atomic(path, "\n".join(lines) + "\n")
   return path

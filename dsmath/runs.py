@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional
 
 from etils import epath
 
-from dsmath.config import to_dict
+from dsmath.config import resolve, to_dict
 from dsmath.files import write_json_atomic
 from dsmath.model import ModelConfig
 
@@ -101,9 +101,10 @@ def write_run(workdir, *, job: str, model: ModelConfig, tokenizer: Mapping[str, 
               parents=()) -> Run:
   """Writes <workdir>/run.json (atomically; process 0 only) and returns the Run it describes."""
   import jax
+  from dsmath.data.sources import resolve_path
   tok = dict(tokenizer)
   if tok.get("path") and "://" not in tok["path"]:
-    tok["path"] = os.path.abspath(tok["path"])
+    tok["path"] = os.path.abspath(resolve_path(tok["path"]))  # `shared:` paths too: later stages run elsewhere
   run = Run(path=os.fspath(workdir), job=job, model=model, tokenizer=tok, step=int(step), config=to_dict(config),
             parents=tuple(os.fspath(p) for p in parents if p), provenance=provenance())
   if jax.process_index() == 0:
@@ -140,7 +141,7 @@ def load_run(path) -> Run:
   missing = sorted({"job", "model", "tokenizer", "step", "config", "parents", "provenance"} - set(data))
   if missing:
     raise ValueError(f"{file} lacks {missing}: re-run the stage that made it")
-  model = ModelConfig(**data["model"])
+  model = resolve(ModelConfig, data["model"], f"{file}: model")  # a damaged or foreign file fails naming the key
   step = int(data["step"])
   path = epath.Path(path)
   if path.name.isdigit() and path.parent.name == CHECKPOINTS:
@@ -149,3 +150,14 @@ def load_run(path) -> Run:
     raise FileNotFoundError(f"{file} names checkpoint step {step}, but {root / CHECKPOINTS / str(step)} does not exist")
   return Run(path=os.fspath(root), job=data["job"], model=model, tokenizer=data["tokenizer"], step=step,
              config=data["config"], parents=tuple(data["parents"]), provenance=data["provenance"])
+
+
+def provenance_markdown(prov: Optional[Mapping[str, Any]] = None) -> list[str]:
+  """A report's "Provenance" section as Markdown lines: `prov` (default: this process's `provenance()`)."""
+  p = prov or provenance()
+  m = p["machine"]
+  return ["", "## Provenance", "",
+          f"- code: `{p['commit']}`" + (" with uncommitted changes (dirty tree)" if p["dirty"] else " (clean tree)"),
+          f"- machine: {m['platform']} ({m['processor']}, {m['cpu_count']} CPUs), {m['devices']} x {m['device_kind']} "
+          f"on {m['backend']}, {m['processes']} process(es)",
+          f"- Python {p['python']}; " + ", ".join(f"{k} {v}" for k, v in sorted(p["packages"].items()))]

@@ -95,10 +95,10 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
 def test_bad_config_key_is_named():
   c = ml_collections.ConfigDict({"job": "corpus", "classifier": {"epochs": 3}})
   with pytest.raises(ValueError, match=r"config\.classifier\.epochs"):
-    pipeline.validate_config(c)
+    pipeline.resolve_config(c)
   c = ml_collections.ConfigDict({"job": "corpus", "selection": {"kind": "top"}})
   with pytest.raises(ValueError, match=r"config\.selection\.kind"):
-    pipeline.validate_config(c)
+    pipeline.resolve_config(c)
   c = ml_collections.ConfigDict({"job": "corpus", "iteration": {"max_rounds": "3"}})
   with pytest.raises(ValueError, match=r"config\.iteration\.max_rounds"):
-    pipeline.validate_config(c)
+    pipeline.resolve_config(c)

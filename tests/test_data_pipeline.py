@@ -197,10 +197,15 @@ def test_skip_mode_counts_and_reports_malformed_lines(tmp_path, caplog):
 def test_missing_file_field_and_unknown_keys(tmp_path, corpus):
   with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nope-*.jsonl"))):
     pretrain_documents(_cfg({"x": {"path": str(tmp_path / "nope-*.jsonl")}}), process_index=0, process_count=1)
-  with pytest.raises(KeyError, match=r"unknown key\(s\) \['seqlen'\] in config.data; valid keys: .*'seq_len'"):
+  with pytest.raises(KeyError, match=r"unknown key\(s\) \['config.data.seqlen'\]; valid keys of config.data: .*'seq"):
     resolve_data_config({"seqlen": 3})
-  with pytest.raises(KeyError, match=r"config.data.sources.math; valid keys: \['format', 'formatter', 'on_error'"):
+  with pytest.raises(KeyError, match=r"\['config.data.sources.math.wieght'\]; valid keys of config.data.sources.math: "
+                                     r"\['format', 'formatter', 'on_error'"):
     resolve_data_config({"sources": {"math": {**corpus["math"], "wieght": 1}}})
+  with pytest.raises(ValueError, match=r"config.data.sources.math.weight must be float, got str 'high'"):
+    resolve_data_config({"sources": {"math": {**corpus["math"], "weight": "high"}}})
+  with pytest.raises(ValueError, match=r"config.data.sources.math: weight must be > 0, got 0.0"):
+    resolve_data_config({"sources": {"math": {**corpus["math"], "weight": 0.0}}})
   with pytest.raises(KeyError, match="valid formatters"):
     pretrain_documents(_cfg({"m": {**corpus["math"], "formatter": "nope"}}), process_index=0, process_count=1)
   docs = pretrain_documents(_cfg({"m": {**corpus["math"], "text_field": "body"}}), process_index=0, process_count=1)

@@ -2,10 +2,11 @@
 import json
 import random
 
-import ml_collections
 import pytest
 
+from dsmath.config import resolve
 from dsmath.eval import evaluate, load_benchmark, make_prompt_fn, run, select_records, write_report
+from dsmath.eval.config import EvalConfig
 from dsmath.data.prompts import INSTRUCT_SUFFIX_EN, INSTRUCT_SUFFIX_ZH, PYTHON_OPEN, BLOCK_CLOSE
 
 
@@ -93,26 +94,24 @@ def test_few_shot_exemplars_come_from_train_only():
 
 
 def test_run_stage(tmp_path):
-  config = ml_collections.ConfigDict({"job": "eval", "eval": {
-      "benchmarks": ["gsm8k", "mmlu_stem"], "num_examples": 5, "prompt_style": "zero_shot", "k_values": [1, 2],
-      "num_samples": 2, "grading_mode": "math_verify", "seed": 0, "bootstrap_resamples": 100}})
+  ec = resolve(EvalConfig, {"benchmarks": ["gsm8k", "mmlu_stem"], "num_examples": 5, "prompt_style": "zero_shot",
+                            "k_values": [1, 2], "num_samples": 2, "bootstrap_resamples": 100}, "config.eval")
+  recs = {r.question.strip(): r for b in ec.benchmarks for r in load_benchmark(b)}
 
-  def factory(cfg):
-    recs = {r.question.strip(): r for b in cfg.eval.benchmarks for r in load_benchmark(b)}
+  def gen(prompts, n):
+    out = []
+    for p in prompts:
+      r = next(r for q, r in recs.items() if p.startswith(q))
+      out.append([f"The answer is {r.answer}.", "The answer is 123456789."])
+    return out
 
-    def gen(prompts, n):
-      out = []
-      for p in prompts:
-        r = next(r for q, r in recs.items() if p.startswith(q))
-        out.append([f"The answer is {r.answer}.", "The answer is 123456789."])
-      return out
-    return gen
-
-  summary = run(config, str(tmp_path), factory)
+  summary = run(ec, gen, str(tmp_path))
   assert summary["gsm8k"]["accuracy"] == 1.0 and summary["gsm8k"]["pass@2"] == 1.0
   assert summary["mmlu_stem"]["accuracy"] == 1.0
   assert (tmp_path / "eval" / "gsm8k" / "pass_maj.png").exists()
-  assert json.loads((tmp_path / "eval" / "summary.json").read_text())["gsm8k"]["num_problems"] == 5
-  bad = ml_collections.ConfigDict({"eval": {"benchmarks": ["gsm8k"], "k_values": [1]}})
-  with pytest.raises(KeyError, match="prompt_style"):
-    run(bad, str(tmp_path), factory)
+  results = json.loads((tmp_path / "eval" / "gsm8k" / "results.json").read_text())
+  assert results["summary"]["num_problems"] == 5 and results["provenance"]["commit"]
+  assert "## Provenance" in (tmp_path / "eval" / "gsm8k" / "summary.md").read_text()
+  with pytest.raises(ValueError, match=r"config.eval: k_values \[1, 4\] must be non-empty and lie in \[1, "
+                                       r"num_samples=2\]"):
+    resolve(EvalConfig, {"k_values": [1, 4], "num_samples": 2}, "config.eval")

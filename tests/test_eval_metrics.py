@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dsmath.eval import metrics as M
+from dsmath.files import write_json_atomic
 from dsmath.grading import passk
 
 
@@ -87,5 +88,5 @@ def test_bootstrap_ci_and_breakdown():
 def test_plot_and_atomic_json(tmp_path):
   M.plot_pass_maj({"run": {"pass": {1: 0.3, 4: 0.6}, "maj": {1: 0.3, 4: 0.4}}}, str(tmp_path / "f.png"))
   assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  M.write_json_atomic(str(tmp_path / "r.json"), {"a": 1})
+  write_json_atomic(str(tmp_path / "r.json"), {"a": 1})
   assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "r.json"]

@@ -149,10 +149,12 @@ def test_benchmark_shapes_counts():  # ../shared/BENCHMARK-SHAPES.md
 
 
 def test_unknown_config_key_lists_valid_keys():
-  with pytest.raises(KeyError, match=r"unknown model config key\(s\) \['hiden_size'\].*'hidden_size'"):
-    ModelConfig.from_dict({"preset": "tiny", "hiden_size": 12})
+  with pytest.raises(KeyError, match=r"unknown key\(s\) \['config.model.hiden_size'\].*'hidden_size'"):
+    ModelConfig.resolve({"preset": "tiny", "hiden_size": 12})
   with pytest.raises(KeyError, match="known presets"):
-    ModelConfig.from_dict({"preset": "huge"})
-  assert ModelConfig.from_dict({"preset": "tiny", "num_layers": 3}).num_layers == 3
+    ModelConfig.resolve({"preset": "huge"})
+  with pytest.raises(ValueError, match=r"config.model.num_layers must be int, got str '3'"):
+    ModelConfig.resolve({"preset": "tiny", "num_layers": "3"})
+  assert ModelConfig.resolve({"preset": "tiny", "num_layers": 3}).num_layers == 3
   with pytest.raises(ValueError, match="num_kv_heads"):
     ModelConfig(num_heads=32, num_kv_heads=5)

@@ -38,7 +38,9 @@ def test_recipe_runs_stages_in_order_and_skips_finished_ones(tmp_path):
   first = json.loads((tmp_path / "first" / "summary.json").read_text())
   assert first["synthetic_train"]["problems"] == 20
   assert len((tmp_path / "second" / "synthetic_train.jsonl").read_text().splitlines()) == 10
-  assert (tmp_path / "report.md").read_text().startswith("# dsmath recipe report")
+  report = (tmp_path / "report.md").read_text()
+  assert report.startswith("# dsmath recipe report") and "## Provenance" in report
+  assert first["job_seconds"] > 0 and report.count(f"`{first['provenance']['commit']}`") == 2  # this process, stages
   # A re-run finds both summaries and does nothing: the outputs keep their modification times.
   stamp = (tmp_path / "first" / "synthetic_train.jsonl").stat().st_mtime_ns
   run_job(_recipe(), str(tmp_path))

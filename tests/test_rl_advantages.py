@@ -127,3 +127,33 @@ def test_whiten():
   w = np.asarray(rl.whiten(x, m))
   vals = w[np.asarray(m) > 0]
   assert abs(vals.mean()) < 1e-6 and abs(vals.std() - 1.0) < 1e-4 and w[0, 2] == 0.0
+
+
+def test_rloo_leave_one_out_baseline():
+  """RLOO: A_i = r_i - mean of the other G - 1 rewards of the question (Ahmadian et al. 2024, Eq. 5)."""
+  rewards = jnp.array([1.0, 0.0, 0.0, 1.0, 3.0, 1.0, 2.0, 2.0, 0.3, 0.3, 0.3, 0.3])
+  mask = jnp.ones((12, 3))
+  adv = np.asarray(rl.rloo(rewards, mask, group_size=4))
+  r = np.asarray(rewards).reshape(3, 4)
+  want = np.array([[r[g, i] - np.delete(r[g], i).mean() for i in range(4)] for g in range(3)]).reshape(-1)
+  np.testing.assert_allclose(adv[:, 0], want, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(adv, np.repeat(want[:, None], 3, 1), rtol=1e-6, atol=1e-6)
+  assert np.all(adv[8:] == 0.0)  # a group of equal rewards: exactly no signal (not a rounding error)
+  with pytest.raises(ValueError, match="group_size"):
+    rl.rloo(rewards, mask, group_size=1)
+
+
+def test_registry_estimators_dr_grpo_and_rft():
+  """The registry entries the RL loop calls: Dr. GRPO leaves the std in; RFT's coefficient is I(o)."""
+  from dsmath.rl.config import AdvantageConfig, PPOConfig
+  rewards = jnp.array([1.0, 0.0, 0.0, 0.0])
+  mask = jnp.array([[1, 1], [1, 0], [1, 1], [1, 1]], jnp.float32)
+  batch = {"rewards": rewards, "mask": mask}
+  est = rl.ESTIMATORS
+  dr = est["dr_grpo"].fn(batch, 4, AdvantageConfig(), PPOConfig())["advantages"]
+  np.testing.assert_allclose(dr[:, 0], [0.75, -0.25, -0.25, -0.25], rtol=1e-6)
+  grpo = est["grpo_outcome"].fn(batch, 4, AdvantageConfig(eps=0.0), PPOConfig())["advantages"]
+  np.testing.assert_allclose(grpo[:, 0], np.array([0.75, -0.25, -0.25, -0.25]) / 0.5, rtol=1e-6)  # sample std 0.5
+  np.testing.assert_allclose(est["correct"].fn(batch, 4, None, None)["advantages"], mask * np.array([[1], [0], [0],
+                                                                                                      [0]]))
+  assert est["grpo_process"].process and est["gae"].values and not est["rloo"].process

@@ -9,7 +9,7 @@ import pytest
 from dsmath import model, rl
 from dsmath.rl import policy
 
-METHODS = ("sft", "rft", "online_rft", "dpo", "ppo", "grpo")
+METHODS = ("sft", "rft", "online_rft", "dpo", "ppo", "grpo", "dapo", "dr_grpo", "gspo")
 
 
 def _batch(rng, b=6, t=7, spread=0.3, same_old=False):
@@ -97,6 +97,54 @@ def test_grpo_loss_hand_example():
   np.testing.assert_allclose(loss_dr, -((o1_t0 + o1_t1) / 4 + o2_t0 / 4) / 2, rtol=1e-6)
   loss_b0, _ = rl.grpo_loss(rl.LossConfig(beta=0.0), logp, batch)
   np.testing.assert_allclose(loss_b0, -((1.2 + 1.0) / 2 - 1.6) / 2, rtol=1e-6)
+
+
+def test_dapo_decoupled_clip_and_token_mean():
+  """DAPO Eq. 8: clip(rho, 1 - eps_low, 1 + eps_high), one mean over every token of the group; no KL at beta 0."""
+  logp, batch = _grpo_hand_batch()
+  cfg = rl.LossConfig(clip_eps=0.2, clip_eps_high=0.28, beta=0.0)
+  # o1 t0: ratio 1.25 < 1.28 is not clipped on the high side any more; o2 t0: A < 0, ratio 1.6 -> min is -1.6
+  want = -(1.25 * 1.0 + 1.0 * 1.0 + 1.6 * -1.0) / 3
+  loss, metrics = rl.dapo_loss(cfg, logp, batch)
+  np.testing.assert_allclose(loss, want, rtol=1e-6)
+  assert "kl_ref" not in metrics and float(metrics["clip_fraction"]) == 0.0
+  # the same batch with the symmetric clip of GRPO clips o1's first token at 1.2
+  np.testing.assert_allclose(rl.dapo_loss(rl.LossConfig(beta=0.0), logp, batch)[0], -(1.2 + 1.0 - 1.6) / 3,
+                             rtol=1e-6)
+  # no pi_ref at beta 0: the batch may lack ref_logp entirely
+  del batch["ref_logp"]
+  np.testing.assert_allclose(rl.dapo_loss(cfg, logp, batch)[0], want, rtol=1e-6)
+
+
+def test_dr_grpo_constant_normaliser():
+  """Dr. GRPO: (1/G) sum_i (1/L) sum_t, L = max_len, whatever the aggregation setting says."""
+  logp, batch = _grpo_hand_batch()
+  for aggregation in ("sequence", "token"):
+    cfg = rl.LossConfig(aggregation=aggregation, max_len=4)
+    np.testing.assert_allclose(rl.dr_grpo_loss(cfg, logp, batch)[0],
+                               rl.grpo_loss(rl.LossConfig(aggregation="sequence_sum_norm", max_len=4), logp, batch)[0],
+                               rtol=1e-6)
+
+
+def test_gspo_sequence_ratio_against_the_formula():
+  """GSPO Eq. 5-7: s_i = exp(mean_t(log pi - log pi_old)), J = (1/G) sum_i min(s_i A_i, clip(s_i) A_i) - beta KL."""
+  rng = np.random.default_rng(11)
+  logp, batch = _batch(rng, b=6, t=5, spread=0.002)
+  adv = np.repeat(rng.normal(size=(6, 1)), 5, 1).astype(np.float32)
+  batch["advantages"] = jnp.asarray(adv) * batch["mask"]
+  lp, old, ref, m = (np.asarray(batch[k] if k != "lp" else logp, np.float64) for k in ("lp", "old_logp", "ref_logp",
+                                                                                         "mask"))
+  for eps, eps_high, beta in ((3e-4, 4e-4, 0.0), (3e-4, 4e-4, 0.04), (0.2, 0.2, 0.0)):
+    cfg = rl.LossConfig(clip_eps=eps, clip_eps_high=eps_high, beta=beta)
+    n = m.sum(1)
+    s = np.exp(((lp - old) * m).sum(1) / n)
+    a = adv[:, 0]
+    obj = np.minimum(s * a, np.clip(s, 1 - eps, 1 + eps_high) * a)
+    d = ref - lp
+    kl = ((np.exp(d) - d - 1) * m).sum(1) / n
+    want = -np.mean(obj - beta * kl)
+    np.testing.assert_allclose(rl.gspo_loss(cfg, logp, batch)[0], want, rtol=1e-5, atol=1e-7)
+    _check_grad("gspo", cfg, logp, batch)
 
 
 def test_kl_estimator_non_negative_and_zero_at_equal():

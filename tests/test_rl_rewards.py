@@ -9,12 +9,26 @@ from dsmath.data import synthetic as syn
 from dsmath.rl import rewards
 
 
-def test_rule_rewards_grade_and_format():
-  texts = ["2 + 3 = 5\n\\boxed{5}", "\\boxed{5.0}", "the answer is 5", "\\boxed{6}"]
-  np.testing.assert_array_equal(rewards.rule_rewards(texts, ["5"] * 4), [1, 1, 0, 0])  # unboxed 5 is not graded
-  np.testing.assert_array_equal(rewards.rule_rewards(texts[2:3], ["5"], unformatted_reward=-1.0), [-1.0])
-  with pytest.raises(ValueError, match="gold"):
-    rewards.rule_rewards(texts, ["5"])
+def test_rule_reward_grades_in_workers_and_requires_a_boxed_answer():
+  texts = ["2 + 3 = 5\n\\boxed{5}", "\\boxed{5.0}", "the answer is 5", "\\boxed{6}", "so $\\boxed{\\frac{10}{2}}$"]
+  reward = rewards.RuleReward("math_verify")
+  try:
+    future = reward.submit(texts, ["5"] * 5)  # returns before grading finishes
+    np.testing.assert_array_equal(future.result(), [1, 1, 0, 0, 1])  # the unboxed 5 is not graded
+    np.testing.assert_array_equal(rewards.RuleReward("paper", unformatted_reward=-1.0, grader=reward.grader)(
+        texts[2:4], ["5", "5"]), [-1.0, 0.0])
+    with pytest.raises(ValueError, match="gold"):
+      reward.submit(texts, ["5"])
+  finally:
+    reward.close()
+
+
+def test_overlong_penalty_is_dapos_soft_punishment():
+  """DAPO Eq. 13 with L_max = 16, L_cache = 4: 0 up to 12 tokens, linear to -1 at 16, -1 when truncated."""
+  lengths = jnp.array([5, 12, 13, 14, 16, 16])
+  truncated = jnp.array([False, False, False, False, False, True])
+  np.testing.assert_allclose(rewards.overlong_penalty(lengths, truncated, 16, 4),
+                             [0.0, 0.0, -0.25, -0.5, -1.0, -1.0], rtol=1e-6)
 
 
 def _char_decode(ids):
@@ -25,7 +39,8 @@ def test_token_ends_multi_char_tokens():
   # tokens decode to "ab", "\n", "cd\n", "e": char ends 3 ("ab\n") and 7 ("cd\n" end) and 8
   pieces = {1: "ab", 2: "\n", 3: "cd\n", 4: "e"}
   decode = lambda ids: "".join(pieces[i] for i in ids)  # noqa: E731
-  np.testing.assert_array_equal(rewards.token_ends([1, 2, 3, 4], [3, 6, 7], decode), [1, 2, 3])
+  assert rewards.token_ends([1, 2, 3, 4], [3, 6, 7], decode) == [1, 2, 3]
+  assert rewards.token_ends([1, 2, 3, 4], [1, 4, 5], decode) == [0, 2, 2]  # ends inside multi-character pieces
 
 
 def test_step_check_rewards_placed_at_step_ends():
@@ -35,30 +50,33 @@ def test_step_check_rewards_placed_at_step_ends():
   lengths = np.array([len(t) for t in texts])
   for b, t in enumerate(texts):
     comp[b, :len(t)] = [ord(ch) for ch in t]
-  r, m = rewards.step_check_rewards(texts, [q] * 3, comp, lengths, _char_decode)
+  ends = rewards.step_ends(texts, comp, lengths, _char_decode)
+  assert ends == [[10, 20], [10, 20], [0]]
+  r, m = rewards.step_check_rewards(texts, [q] * 3, ends, 24)
   assert list(np.nonzero(m[0])[0]) == [10, 20] and list(r[0, [10, 20]]) == [1.0, 1.0]
   assert list(np.nonzero(m[1])[0]) == [10, 20] and list(r[1, [10, 20]]) == [0.0, 1.0]  # boxed matches its own step
   assert m[2].sum() == 1 and r[2].sum() == 0  # empty output: one zero step so it still counts in the group
 
 
 def test_math_shepherd_hard_and_soft_labels():
-  p = syn.Problem("Ann has 7 pens. She buys 3 more. She gives away 2. How many pens does Ann have?",
-                  "7 + 3 = 10\n10 - 2 = 8\n\\boxed{8}", "8")
-  wrong = "7 + 3 = 11\n11 - 2 = 9\n\\boxed{9}"
+  solution, wrong = "7 + 3 = 10\n10 - 2 = 8\n\\boxed{8}", "7 + 3 = 11\n11 - 2 = 9\n\\boxed{9}"
+  texts = [solution, wrong]
+  tokens = [[ord(c) for c in t] for t in texts]
+  ends = [[10, 21, len(solution) - 1], [10, 21, len(wrong) - 1]]
 
-  def complete(prompts, prefixes, n):  # deterministic "policy": finish with the right arithmetic from the prefix
-    assert prompts == [p.prompt] * len(prefixes)
+  def complete(prefixes, n):  # a deterministic "policy": from each prefix one right and n - 1 wrong completions
     outs = []
-    for pre in prefixes:
+    for row, end in prefixes:
+      pre = "".join(chr(c) for c in tokens[row][:end + 1])
       last = int(syn._EQUATION.findall(pre)[-1][3])
-      good = f"\\boxed{{{last - 2 if pre.count(chr(10)) == 1 else last}}}"
-      outs.append([good, "\\boxed{0}"][:n] + ["\\boxed{0}"] * max(0, n - 2))
+      right = pre + f"\\boxed{{{last - 2 if pre.count(chr(10)) == 1 else last}}}"
+      outs.append([right] + [pre + "\\boxed{0}"] * (n - 1))
     return outs
 
-  labels = rewards.math_shepherd_labels([p.prompt] * 2, [p.solution, wrong], ["8", "8"], complete, 4)
+  grade = lambda ts, gs: np.array([float(syn.boxed_answer(t) == g) for t, g in zip(ts, gs)])  # noqa: E731
+  labels = rewards.math_shepherd_labels(ends, ["8", "8"], complete, 4, texts, grade)
   assert labels[0].hard == (1.0, 1.0, 1.0) and labels[0].soft == (0.25, 0.25, 1.0)
   assert labels[1].hard == (0.0, 0.0, 0.0)  # 11 - 2 = 9 never reaches 8
-  assert labels[0].char_ends == (11, 22, len(p.solution))
 
 
 def test_reward_model_losses_train_a_scalar_head():
@@ -68,8 +86,8 @@ def test_reward_model_losses_train_a_scalar_head():
   params = policy.init_scalar_head(cfg, jax.random.key(0))
   rng = np.random.default_rng(0)
   batch = {"prompt": jnp.asarray(rng.integers(1, 32, (4, 3))), "prompt_mask": jnp.ones((4, 3)),
-           "completion": jnp.asarray(rng.integers(1, 32, (4, 5))), "completion_mask": jnp.ones((4, 5)),
-           "label": jnp.array([1.0, 0.0, 1.0, 0.0]),
+           "completion": jnp.asarray(rng.integers(1, 32, (4, 5))), "mask": jnp.ones((4, 5)),
+           "label": jnp.array([[1.0], [0.0], [1.0], [0.0]]),
            "step_label": jnp.array([[0, 1, 0, 0, 1.0]] * 4), "step_mask": jnp.array([[0, 1, 0, 0, 1.0]] * 4)}
   for kind in ("orm", "prm"):
     loss_fn = jax.jit(rewards.reward_model_loss(cfg, kind))

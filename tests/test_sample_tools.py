@@ -14,6 +14,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from dsmath import model
 from dsmath.data.tokenizer import HFTokenizer
 from dsmath.data import prompts as eval_prompts
+from dsmath.grading.sandbox import SandboxUnavailable
 from dsmath.sample import Temperature, generate, stop_string_sequences
 from dsmath.sample.tools import ToolConfig, closed_program, generate_with_tools
 
@@ -100,6 +101,14 @@ def test_rounds_limit_and_errors(params, tokenizer):
   assert stop_string_sequences(tokenizer, [eval_prompts.BLOCK_CLOSE]) == [tokenizer.encode(eval_prompts.BLOCK_CLOSE)]
   with pytest.raises(ValueError, match="max_rounds"):
     ToolConfig(max_rounds=-1)
+
+
+def test_sandbox_failure_is_raised_not_shown_to_the_model(params, tokenizer):
+  # An interpreter the sandbox cannot start is an infrastructure failure: raised before any generation, never turned
+  # into a program's error output for the model to read.
+  with pytest.raises(SandboxUnavailable, match="does not exist"):
+    generate_with_tools(CFG, params, [tokenizer.encode("Answer:")], tokenizer=tokenizer, max_new_tokens=12,
+                        tools=ToolConfig(max_rounds=2, max_output_tokens=16, python="/nonexistent/bin/python3"))
 
 
 def test_closed_program():

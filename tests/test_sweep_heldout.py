@@ -7,14 +7,15 @@ import pytest
 
 from dsmath import data as data_lib
 from dsmath import model
-from dsmath.sweep.heldout import evaluate_texts, make_nll_fn, set_texts
+from dsmath.config import resolve
+from dsmath.sweep.heldout import TextSet, evaluate_texts, make_nll_fn, set_texts
 
 
 def test_batched_padded_nll_matches_per_document(tmp_path):
-  texts = set_texts("gsm8k", {"path": "shared:gsm8k/test.jsonl", "formatter": "gsm8k", "max_docs": 3})
-  texts += set_texts("syn", {"kind": "synthetic", "max_docs": 2})
+  texts = set_texts(TextSet(path="shared:gsm8k/test.jsonl", formatter="gsm8k", max_docs=3))
+  texts += set_texts(TextSet(kind="synthetic", max_docs=2))
   tok = data_lib.train_sentencepiece(texts * 4, tmp_path / "spm.model", vocab_size=400)
-  cfg = model.ModelConfig.from_dict({"preset": "tiny", "vocab_size": 400})
+  cfg = model.ModelConfig.preset("tiny", vocab_size=400)
   params = model.init_params(cfg, jax.random.key(0))
   seq_len = 96  # some GSM8K solutions are longer: exercises truncation
   got = evaluate_texts(make_nll_fn(cfg), params, tok, texts, seq_len=seq_len, batch_size=2)
@@ -31,8 +32,10 @@ def test_batched_padded_nll_matches_per_document(tmp_path):
   assert got["bits_per_char"] == pytest.approx(total / math.log(2) / chars, rel=1e-4)
 
 
-def test_set_texts_errors():
-  with pytest.raises(KeyError, match="unknown key"):
-    set_texts("x", {"path": "shared:gsm8k/test.jsonl", "max_doc": 3})
-  with pytest.raises(ValueError, match="kind must be"):
-    set_texts("x", {"kind": "web", "path": "a"})
+def test_text_set_errors_name_the_key():
+  with pytest.raises(KeyError, match=r"unknown key\(s\) \['config.sets.x.max_doc'\]"):
+    resolve(TextSet, {"path": "shared:gsm8k/test.jsonl", "max_doc": 3}, "config.sets.x")
+  with pytest.raises(ValueError, match=r"config.sets.x.kind must be one of \['file', 'synthetic'\], got 'web'"):
+    resolve(TextSet, {"kind": "web", "path": "a"}, "config.sets.x")
+  with pytest.raises(ValueError, match=r"config.sets.x: max_docs must be >= 1 for a synthetic set"):
+    resolve(TextSet, {"kind": "synthetic"}, "config.sets.x")

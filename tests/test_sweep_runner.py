@@ -41,6 +41,10 @@ def test_run_resume_and_failures(tmp_path):
   assert ok["n"] == 2 and ok["values"][0] != ok["values"][1] and ok["low"] < ok["mean"] < ok["high"]
   assert "vocab=bad" in res["groups"] and res["missing"] == ["vocab=bad__seed=0", "vocab=bad__seed=1"]
   assert "(no complete cell)" in (sweep / "results.md").read_text()
+  # Provenance: the aggregating process's, and the code version both complete stages ran at (from their summaries).
+  assert res["stage_commits"] == [{"commit": res["provenance"]["commit"], "dirty": res["provenance"]["dirty"],
+                                   "stages": 2}]
+  assert "## Provenance" in (sweep / "results.md").read_text()
   manifest = json.loads((sweep / "vocab=ok__seed=0" / "data" / "code.jsonl.manifest.json").read_text())
   assert manifest["num_files"] > 0 and all(not f.startswith("site-packages") for f, _ in manifest["files"])
 
@@ -59,14 +63,14 @@ def test_table6_chain_end_to_end(tmp_path):
   t6 = "configs/table6_code_first.py"
   tok = "{data}/tokenizer/spm.model"
   short = {"train.total_steps": 3, "train.checkpoint_every": 3, "optimizer.warmup_steps": 1, "data.batch_size": 2,
-           "data.seq_len": 64, "data.tokenizer.path": tok}
+           "data.seq_len": 64}
   cfg = {
       "name": "t6-mini", "sweep_dir": str(tmp_path / "sweep"), "parallel": 1, "results_dir": str(tmp_path / "res"),
       "setup": [{"name": "data", "config": "configs/table6_data.py", "module": "experiments.run",
                  "overrides": dict(SMALL_DATA)}],
       "stages": [
-          {"name": "stage1", "config": t6 + ":stage1", "overrides": {**short, "data.sources.stage1.path":
-                                                                     "{data}/code.jsonl"}},
+          {"name": "stage1", "config": t6 + ":stage1", "overrides": {**short, "data.tokenizer.path": tok,
+                                                                     "data.sources.stage1.path": "{data}/code.jsonl"}},
           {"name": "math", "config": t6 + ":math", "overrides": {**short, "init_from": "{stage1}"}},
           {"name": "eval", "config": t6 + ":eval", "module": "experiments.run",
            "overrides": {"init_from": "{math}", "sets.math_test.max_docs": 8, "sets.gsm8k_test.max_docs": 8,
@@ -81,9 +85,11 @@ def test_table6_chain_end_to_end(tmp_path):
   cell = tmp_path / "sweep" / "seed=0"
   math_summary = json.loads((cell / "math" / "summary.json").read_text())
   assert math_summary["origin"].startswith("initialised from") and math_summary["step"] == 3
+  assert math_summary["tokenizer"] == str(tmp_path / "sweep" / "_setup" / "data" / "tokenizer" / "spm.model")
   ev = json.loads((cell / "eval" / "summary.json").read_text())
   for name in ("math_test", "gsm8k_test", "synthetic_test"):
     s = ev["sets"][name]
     assert s["docs"] == 8 and 0 < s["bits_per_char"] < 16 and s["tokens"] > 0
   assert sorted(p.name for p in Path(tmp_path / "res").iterdir()) == [
       "command.txt", "loss.png", "results.json", "results.md", "sweep_config.json"]
+  assert "## Provenance" in (tmp_path / "res" / "results.md").read_text()

@@ -1,6 +1,7 @@
 """Aggregation: t-intervals against scipy's reference, metric paths, JSONL series, tables and plots."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from scipy import stats
 
 from dsmath.sweep import Cell, Stage, aggregate, get_path, markdown_table, read_jsonl_series, t_interval
 from dsmath.sweep.plots import plot_curve
+from dsmath.sweep.tables import provenance_lines
 
 
 def test_t_interval_matches_scipy():
@@ -72,5 +74,15 @@ def test_aggregate_groups_over_seeds_and_plots(tmp_path):
   assert res["missing"] == ["arm=b__seed=2"]
   md = markdown_table(res)
   assert "| arm=a | 1.1000 ±" in md and "**(best)**" in md.splitlines()[2] and "arm=b__seed=2" in md
+  # The summaries carry no provenance (older stages): counted as unknown, and a table from mixed commits says so.
+  assert res["stage_commits"] == [{"commit": "unknown", "dirty": False, "stages": 5}]
+  summary = cells[0].stages[0].workdir + "/summary.json"
+  Path(summary).write_text(json.dumps({"final": {"loss": 1.0}, "provenance": {"commit": "abc", "dirty": True}}))
+  res = aggregate(cells, spec, complete)
+  assert res["stage_commits"] == [{"commit": "abc", "dirty": True, "stages": 1},
+                                  {"commit": "unknown", "dirty": False, "stages": 4}]
+  lines = provenance_lines({**res, "provenance": None})
+  assert "## Provenance" in lines and any("`abc` (dirty tree) (1 stage(s))" in line for line in lines)
+  assert any("different code versions" in line for line in lines)
   plot_curve(res["curves"]["loss"], tmp_path / "loss.png")
   assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

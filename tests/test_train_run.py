@@ -120,6 +120,7 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path, env, tokenizer_pa
   summary = json.loads(out[out.index("{"):])
   assert summary["status"] == "interrupted" and 2 <= summary["step"] < 2 * N, summary
   assert _committed(workdir / "checkpoints") == [summary["step"]]  # saved on Ctrl-C (no periodic save was due)
+  assert not (workdir / "run.json").exists()  # unfinished: not a run later stages may start from
   reference = _losses(straight_run)
   assert all(reference[s] == loss for s, loss in _losses(workdir).items())
 
@@ -199,17 +200,20 @@ def test_train_loop_with_a_nan_producing_optimizer_never_checkpoints_nonfinite_p
 
 
 def test_sft_initialises_from_the_pretraining_run(tmp_path, env, tokenizer_path, straight_run):
-  """SFT with init_from: takes the params and the tokenizer of the pre-training run. With a warm-up the first
-  step's lr is 0, so the SFT checkpoint after one step holds exactly the pre-trained params."""
+  """SFT with init_from: takes the params, the model config and the tokenizer of the pre-training run (its
+  run.json). With a warm-up the first step's lr is 0, so the SFT checkpoint after one step holds exactly the
+  pre-trained params."""
+  from dsmath.runs import load_run
   workdir = tmp_path / "sft"
   _run(_args("configs/sft_stage_toy.py", workdir, **{"init_from": str(straight_run), "train.total_steps": 1}), env)
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["origin"] == f"initialised from {straight_run}" and summary["status"] == "completed"
-  assert summary["tokenizer"] == tokenizer_path  # from the pre-training run's tokenizer_ref.json
+  assert summary["tokenizer"] == tokenizer_path  # from the pre-training run's run.json
+  parent, child = load_run(straight_run), load_run(workdir)
+  assert (parent.job, parent.step, parent.tokenizer["path"]) == ("pretrain", 2 * N, tokenizer_path)
+  assert (child.job, child.step, child.parents, child.model) == ("sft", 1, (str(straight_run),), parent.model)
+  assert child.config["init_from"] == str(straight_run) and child.provenance["commit"]
   import jax
-  from dsmath import model
-  from dsmath.train import load_params
-  abstract = model.abstract_params(model.ModelConfig.preset("tiny"))
-  for a, b in zip(jax.tree.leaves(load_params(straight_run, abstract)), jax.tree.leaves(load_params(workdir, abstract))):
+  for a, b in zip(jax.tree.leaves(parent.load_params()), jax.tree.leaves(child.load_params())):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert np.isfinite(summary["final_loss"])

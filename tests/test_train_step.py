@@ -7,11 +7,14 @@ import optax
 import pytest
 
 from dsmath import model
-from dsmath.data.config import PAPER_PRETRAIN_WEIGHTS, load_config_file, resolve_data_config
+from dsmath.data.config import PAPER_PRETRAIN_WEIGHTS, load_config_file
 from dsmath.paths import REPO_ROOT
-from dsmath.train import (OPTIMIZER_DEFAULTS, Checkpointer, build_step_fn, decay_mask, flops_per_token, init_state,
+from dsmath.config import to_dict
+from dsmath.train import (Checkpointer, OptimizerConfig, build_step_fn, decay_mask, flops_per_token, init_state,
                           load_params, make_optimizer, make_train_step, masked_token_mean_nll, multistep_schedule,
                           new_state, next_token_loss, non_embedding_params, resolve_config, save_params)
+
+OPTIMIZER_DEFAULTS = to_dict(OptimizerConfig())
 
 
 def test_multistep_schedule_is_the_papers():
@@ -27,8 +30,8 @@ def test_pretrain_defaults_and_sft_schedule():
   c = resolve_config(load_config_file(str(REPO_ROOT / "configs/pretrain_7b.py")))
   o = c.optimizer
   assert (o.b1, o.b2, o.weight_decay, o.grad_clip, o.peak_lr, o.warmup_steps) == (0.9, 0.95, 0.1, 1.0, 4.2e-4, 2000)
-  assert (list(o.decay_boundaries), list(o.decay_factors)) == ([0.8, 0.9], [0.316, 0.1])
-  weights = {k: s.weight for k, s in resolve_data_config(c.data).sources.items()}
+  assert (o.decay_boundaries, o.decay_factors) == ((0.8, 0.9), (0.316, 0.1))
+  weights = {k: s.weight for k, s in c.data.sources.items()}
   assert weights == PAPER_PRETRAIN_WEIGHTS == {"math": 0.56, "algebraic_stack": 0.04, "arxiv": 0.10, "code": 0.20,
                                                "natural_language": 0.10}
   sft = resolve_config(load_config_file(str(REPO_ROOT / "configs/sft_7b.py")))
@@ -37,14 +40,16 @@ def test_pretrain_defaults_and_sft_schedule():
 
 
 def test_unknown_config_keys_fail_listing_valid_keys():
-  with pytest.raises(KeyError, match=r"\['lerning_rate'\] in config.optimizer; valid keys: \['b1', 'b2', "):
+  with pytest.raises(KeyError, match=r"\['config.optimizer.lerning_rate'\]; valid keys of config.optimizer: \['b1', "):
     resolve_config({"job": "pretrain", "optimizer": {"lerning_rate": 1e-3}})
-  with pytest.raises(KeyError, match=r"\['trian'\] in config; valid keys: .*'train'"):
+  with pytest.raises(KeyError, match=r"\['config.trian'\]; valid keys of config: .*'train'"):
     resolve_config({"job": "pretrain", "trian": {}})
-  with pytest.raises(KeyError, match="total_step"):
+  with pytest.raises(KeyError, match="config.train.total_step"):
     resolve_config({"job": "sft", "train": {"total_step": 3}})
+  with pytest.raises(ValueError, match=r"config.job must be one of \['pretrain', 'sft'\], got 'rl'"):
+    resolve_config({"job": "rl"})
   cfg = resolve_config(ml_collections.ConfigDict({"job": "sft", "train": {"total_steps": 3}}))
-  with pytest.raises(AttributeError):  # locked: a typo in a later assignment fails too
+  with pytest.raises(AttributeError):  # frozen: a later assignment fails too
     cfg.train.total_step = 4
 
 
@@ -128,35 +133,35 @@ def test_a_nonfinite_loss_skips_the_update_and_is_reported():
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("peak_lr", float("nan"), r"config\.optimizer\.peak_lr must be finite, got nan"),
-    ("peak_lr", float("inf"), r"config\.optimizer\.peak_lr must be finite, got inf"),
-    ("peak_lr", -1e-3, r"config\.optimizer\.peak_lr must be in \[0\.0, inf\), got -0\.001"),
-    ("b1", 1.0, r"config\.optimizer\.b1 must be in \[0\.0, 1\.0\), got 1\.0"),
-    ("b2", float("-inf"), r"config\.optimizer\.b2 must be finite, got -inf"),
-    ("eps", float("nan"), r"config\.optimizer\.eps must be finite"),
-    ("weight_decay", -0.1, r"config\.optimizer\.weight_decay must be in .*got -0\.1"),
-    ("grad_clip", float("inf"), r"config\.optimizer\.grad_clip must be finite, got inf"),
-    ("final_lr_fraction", float("nan"), r"config\.optimizer\.final_lr_fraction must be finite"),
-    ("decay_factors", [0.316, float("nan")], r"config\.optimizer\.decay_factors\[1\] must be finite, got nan"),
-    ("decay_boundaries", [0.8, 1.5], r"config\.optimizer\.decay_boundaries\[1\] must be in \[0\.0, 1\.0\]"),
-    ("warmup_steps", 2.5, r"config\.optimizer\.warmup_steps must be a whole number"),
-    ("peak_lr", "fast", r"config\.optimizer\.peak_lr must be a number, got str 'fast'"),
+    ("peak_lr", float("nan"), r"config\.optimizer\.peak_lr must be a finite number, got nan"),
+    ("peak_lr", float("inf"), r"config\.optimizer\.peak_lr must be a finite number, got inf"),
+    ("peak_lr", -1e-3, r"config\.optimizer: peak_lr must be > 0, got -0\.001"),
+    ("b1", 1.0, r"config\.optimizer: b1 and b2 must be in \[0, 1\), got 1\.0"),
+    ("b2", float("-inf"), r"config\.optimizer\.b2 must be a finite number, got -inf"),
+    ("eps", float("nan"), r"config\.optimizer\.eps must be a finite number"),
+    ("weight_decay", -0.1, r"config\.optimizer: .*weight_decay.*-0\.1"),
+    ("grad_clip", float("inf"), r"config\.optimizer\.grad_clip must be a finite number, got inf"),
+    ("final_lr_fraction", float("nan"), r"config\.optimizer\.final_lr_fraction must be a finite number"),
+    ("decay_factors", [0.316, float("nan")], r"config\.optimizer\.decay_factors\[1\] must be a finite number"),
+    ("decay_boundaries", [0.8, 1.5], r"config\.optimizer: decay_boundaries\[1\]=1\.5 must be in \[0, 1\]"),
+    ("warmup_steps", 2.5, r"config\.optimizer\.warmup_steps must be int, got float 2\.5"),
+    ("peak_lr", "fast", r"config\.optimizer\.peak_lr must be float, got str 'fast'"),
 ])
 def test_make_optimizer_rejects_nonfinite_and_out_of_range_hyperparameters(key, value, message):
   with pytest.raises(ValueError, match=message):
     make_optimizer({**OPTIMIZER_DEFAULTS, key: value}, 10)
-  make_optimizer({**OPTIMIZER_DEFAULTS, "peak_lr": 0.0, "b1": 0.0, "eps": 0.0, "grad_clip": 0.0}, 10)  # edges ok
+  make_optimizer({**OPTIMIZER_DEFAULTS, "peak_lr": 1e-9, "b1": 0.0, "weight_decay": 0.0, "grad_clip": 0.0}, 10)
 
 
 def test_make_optimizer_checks_a_config_dataclass_too():
-  """The typed config schema hands make_optimizer a frozen dataclass: the same checks apply to it."""
+  """Another frozen dataclass with the same fields (a mapping too) is checked against OptimizerConfig the same way."""
   import dataclasses
   fields = [(k, object, dataclasses.field(default=tuple(v) if isinstance(v, list) else v))
             for k, v in OPTIMIZER_DEFAULTS.items()]
   Opt = dataclasses.make_dataclass("Opt", fields, frozen=True)
   _, lr = make_optimizer(Opt(schedule="constant", warmup_steps=0, peak_lr=1e-3), 10)
   assert float(lr(5)) == pytest.approx(1e-3)
-  with pytest.raises(ValueError, match=r"config\.optimizer\.peak_lr must be finite, got nan"):
+  with pytest.raises(ValueError, match=r"config\.optimizer\.peak_lr must be a finite number, got nan"):
     make_optimizer(Opt(peak_lr=float("nan")), 10)
 
 

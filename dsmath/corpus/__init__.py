@@ -13,7 +13,7 @@ from dsmath.corpus.decontam import (NGramIndex, TokenHasher, benchmark_files, bu
                                     decontaminate_text)
 from dsmath.corpus.domains import (annotated_positives, domain_table, load_annotations, markdown_domain_table,
                                    math_domains, overlap, should_stop)
-from dsmath.corpus.pipeline import default_config, run, validate_config
+from dsmath.corpus.pipeline import CorpusStageConfig, default_config, resolve_config, run
 from dsmath.corpus.records import RecordError, read_jsonl_pages, read_pages, read_parquet_pages, read_warc_pages, \
     read_wet_pages
 from dsmath.corpus.selection import Budget, count_tokens, rank_key, select_top

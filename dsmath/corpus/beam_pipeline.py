@@ -20,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from dsmath.corpus import classifier, decontam, domains, records, selection, urls
+from dsmath.files import write_atomic
 
 
 # Beam's DirectRunner (2.77) first tries the Prism runner, which downloads a Go binary from GitHub on every run and has
@@ -243,9 +244,7 @@ def _publish(write, path: str) -> None:
   """write(local_file), then the file appears at `path` whole: renamed beside it for local paths, streamed in one
   object for gs:// and the other Beam filesystems (whose objects appear when closed)."""
   if FileSystems.get_scheme(path) is None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    write(path + ".tmp")
-    os.replace(path + ".tmp", path)
+    write_atomic(path, write)
     return
   with tempfile.TemporaryDirectory(prefix="dsmath_shard_") as tmp:
     local = os.path.join(tmp, os.path.basename(path))

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from dsmath.files import write_atomic, write_json_atomic
+
 MATH_LABEL = "__label__math"
 OTHER_LABEL = "__label__other"
 MAX_NAN_RETRIES = 20
@@ -77,9 +79,10 @@ def train_classifier(positives: Sequence[str], negatives: Sequence[str], params:
   kwargs = dict(lr=params.lr, epoch=params.epoch, dim=params.dim, wordNgrams=params.word_ngrams,
                 minCount=params.min_count, minn=params.minn, maxn=params.maxn, bucket=params.bucket, loss=params.loss,
                 thread=params.thread, seed=params.seed, verbose=0)
-  tmp = f"{model_path}.tmp-{os.getpid()}"
   nan_retries = 0
-  try:
+
+  def train(tmp):
+    nonlocal nan_retries
     while True:
       # fasttext-numpy2-wheel 0.9.2 raises "Encountered NaN" at random once a process has allocated and freed
       # memory (a long-lived process then fails on most calls; fresh processes succeed, and successful
@@ -87,15 +90,17 @@ def train_classifier(positives: Sequence[str], negatives: Sequence[str], params:
       proc = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT, train_file, json.dumps(kwargs), tmp],
                             capture_output=True, text=True)
       if proc.returncode == 0:
-        break
+        return
       error = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
       if "NaN" not in error or nan_retries >= MAX_NAN_RETRIES:
         raise RuntimeError(f"fastText training failed after {nan_retries} retries: {error}")
       nan_retries += 1
+
+  try:
+    write_atomic(model_path, train)
   finally:
     os.remove(train_file)
   seconds = time.perf_counter() - start
-  os.replace(tmp, model_path)
   metadata = {
       "params": dataclasses.asdict(params),
       "num_positives": len(pos),
@@ -106,7 +111,7 @@ def train_classifier(positives: Sequence[str], negatives: Sequence[str], params:
       "normalisation": "NFKC, lower-case, symbols split off, whitespace collapsed (see classifier.normalize_text)",
       **(extra_metadata or {}),
   }
-  write_json(model_path + ".json", metadata)
+  write_json_atomic(model_path + ".json", metadata)
   return metadata
 
 
@@ -143,11 +148,3 @@ def score_texts(model, texts: Sequence[str], max_chars: int = 20_000) -> np.ndar
   labels, probs = model.predict([normalize_text(t, max_chars) for t in texts], k=2)
   return np.array([math_probability(l, p) for l, p in zip(labels, probs)], np.float32)
 
-
-def write_json(path: str, obj) -> None:
-  """Write JSON atomically (temp file + rename)."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, ensure_ascii=False, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)

@@ -14,13 +14,14 @@ import ast
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import unicodedata
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from dsmath.files import write_atomic
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
@@ -112,10 +113,12 @@ class NGramIndex:
     return np.where(self.hashes[pos] == hashes, pos, -1)
 
   def save(self, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, n=self.n, hashes=self.hashes, source_file=self.source_file, source_line=self.source_line,
-             files=np.array(self.files), items_too_short=self.items_too_short)
-    os.replace(tmp, path)
+    def write(tmp):
+      with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare path
+        np.savez(f, n=self.n, hashes=self.hashes, source_file=self.source_file, source_line=self.source_line,
+                 files=np.array(self.files), items_too_short=self.items_too_short)
+
+    write_atomic(path, write)
 
   @classmethod
   def load(cls, path: str) -> "NGramIndex":

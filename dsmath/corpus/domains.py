@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Iterable, Mapping
 
 from dsmath.corpus import urls
+from dsmath.files import write_text_atomic
 
 
 def domain_table(pages: Iterable[tuple[str, bool]]) -> dict[str, tuple[int, int]]:
@@ -105,7 +105,4 @@ def write_annotation_template(path: str, rows: list[dict], annotations: Mapping[
   for r in rows:
     prefixes = annotations.get(r["domain"], [])
     lines.append(f"{r['domain']}: {json.dumps(prefixes)}  # collected {r['collected']}/{r['total']} ({r['ratio']:.1%})")
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write("\n".join(lines) + "\n")
-  os.replace(tmp, path)
+  write_text_atomic(path, "\n".join(lines) + "\n")

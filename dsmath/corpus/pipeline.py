@@ -11,66 +11,104 @@ import glob
 import json
 import os
 import time
+from typing import Any, Literal, Mapping
 
 import ml_collections
 
+from dsmath import config as config_lib
 from dsmath import paths
 from dsmath.corpus import beam_pipeline, classifier, decontam, domains, records, selection, toy, urls
+from dsmath.files import write_json_atomic, write_text_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig(toy.ToyParams):
+  """The toy crawl built from the shared data (synthetic URLs, real texts) instead of config.inputs."""
+  enabled: bool = False
+
+  def params(self) -> toy.ToyParams:
+    return toy.ToyParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(toy.ToyParams)})
+
+
+@dataclasses.dataclass(frozen=True)
+class InputsConfig:
+  """Real inputs (used when toy.enabled is False): file globs."""
+  crawl: tuple[str, ...] = ()
+  seed: tuple[str, ...] = ()
+  negatives: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionConfig:
+  kind: Literal["count", "tokens", "threshold"] = "tokens"
+  budget: float = 40e9  # pages (count) or whitespace tokens (tokens)
+  threshold: float = 0.5  # minimum score (threshold)
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainsConfig:
+  threshold: float = 0.10  # collected / total above which a domain is a math domain
+  annotations: str = ""  # YAML of domain -> math URL path prefixes (relative paths: from the repository root)
+
+
+@dataclasses.dataclass(frozen=True)
+class IterationConfig:
+  max_rounds: int = 5
+  stop_overlap: float = 0.98  # the paper: stop once 98% of a round was collected in the round before
+
+  def __post_init__(self):
+    if not 0 < self.stop_overlap <= 1:
+      raise ValueError(f"stop_overlap must be in (0, 1], got {self.stop_overlap}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecontamConfig:
+  n: int = 10
+  max_removed_fraction: float = 0.5  # a page losing more than this is dropped
+  benchmarks: tuple[str, ...] = ()  # benchmark files under the shared data; () = every benchmark
+
+  def __post_init__(self):
+    if self.n < 1:
+      raise ValueError(f"n must be >= 1, got {self.n}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+  num_shards: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamConfig:
+  # any Beam runner name; the default runs in-process with no network (see beam_pipeline.LOCAL_RUNNER)
+  runner: str = beam_pipeline.LOCAL_RUNNER
+  batch_size: int = 512
+  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # Beam PipelineOptions, passed as they are
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusStageConfig:
+  """The corpus stage's schema (configs/corpus_*.py start from `default_config()`)."""
+  job: Literal["corpus"] = "corpus"
+  workdir: str = ""  # default run directory for experiments/run.py (--workdir overrides)
+  toy: ToyConfig = config_lib.sub(ToyConfig)
+  inputs: InputsConfig = config_lib.sub(InputsConfig)
+  classifier: classifier.ClassifierParams = config_lib.sub(classifier.ClassifierParams)
+  selection: SelectionConfig = config_lib.sub(SelectionConfig)
+  domains: DomainsConfig = config_lib.sub(DomainsConfig)
+  iteration: IterationConfig = config_lib.sub(IterationConfig)
+  decontam: DecontamConfig = config_lib.sub(DecontamConfig)
+  output: OutputConfig = config_lib.sub(OutputConfig)
+  beam: BeamConfig = config_lib.sub(BeamConfig)
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Every key the corpus stage understands, with defaults (configs/corpus_*.py override them)."""
-  c = ml_collections.ConfigDict()
-  c.job = "corpus"
-  c.workdir = ""  # default run directory for experiments/run.py (--workdir overrides)
-  c.toy = ml_collections.ConfigDict({"enabled": False, **dataclasses.asdict(toy.ToyParams())})
-  # Real inputs (used when toy.enabled is False): lists of file globs.
-  c.inputs = ml_collections.ConfigDict({"crawl": [], "seed": [], "negatives": []})
-  c.classifier = ml_collections.ConfigDict(dataclasses.asdict(classifier.ClassifierParams()))
-  c.selection = ml_collections.ConfigDict({"kind": "tokens", "budget": 40e9, "threshold": 0.5})
-  c.domains = ml_collections.ConfigDict({"threshold": 0.10, "annotations": ""})
-  c.iteration = ml_collections.ConfigDict({"max_rounds": 5, "stop_overlap": 0.98})
-  c.decontam = ml_collections.ConfigDict({"n": 10, "max_removed_fraction": 0.5, "benchmarks": []})
-  c.output = ml_collections.ConfigDict({"num_shards": 2})
-  # runner: any Beam runner name; the default runs in-process with no network (see beam_pipeline.LOCAL_RUNNER).
-  c.beam = ml_collections.ConfigDict({"runner": beam_pipeline.LOCAL_RUNNER, "batch_size": 512, "options": {}})
-  return c
+  """Every key the corpus stage understands, with its default."""
+  return config_lib.config_dict(CorpusStageConfig)
 
 
-FREE_FORM = ("beam.options",)  # passed through to Beam PipelineOptions as-is
-
-
-def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Defaults overridden by `config`; unknown keys or wrong types raise ValueError naming the key."""
-  merged = default_config()
-
-  def walk(given, into, prefix):
-    for key in given.keys():
-      name = f"{prefix}{key}"
-      if key not in into:
-        raise ValueError(f"unknown config key config.{name} (known under config.{prefix or ''}: {sorted(into.keys())})")
-      value, default = given[key], into[key]
-      if name in FREE_FORM:
-        into[key] = value
-      elif isinstance(default, ml_collections.ConfigDict):
-        if not isinstance(value, (ml_collections.ConfigDict, dict)):
-          raise ValueError(f"config.{name} must be a mapping, got {type(value).__name__}")
-        walk(value, default, name + ".")
-      else:
-        ok = (isinstance(value, type(default)) or (isinstance(default, float) and isinstance(value, int))
-              or (isinstance(default, (list, tuple)) and isinstance(value, (list, tuple))))
-        if not ok or (isinstance(value, bool) and not isinstance(default, bool)):
-          raise ValueError(f"config.{name} must be {type(default).__name__}, got {value!r}")
-        into[key] = float(value) if isinstance(default, float) else value
-
-  walk(config, merged, "")
-  if merged.selection.kind not in selection.BUDGET_KINDS:
-    raise ValueError(f"config.selection.kind must be one of {selection.BUDGET_KINDS}, got {merged.selection.kind!r}")
-  if not 0 < merged.iteration.stop_overlap <= 1:
-    raise ValueError(f"config.iteration.stop_overlap must be in (0, 1], got {merged.iteration.stop_overlap}")
-  if merged.decontam.n < 1:
-    raise ValueError(f"config.decontam.n must be >= 1, got {merged.decontam.n}")
-  return merged
+def resolve_config(config) -> CorpusStageConfig:
+  """The stage config checked against the schema (unknown keys and wrong types fail naming the full key path)."""
+  return config_lib.resolve(CorpusStageConfig, config)
 
 
 def _globs(patterns, key: str) -> list[str]:
@@ -95,18 +133,16 @@ def _budget(c) -> selection.Budget:
   return selection.Budget(kind, c.selection.threshold if kind == "threshold" else c.selection.budget)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Run the whole corpus pipeline; returns a JSON-serialisable summary (also workdir/summary.json, report.md)."""
-  c = validate_config(config)
+def run(config, workdir: str) -> dict:
+  """Run the whole corpus pipeline; returns a JSON-serialisable summary (dsmath.jobs writes it) and writes report.md."""
+  c = resolve_config(config)
   start = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
-  opts = beam_pipeline.pipeline_options(c.beam.runner, c.beam.options.to_dict() if hasattr(c.beam.options, "to_dict")
-                                        else dict(c.beam.options))
+  opts = beam_pipeline.pipeline_options(c.beam.runner, dict(c.beam.options))
   data_dir = paths.shared_data_dir()
   toy_manifest = None
   if c.toy.enabled:
-    params = toy.ToyParams(**{k: c.toy[k] for k in c.toy.keys() if k != "enabled"})
-    toy_manifest = toy.build_toy_crawl(data_dir, os.path.join(workdir, "toy_crawl"), params)
+    toy_manifest = toy.build_toy_crawl(data_dir, os.path.join(workdir, "toy_crawl"), c.toy.params())
     crawl_files, seed_files, neg_files = toy_manifest["crawl_files"], [toy_manifest["seed"]], [toy_manifest["negatives"]]
   else:
     crawl_files = _globs(c.inputs.crawl, "inputs.crawl")
@@ -132,7 +168,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     dedup_counts = json.load(f)
   dedup_seconds = time.perf_counter() - t
 
-  params = classifier.ClassifierParams(**c.classifier.to_dict())
+  params = c.classifier
   budget = _budget(c)
   positives = [r["text"] for r in _read_all(seed_files)]
   negatives = [r["text"] for r in _read_all(neg_files)]
@@ -179,7 +215,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if truth is not None:  # toy crawl only: ground-truth math pages are known
       stats["toy_precision"] = len(selected & truth) / max(len(selected), 1)
       stats["toy_recall"] = len(selected & truth) / len(truth)
-    classifier.write_json(os.path.join(rdir, "stats.json"), stats)
+    write_json_atomic(os.path.join(rdir, "stats.json"), stats)
     domains.write_annotation_template(os.path.join(rdir, "annotation_template.yaml"), rows, annotations)
     rounds.append(stats)
     known_domains += new_domains
@@ -229,7 +265,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "seconds": {"index": round(index_seconds, 2), "dedup": round(dedup_seconds, 2),
                   "final": round(final_seconds, 2), "total": round(time.perf_counter() - start, 2)},
   }
-  classifier.write_json(os.path.join(workdir, "summary.json"), summary)
   _write_report(os.path.join(workdir, "report.md"), summary, report_rows, annotations)
   return summary
 
@@ -288,7 +323,7 @@ def write_manifest(out_dir: str) -> dict:
   if sum(s["records"] for s in shards) != totals["documents"]:
     raise RuntimeError(f"{out_dir}: ArrayRecord shards hold {sum(s['records'] for s in shards)} records, "
                        f"pipeline counted {totals['documents']}")
-  classifier.write_json(os.path.join(out_dir, "manifest.json"), manifest)
+  write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
   return manifest
 
 
@@ -335,7 +370,5 @@ def _write_report(path: str, s: dict, report_rows: list[dict], annotations: dict
   o = s["output"]
   L += ["", "## Output", "", f"{o['documents']} documents, {o['tokens']} whitespace tokens, {o['bytes']} bytes in "
         f"{len(o['array_record_shards'])} ArrayRecord shards (+ JSONL); manifest: corpus/manifest.json.", ""]
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write("\n".join(L) + "\n")
-  os.replace(tmp, path)
+  from dsmath.runs import provenance_markdown  # imports JAX (the machine's devices); only once there is a report
+  write_text_atomic(path, "\n".join(L + provenance_markdown()) + "\n")

@@ -125,13 +125,3 @@ def read_pages(path: str) -> Iterator[dict]:
   return reader_for(path)(path)
 
 
-def write_jsonl(path: str, records) -> int:
-  """Write records as JSONL atomically (temp file + rename); returns the count."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  n = 0
-  with open(tmp, "w", encoding="utf-8") as f:
-    for rec in records:
-      f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-      n += 1
-  os.replace(tmp, path)
-  return n

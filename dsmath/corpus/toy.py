@@ -29,7 +29,7 @@ import random
 import re
 from pathlib import Path
 
-from dsmath.corpus.records import write_jsonl
+from dsmath.files import write_atomic, write_json_atomic, write_jsonl_atomic
 
 _CALC = re.compile(r"<<[^>]*>>")
 
@@ -72,17 +72,19 @@ def _variant(url: str, k: int) -> str:
 def _write_warc(path: str, pages: list[dict]) -> None:
   from warcio.statusandheaders import StatusAndHeaders
   from warcio.warcwriter import WARCWriter
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "wb") as f:
-    writer = WARCWriter(f, gzip=True)
-    for p in pages:
-      paras = "".join(f"<p>{html.escape(line)}</p>" for line in p["text"].split("\n") if line.strip())
-      body = (f"<html><head><title>page</title><script>var x=1;</script></head><body><article>{paras}</article>"
-              f"</body></html>").encode("utf-8")
-      headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-      writer.write_record(writer.create_warc_record(p["url"], "response", payload=io.BytesIO(body),
-                                                    http_headers=headers))
-  os.replace(tmp, path)
+
+  def write(tmp):
+    with open(tmp, "wb") as f:
+      writer = WARCWriter(f, gzip=True)
+      for p in pages:
+        paras = "".join(f"<p>{html.escape(line)}</p>" for line in p["text"].split("\n") if line.strip())
+        body = (f"<html><head><title>page</title><script>var x=1;</script></head><body><article>{paras}</article>"
+                f"</body></html>").encode("utf-8")
+        headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(p["url"], "response", payload=io.BytesIO(body),
+                                                      http_headers=headers))
+
+  write_atomic(path, write)
 
 
 def build_toy_crawl(data_dir: str | Path, out_dir: str, params: ToyParams = ToyParams()) -> dict:
@@ -165,17 +167,17 @@ def build_toy_crawl(data_dir: str | Path, out_dir: str, params: ToyParams = ToyP
       "parquet": os.path.join(out_dir, "crawl-00001.parquet"),
       "warc": os.path.join(out_dir, "crawl-00002.warc.gz"),
   }
-  write_jsonl(files["jsonl"], ({"url": p["url"], "text": p["text"]} for p in rest[:half]))
+  write_jsonl_atomic(files["jsonl"], ({"url": p["url"], "text": p["text"]} for p in rest[:half]))
   import pyarrow as pa
   import pyarrow.parquet as pq
-  tmp = files["parquet"] + f".tmp-{os.getpid()}"
-  pq.write_table(pa.table({"url": [p["url"] for p in rest[half:]], "text": [p["text"] for p in rest[half:]]}), tmp)
-  os.replace(tmp, files["parquet"])
+  table = pa.table({"url": [p["url"] for p in rest[half:]], "text": [p["text"] for p in rest[half:]]})
+  write_atomic(files["parquet"], lambda tmp: pq.write_table(table, tmp))
   _write_warc(files["warc"], warc)
   seed_path = os.path.join(out_dir, "seed.jsonl")
   neg_path = os.path.join(out_dir, "negatives.jsonl")
-  write_jsonl(seed_path, ({"url": f"https://seed.example/math/{r['id']}", "text": _math_page(r)} for r in seed_pages))
-  write_jsonl(neg_path, ({"url": f"https://negatives.example/{i}", "text": t} for i, t in enumerate(negatives)))
+  write_jsonl_atomic(seed_path, ({"url": f"https://seed.example/math/{r['id']}", "text": _math_page(r)}
+                                 for r in seed_pages))
+  write_jsonl_atomic(neg_path, ({"url": f"https://negatives.example/{i}", "text": t} for i, t in enumerate(negatives)))
   manifest = {
       "synthetic": "URLs and domains are synthetic ('.example'); texts are real (web/, MATH and GSM8K train).",
       "crawl_files": list(files.values()),
@@ -188,6 +190,5 @@ def build_toy_crawl(data_dir: str | Path, out_dir: str, params: ToyParams = ToyP
       "planted": planted,
       "math_urls": sorted(p["url"] for p in pages if p["kind"] == "math"),
   }
-  from dsmath.corpus.classifier import write_json
-  write_json(os.path.join(out_dir, "toy_manifest.json"), manifest)
+  write_json_atomic(os.path.join(out_dir, "toy_manifest.json"), manifest)
   return manifest

@@ -1,10 +1,10 @@
 """Tokenizers, the Grain input pipeline (mixture, packing, sharding, resumable state) and SFT data.
 
 Batches are dicts of numpy arrays: inputs, targets, segment_ids, positions [B, T] int32 and loss_mask [B, T] float32
-(see dsmath.data.pipeline). The config fragment read from config.data is documented in dsmath.data.config.
+(see dsmath.data.pipeline). config.data's schema is dsmath.data.config.DataConfig.
 """
-from dsmath.data.config import (PAPER_PRETRAIN_WEIGHTS, SOURCE_KEYS, data_config_defaults, load_config_file,
-                                resolve_data_config)
+from dsmath.data.config import (PAPER_PRETRAIN_WEIGHTS, DataConfig, SourceConfig, TokenizerConfig, load_config_file,
+                                resolve_data_config, resolve_source)
 from dsmath.data.pipeline import (BATCH_KEYS, batch_stats, builtin_sft_sources, make_pretrain_iterator,
                                   make_sft_iterator, pack_and_batch, packing_efficiency, pretrain_dataset,
                                   pretrain_documents, sft_dataset, sft_examples)

@@ -1,4 +1,8 @@
-"""Loaders for every benchmark in the shared data folder, into one record shape (`Record`)."""
+"""Loaders for every benchmark in the shared data folder, into one record shape (`Record`).
+
+Every malformed line (invalid UTF-8 or JSON, a value that is not an object, a missing or wrong-typed field) raises
+ValueError naming the file and its 1-based line number.
+"""
 from __future__ import annotations
 
 import ast
@@ -8,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from dsmath.grading.grader import extract_gsm8k_gold, extract_last_boxed
+from dsmath.grading.answers import extract_gsm8k_gold, extract_last_boxed
 from dsmath.paths import shared_data_dir
 
 
@@ -37,22 +41,66 @@ class Record:
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+  """(1-based line number, object) for each non-blank line; any bad line raises ValueError naming path:line."""
+  try:
+    data = Path(path).read_bytes()
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"{path}: benchmark file not found") from e
   rows = []
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        rows.append((lineno, json.loads(line)))
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno}: invalid JSON ({e})") from e
+  for lineno, raw in enumerate(data.split(b"\n"), 1):
+    try:
+      line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise ValueError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line ({e.reason})") from e
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}:{lineno}: invalid JSON at column {e.colno}: {e.msg}") from e
+    if not isinstance(row, dict):
+      raise ValueError(f"{path}:{lineno}: expected a JSON object, got {_json_type(row)}")
+    rows.append((lineno, row))
   return rows
 
 
-def _field(row: dict, key: str, path: Path, lineno: int):
+def _json_type(v) -> str:
+  return {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+          dict: "object"}.get(type(v), type(v).__name__)
+
+
+_STR, _NUM, _INT = (str,), (int, float), (int,)
+
+
+def _check_type(v, key: str, types: tuple, path: Path, lineno: int):
+  # bool is an int subclass in Python but never a valid number or string here.
+  if isinstance(v, bool) or not isinstance(v, types):
+    names = " or ".join(sorted({_json_type(t()) for t in types}))
+    raise ValueError(f"{path}:{lineno}: field {key!r} must be {names}, got {_json_type(v)} {str(v)[:40]!r}")
+  return v
+
+
+def _field(row: dict, key: str, path: Path, lineno: int, types: tuple = _STR):
+  """A required field of one of `types` (JSON string by default)."""
   if key not in row or row[key] is None:
     raise ValueError(f"{path}:{lineno}: missing field {key!r}")
-  return row[key]
+  return _check_type(row[key], key, types, path, lineno)
+
+
+def _optional(row: dict, key: str, path: Path, lineno: int, types: tuple = _STR, default=None):
+  """An optional field: absent or null gives `default`, otherwise it must be one of `types`."""
+  if row.get(key) is None:
+    return default
+  return _check_type(row[key], key, types, path, lineno)
+
+
+def _int_field(row: dict, key: str, path: Path, lineno: int) -> int:
+  """An integer given as a JSON number or a digit string ("3")."""
+  v = _field(row, key, path, lineno, _INT + _STR)
+  try:
+    return int(v)
+  except ValueError as e:
+    raise ValueError(f"{path}:{lineno}: field {key!r} must be an integer, got {v[:40]!r}") from e
 
 
 def _literal_list(v, path: Path, lineno: int) -> list:
@@ -79,6 +127,15 @@ def _strip_option_prefix(opt: str, letter: str) -> str:
   return re.sub(rf"^\s*\(?{letter}\)\s*[.:：]?\s*|^\s*{letter}[.:：]\s*", "", opt, count=1).strip()
 
 
+def _answer(row: dict, key: str, path: Path, lineno: int) -> str:
+  """A gold answer: a JSON string or number, kept as its text."""
+  return str(_field(row, key, path, lineno, _STR + _NUM))
+
+
+def _id(row: dict, path: Path, lineno: int):
+  return _optional(row, "id", path, lineno, _STR + _INT, lineno - 1)
+
+
 def load_math(split: str = "test", data_dir: Path | None = None) -> list[Record]:
   path = (data_dir or shared_data_dir()) / "math" / f"{split}.jsonl"
   out = []
@@ -87,18 +144,19 @@ def load_math(split: str = "test", data_dir: Path | None = None) -> list[Record]
     gold = extract_last_boxed(sol)
     if gold is None:
       raise ValueError(f"{path}:{lineno}: solution has no \\boxed{{}} answer")
-    level = _field(r, "level", path, lineno)
-    out.append(Record("math", _field(r, "id", path, lineno), _field(r, "problem", path, lineno), gold,
-                      metadata={"subject": _field(r, "type", path, lineno),
-                                "level": int(str(level).replace("Level", "").strip() or 0) if "?" not in str(level)
-                                else 0, "solution": sol}))
+    level = str(_field(r, "level", path, lineno, _STR + _INT))
+    out.append(Record("math", str(_field(r, "id", path, lineno, _STR + _INT)), _field(r, "problem", path, lineno),
+                      gold, metadata={"subject": _field(r, "type", path, lineno),
+                                      "level": int(level.replace("Level", "").strip() or 0) if "?" not in level
+                                      else 0, "solution": sol}))
   return out
 
 
 def load_math500(data_dir: Path | None = None) -> list[Record]:
   path = (data_dir or shared_data_dir()) / "math" / "math500.jsonl"
-  return [Record("math500", _field(r, "id", path, n), _field(r, "problem", path, n), _field(r, "answer", path, n),
-                 metadata={"subject": _field(r, "subject", path, n), "level": int(_field(r, "level", path, n)),
+  return [Record("math500", str(_field(r, "id", path, n, _STR + _INT)), _field(r, "problem", path, n),
+                 _answer(r, "answer", path, n),
+                 metadata={"subject": _field(r, "subject", path, n), "level": _int_field(r, "level", path, n),
                            "solution": _field(r, "solution", path, n)})
           for n, r in _read_jsonl(path)]
 
@@ -119,9 +177,10 @@ def load_gsm8k(split: str = "test", data_dir: Path | None = None) -> list[Record
 
 def load_cmath(data_dir: Path | None = None) -> list[Record]:
   path = (data_dir or shared_data_dir()) / "cmath" / "test.jsonl"
-  return [Record("cmath", f"cmath/{n - 1}", _field(r, "question", path, n), str(_field(r, "golden", path, n)),
-                 language="zh", metadata={"grade": int(_field(r, "grade", path, n)),
-                                          "reasoning_step": r.get("reasoning_step"), "num_digits": r.get("num_digits")})
+  return [Record("cmath", f"cmath/{n - 1}", _field(r, "question", path, n), _answer(r, "golden", path, n),
+                 language="zh", metadata={"grade": _int_field(r, "grade", path, n),
+                                          "reasoning_step": _optional(r, "reasoning_step", path, n, _INT),
+                                          "num_digits": _optional(r, "num_digits", path, n, _INT)})
           for n, r in _read_jsonl(path)]
 
 
@@ -129,11 +188,15 @@ def load_mgsm_zh(data_dir: Path | None = None) -> list[Record]:
   path = (data_dir or shared_data_dir()) / "mgsm_zh" / "test.jsonl"
   out = []
   for n, r in _read_jsonl(path):
-    msgs = _literal_list(_field(r, "messages", path, n), path, n)
-    user = [m["content"] for m in msgs if m.get("role") == "user"]
+    msgs = _literal_list(_field(r, "messages", path, n, (list, str)), path, n)
+    if not all(isinstance(m, dict) for m in msgs):
+      raise ValueError(f"{path}:{n}: field 'messages' must be a list of objects with 'role' and 'content'")
+    user = [m.get("content") for m in msgs if m.get("role") == "user"]
     if not user:
       raise ValueError(f"{path}:{n}: no user turn in messages")
-    out.append(Record("mgsm_zh", f"mgsm_zh/{r.get('id', n - 1)}", user[0], str(_field(r, "answer", path, n)),
+    if not isinstance(user[0], str):
+      raise ValueError(f"{path}:{n}: the user turn's 'content' must be string, got {_json_type(user[0])}")
+    out.append(Record("mgsm_zh", f"mgsm_zh/{_id(r, path, n)}", user[0], _answer(r, "answer", path, n),
                       language="zh"))
   return out
 
@@ -148,46 +211,52 @@ def load_sat(data_dir: Path | None = None) -> list[Record]:
     found = dict(zip(parts[1::2], (p.strip() for p in parts[2::2])))
     if sorted(found) != ["A", "B", "C", "D"]:
       raise ValueError(f"{path}:{n}: cannot split options {opts[:80]!r}")
-    out.append(Record("sat", f"sat/{r.get('id', n - 1)}", _field(r, "question", path, n),
+    out.append(Record("sat", f"sat/{_id(r, path, n)}", _field(r, "question", path, n),
                       _letters(_field(r, "Answer", path, n)), options=tuple(found[c] for c in "ABCD")))
   return out
 
 
 def load_mmlu_stem(data_dir: Path | None = None) -> list[Record]:
   path = (data_dir or shared_data_dir()) / "mmlu_stem" / "test.jsonl"
-  return [Record("mmlu_stem", f"mmlu_stem/{r.get('id', n - 1)}", _field(r, "question", path, n),
+  return [Record("mmlu_stem", f"mmlu_stem/{_id(r, path, n)}", _field(r, "question", path, n),
                  _letters(_field(r, "answer", path, n)),
-                 options=tuple(str(o) for o in _literal_list(_field(r, "options", path, n), path, n)),
+                 options=tuple(str(o) for o in _literal_list(_field(r, "options", path, n, (list, str)), path, n)),
                  metadata={"subject": _field(r, "topic", path, n)})
           for n, r in _read_jsonl(path)]
+
+
+def _source(row: dict, path: Path, lineno: int):
+  return _optional(row, "other", path, lineno, (dict,), {}).get("source")
 
 
 def load_gaokao_mathqa(data_dir: Path | None = None) -> list[Record]:
   path = (data_dir or shared_data_dir()) / "gaokao_mathqa" / "test.jsonl"
   out = []
   for n, r in _read_jsonl(path):
-    opts = _literal_list(_field(r, "options", path, n), path, n)
+    opts = _literal_list(_field(r, "options", path, n, (list, str)), path, n)
+    if not all(isinstance(o, str) for o in opts):
+      raise ValueError(f"{path}:{n}: field 'options' must be a list of strings")
     q = _field(r, "question", path, n)
-    if r.get("passage"):
-      q = r["passage"] + "\n" + q
+    passage = _optional(r, "passage", path, n)
+    if passage:
+      q = passage + "\n" + q
     out.append(Record("gaokao_mathqa", f"gaokao_mathqa/{n - 1}", q.strip(), _letters(_field(r, "label", path, n)),
                       options=tuple(_strip_option_prefix(o, _LETTERS[i]) for i, o in enumerate(opts)), language="zh",
-                      metadata={"source": (r.get("other") or {}).get("source")}))
+                      metadata={"source": _source(r, path, n)}))
   return out
 
 
 def load_gaokao_mathcloze(data_dir: Path | None = None) -> list[Record]:
   path = (data_dir or shared_data_dir()) / "gaokao_mathcloze" / "test.jsonl"
   return [Record("gaokao_mathcloze", f"gaokao_mathcloze/{n - 1}", _field(r, "question", path, n).strip(),
-                 str(_field(r, "answer", path, n)), language="zh",
-                 metadata={"source": (r.get("other") or {}).get("source")})
+                 _answer(r, "answer", path, n), language="zh", metadata={"source": _source(r, path, n)})
           for n, r in _read_jsonl(path)]
 
 
 def load_ocw(data_dir: Path | None = None) -> list[Record]:
   path = (data_dir or shared_data_dir()) / "ocw" / "test.jsonl"
-  return [Record("ocw", f"ocw/{r.get('id', n - 1)}", _field(r, "problem", path, n), str(_field(r, "answer", path, n)),
-                 metadata={"solution": r.get("solution")})
+  return [Record("ocw", f"ocw/{_id(r, path, n)}", _field(r, "problem", path, n), _answer(r, "answer", path, n),
+                 metadata={"solution": _optional(r, "solution", path, n)})
           for n, r in _read_jsonl(path)]
 
 

@@ -13,12 +13,12 @@ Python version and every selected file, so a run on another interpreter can be c
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import sysconfig
 from pathlib import Path
-from typing import Iterable
+
+from dsmath.files import write_json_atomic, write_jsonl_atomic
 
 # Directories of the stdlib root that are not the standard library's own code: third-party installs, vendored
 # packages, caches, and encodings/ (codec tables generated from Unicode mapping files, not written code). Test
@@ -72,20 +72,6 @@ def select_code_files(root: str | os.PathLike | None = None, *, max_chars: int =
   return selected
 
 
-def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> int:
-  """Writes records as JSON Lines to a temp name, then renames; returns the record count."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  n = 0
-  with tmp.open("w", encoding="utf-8") as f:
-    for record in records:
-      f.write(json.dumps(record, ensure_ascii=False) + "\n")
-      n += 1
-  os.replace(tmp, path)
-  return n
-
-
 def write_code_jsonl(path: str | os.PathLike, *, root: str | os.PathLike | None = None, max_chars: int = 3_000_000,
                      min_chars: int = 200, max_file_chars: int = 60_000, seed: int = 0) -> dict:
   """Writes the selected stdlib files as JSONL {"text", "path", "sha256"} plus `<path>.manifest.json`; returns the
@@ -97,8 +83,5 @@ def write_code_jsonl(path: str | os.PathLike, *, root: str | os.PathLike | None 
   manifest = {"source": "python stdlib", "python": platform.python_version(), "stdlib_root": str(root),
               "seed": seed, "num_files": len(records), "num_chars": sum(len(r["text"]) for r in records),
               "files": [[r["path"], r["sha256"]] for r in records]}
-  manifest_path = Path(str(path) + ".manifest.json")
-  tmp = manifest_path.with_name(manifest_path.name + ".tmp")
-  tmp.write_text(json.dumps(manifest, indent=1))
-  os.replace(tmp, manifest_path)
+  write_json_atomic(str(path) + ".manifest.json", manifest)
   return manifest

@@ -19,6 +19,7 @@ The iterator is a grain DatasetIterator: `get_state()` / `set_state()` round-tri
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Mapping, Sequence
 
@@ -47,7 +48,7 @@ def shard_of(process_index: int | None, process_count: int | None) -> tuple[int,
 
 
 def _component_seed(seed: int, i: int) -> int:
-  return (int(seed) * 1_000_003 + 7919 * i) % 2**32
+  return (seed * 1_000_003 + 7919 * i) % 2**32
 
 
 def mix_components(components: Mapping[str, tuple[grain.MapDataset, float]], *, seed: int, shuffle: bool,
@@ -66,7 +67,7 @@ def mix_components(components: Mapping[str, tuple[grain.MapDataset, float]], *, 
       component_seed = _component_seed(seed, i)
       ds = _EpochShuffle(ds, component_seed) if len(ds) <= _MAX_PERMUTATION else ds.shuffle(seed=component_seed)
     parts.append(ds.repeat().map(_Tag(name)))
-    weights.append(float(weight))
+    weights.append(weight)
   return grain.MapDataset.mix(parts, weights)
 
 
@@ -257,7 +258,7 @@ def sft_examples(data_config, *, process_index: int | None = None,
     if src.formatter not in sft_lib.SFT_FORMATTERS:
       raise KeyError(f"config.data.sources.{name}.formatter={src.formatter!r} is not an SFT formatter; valid: "
                      f"{sorted(sft_lib.SFT_FORMATTERS)}")
-    source = open_source({**src.to_dict(), "text_field": ""}, cfg.on_error)
+    source = open_source(dataclasses.replace(src, text_field=""), cfg.on_error)
     for path in source.files:
       sft_lib.check_not_test_split(path)
     example = _SftExample(source, src.formatter, template)

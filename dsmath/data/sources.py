@@ -17,11 +17,12 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import grain
 import numpy as np
 
+from dsmath.data.config import resolve_source
 from dsmath.paths import shared_data_dir
 
 log = logging.getLogger(__name__)
@@ -280,11 +281,11 @@ class TextOf:
     return text
 
 
-def open_source(cfg: Mapping, default_on_error: str = "raise") -> RecordSource:
-  """A RecordSource for one source config (keys: path, format, on_error, text_field, formatter; see config.py)."""
-  columns = None if cfg.get("formatter") or not cfg.get("text_field") else [cfg["text_field"]]
-  source = RecordSource(cfg["path"], cfg.get("format") or None, on_error=cfg.get("on_error") or default_on_error,
-                        columns=columns)
+def open_source(cfg, default_on_error: str = "raise") -> RecordSource:
+  """A RecordSource for one source (a dsmath.data.config.SourceConfig, or its mapping form)."""
+  src = resolve_source(cfg)
+  columns = None if src.formatter or not src.text_field else [src.text_field]
+  source = RecordSource(src.path, src.format or None, on_error=src.on_error or default_on_error, columns=columns)
   for path, lines in source.skipped.items():
     shown = lines[:20] + (["..."] if len(lines) > 20 else [])
     log.warning("skipped %d malformed record(s) in %s at %s %s", len(lines), path,
@@ -292,12 +293,13 @@ def open_source(cfg: Mapping, default_on_error: str = "raise") -> RecordSource:
   return source
 
 
-def iter_source_texts(sources: Mapping[str, Mapping]) -> Iterator[str]:
-  """The texts of configured sources, each in file order, sources in name order (for tokenizer training)."""
+def iter_source_texts(sources: Mapping[str, Any]) -> Iterator[str]:
+  """The texts of named sources (SourceConfigs or mappings), each in file order, sources in name order (for
+  tokenizer training)."""
   for name in sorted(sources):
-    cfg = sources[name]
-    source = open_source(cfg)
-    text_of = TextOf(source, cfg.get("text_field") or "text", cfg.get("formatter"))
+    src = resolve_source(sources[name], f"sources.{name}")
+    source = open_source(src)
+    text_of = TextOf(source, src.text_field or "text", src.formatter or None)
     for i in range(len(source)):
       yield text_of(i)
 

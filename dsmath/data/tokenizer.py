@@ -5,7 +5,7 @@
 CLI (toy runs): train a sentencepiece model from files or configured sources, in a few seconds for a small vocab:
   python -m dsmath.data.tokenizer train --input 'shared:gsm8k/train.jsonl' --text-field question \
       --vocab-size 512 --output runs/tok/spm.model
-  python -m dsmath.data.tokenizer train --config configs/pretrain_tiny.py --vocab-size 512 --output runs/tok/spm.model
+  python -m dsmath.data.tokenizer train --config configs/pretrain_toy.py --vocab-size 512 --output runs/tok/spm.model
 """
 import argparse
 import json
@@ -17,6 +17,8 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import sentencepiece as spm
 import tokenizers
+
+from dsmath.files import write_atomic
 
 # Special pieces of the sentencepiece models trained here. pad = 0 matches the padding segment id 0.
 SPM_PAD, SPM_UNK, SPM_BOS, SPM_EOS = "<pad>", "<unk>", "<s>", "</s>"
@@ -39,7 +41,8 @@ class Tokenizer(Protocol):
     """Token ids of `text`, without BOS/EOS."""
 
   def decode(self, ids: Sequence[int]) -> str:
-    """Text of `ids` (special tokens dropped)."""
+    """Text of `ids` (special tokens dropped; ids past the vocabulary, which a model with a larger embedding table
+    can sample, have no text and are dropped too)."""
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
     """`encode` over many texts (in parallel where the backend can)."""
@@ -71,7 +74,7 @@ class SentencePieceTokenizer:
     return self._sp.encode(list(texts), num_threads=0)
 
   def decode(self, ids: Sequence[int]) -> str:
-    return self._sp.decode([int(i) for i in ids])
+    return self._sp.decode([int(i) for i in ids if 0 <= int(i) < self.vocab_size])
 
   def __getstate__(self):
     return {"proto": self._proto, "path": self.path}
@@ -123,7 +126,7 @@ class HFTokenizer:
     return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
 
   def decode(self, ids: Sequence[int]) -> str:
-    return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+    return self._tok.decode([int(i) for i in ids if 0 <= int(i) < self.vocab_size], skip_special_tokens=True)
 
   def __getstate__(self):
     return {"path": self.path, "bos": self.bos_id, "eos": self.eos_id, "pad": self.pad_id}
@@ -206,7 +209,7 @@ def train_sentencepiece(texts: Iterable[str], output_path: str | os.PathLike, *,
   if not lines:
     raise ValueError("train_sentencepiece: no non-empty text to train on")
   with tempfile.TemporaryDirectory(dir=output_path.parent) as tmp:
-    prefix = os.path.join(tmp, "spm")
+    prefix = os.path.join(tmp, "spm")  # the trainer writes <prefix>.model and <prefix>.vocab
     try:
       _spm_train(lines, prefix, vocab_size, model_type, character_coverage, seed_sentencepiece_size, num_threads)
     except RuntimeError as e:
@@ -215,7 +218,7 @@ def train_sentencepiece(texts: Iterable[str], output_path: str | os.PathLike, *,
       raise ValueError(f"vocab_size={vocab_size} is too small for the training text's characters (256 byte pieces "
                        f"and 6 special pieces come first): raise vocab_size or lower character_coverage "
                        f"({e})") from None
-    os.replace(prefix + ".model", output_path)
+    write_atomic(output_path, lambda dest: os.replace(prefix + ".model", dest))
   return SentencePieceTokenizer(output_path)
 
 
@@ -259,7 +262,7 @@ def _main(argv=None) -> int:
     from dsmath.data.config import load_config_file
     sources = load_config_file(args.config).data.sources
   else:
-    sources = {f"input{i}": {"path": p, "text_field": args.text_field, "formatter": args.formatter}
+    sources = {f"input{i}": {"path": p, "text_field": args.text_field, "formatter": args.formatter or ""}
                for i, p in enumerate(args.input)}
   tok = train_sentencepiece_from_sources(sources, args.output, vocab_size=args.vocab_size, max_chars=args.max_chars,
                                          model_type=args.model_type)

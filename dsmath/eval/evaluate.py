@@ -10,24 +10,30 @@ import random
 import time
 from typing import Callable, Sequence
 
-import ml_collections
 import numpy as np
 
 from dsmath.eval import metrics as M
+from dsmath.eval.config import EvalConfig
+from dsmath.files import write_json_atomic, write_text_atomic
 from dsmath.grading import passk
 from dsmath.data.benchmarks import BREAKDOWN_KEYS, Record, load_benchmark
-from dsmath.grading.grader import (Grader, extract_answer, extract_choice, extract_program_output, normalize_answer)
+from dsmath.grading import (Grader, extract_answer, extract_choice, extract_program_output, normalize_answer)
 from dsmath.data.prompts import PROMPT_STYLES, extract_last_program, make_prompt_fn
-from dsmath.grading.sandbox import run_programs
+from dsmath.grading.sandbox import check_sandbox, run_programs
 
 GenerateFn = Callable[[list[str], int], list[list[str]]]
 
 
-def _extract_all(records: Sequence[Record], outputs: list[list[str]], style: str,
-                 sandbox_limits: dict) -> tuple[list[list[str | None]], list[list[dict | None]]]:
-  """Extracted answers [P][n] and, for executed programs, execution info [P][n]."""
+def _extract_all(records: Sequence[Record], outputs: list[list[str]], style: str, sandbox_limits: dict
+                 ) -> tuple[list[list[str | None]], list[list[dict | None]], list[list[str | None]]]:
+  """Extracted answers [P][n], execution info [P][n] for executed programs, and the texts [P][n] the grader reads.
+
+  Option letters and program outputs are extracted here; a free-text answer is left to the grader (texts[p][s]), which
+  extracts it in its time-limited worker by the grading mode's own rules (math-verify's extraction in math_verify mode).
+  """
   answers: list[list[str | None]] = [[None] * len(o) for o in outputs]
   exec_info: list[list[dict | None]] = [[None] * len(o) for o in outputs]
+  texts: list[list[str | None]] = [[None] * len(o) for o in outputs]
   to_run: list[tuple[int, int, str]] = []
   for p, (rec, outs) in enumerate(zip(records, outputs)):
     for s, text in enumerate(outs):
@@ -39,7 +45,10 @@ def _extract_all(records: Sequence[Record], outputs: list[list[str]], style: str
       if ans is None and style == "tool" and prog is not None:
         to_run.append((p, s, prog))  # no final answer written: fall back to the last program's output
         continue
-      answers[p][s] = ans
+      if rec.is_multiple_choice:
+        answers[p][s] = ans
+      else:
+        texts[p][s] = text
   if to_run:
     results = run_programs([c for _, _, c in to_run], **sandbox_limits)
     for (p, s, _), r in zip(to_run, results):
@@ -49,30 +58,60 @@ def _extract_all(records: Sequence[Record], outputs: list[list[str]], style: str
         out = extract_choice(out, "ABCDEFGH"[:len(rec.options)])
       answers[p][s] = out
       exec_info[p][s] = {"status": r.status, "message": r.message, "stdout": r.stdout[-2000:]}
-  return answers, exec_info
+  return answers, exec_info, texts
 
 
-def evaluate(records: Sequence[Record], generate_fn: GenerateFn, *, prompt_style: str = "zero_shot",
-             k_values: Sequence[int] = (1,), num_samples: int | None = None, grading_mode: str = "math_verify",
-             grader: Grader | None = None, num_shots: int = 4, seed: int = 0, bootstrap_resamples: int = 1000,
-             sandbox_limits: dict | None = None, data_dir=None) -> dict:
+def _grade_all(records: Sequence[Record], answers: list[list[str | None]], texts: list[list[str | None]],
+               grader: Grader, mode: str) -> tuple[list[list[bool]], int]:
+  """Verdicts [P][n] and the number of answers that hit the grader's time limit. Free-text samples are graded from
+  their text and their `answers` entry becomes the grader's extracted answer; program outputs are graded as answers;
+  multiple choice compares letter sets."""
+  text_idx = [(p, s) for p, row in enumerate(texts) for s, t in enumerate(row) if t is not None]
+  ans_idx = [(p, s) for p, row in enumerate(answers) for s, _ in enumerate(row)
+             if texts[p][s] is None and not records[p].is_multiple_choice]
+  # Both batches are queued before either is awaited, so they share the workers.
+  by_text = grader.submit([texts[p][s] for p, s in text_idx], [records[p].answer for p, _ in text_idx], mode)
+  by_answer = grader.submit_answers([(answers[p][s], records[p].answer) for p, s in ans_idx], mode)
+  correct = [[bool(a is not None and a == rec.answer) for a in row] for rec, row in zip(records, answers)]
+  timeouts = 0
+  for idx, fut in ((text_idx, by_text), (ans_idx, by_answer)):
+    verdicts = fut.result()
+    timeouts += verdicts.timeouts
+    for (p, s), v, a in zip(idx, verdicts, verdicts.answers):
+      correct[p][s] = v
+      if texts[p][s] is not None:
+        answers[p][s] = a
+  return correct, timeouts
+
+
+def evaluate(records: Sequence[Record], generate_fn: GenerateFn, *, prompt_style: str = EvalConfig.prompt_style,
+             k_values: Sequence[int] = EvalConfig.k_values, num_samples: int | None = EvalConfig.num_samples,
+             grading_mode: str = EvalConfig.grading_mode, grader: Grader | None = None,
+             num_shots: int = EvalConfig.num_shots, seed: int = EvalConfig.seed,
+             bootstrap_resamples: int = EvalConfig.bootstrap_resamples, sandbox_limits: dict | None = None,
+             data_dir=None) -> dict:
   """Evaluates `generate_fn` on `records` (one benchmark). Returns {"samples": [...], "summary": {...}}.
 
   Metrics: "accuracy" = accuracy of each problem's first sample (the greedy accuracy when generate_fn decodes
   greedily); "pass@k" (unbiased estimator over all num_samples); "maj@k" (majority over the first k samples with
   answers grouped by grader equivalence, ties to the earliest class); bootstrap 95% CIs over problems; breakdowns
-  by subject/level/grade where the benchmark has them.
+  by subject/level/grade where the benchmark has them. Keyword defaults are the eval stage's (EvalConfig).
+
+  PoT / tool programs run in `dsmath.grading.sandbox`. When the sandbox itself cannot run, SandboxUnavailable
+  propagates (checked once before generation, and at every program start): it is never scored as a wrong program.
   """
   if prompt_style not in PROMPT_STYLES:
     raise ValueError(f"eval.prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
   if not records:
     raise ValueError("evaluate() got no records")
   benchmark = records[0].benchmark
-  n = int(num_samples or max(k_values))
+  n = num_samples or max(k_values)
   if any(k < 1 or k > n for k in k_values):
     raise ValueError(f"eval.k_values {list(k_values)} must lie in [1, num_samples={n}]")
   prompt_fn = make_prompt_fn(prompt_style, benchmark, num_shots=num_shots, seed=seed, data_dir=data_dir)
   prompts = [prompt_fn(r) for r in records]
+  if prompt_style in ("pot", "tool"):  # fail before spending generation on programs that could not run
+    check_sandbox(**{k: v for k, v in (sandbox_limits or {}).items() if k in ("isolation", "python")})
   t0 = time.monotonic()
   outputs = generate_fn(prompts, n)
   gen_s = time.monotonic() - t0
@@ -82,20 +121,19 @@ def evaluate(records: Sequence[Record], generate_fn: GenerateFn, *, prompt_style
   limits = dict(timeout_s=10.0, memory_mb=1024, max_output_bytes=1 << 16)
   limits.update(sandbox_limits or {})
   t0 = time.monotonic()
-  answers, exec_info = _extract_all(records, outputs, prompt_style, limits)
+  answers, exec_info, texts = _extract_all(records, outputs, prompt_style, limits)
 
   own = grader is None
   grader = grader or Grader(mode=grading_mode)
   try:
-    flat = [(a, r.answer) for r, row in zip(records, answers) for a in row]
-    mc = [r.is_multiple_choice for r in records for _ in range(n)]
-    free = [i for i, m in enumerate(mc) if not m]
-    verdict_flat = [bool(a is not None and a == g) for (a, g) in flat]  # multiple choice: letter sets must match
-    for i, v in zip(free, grader.equal_many([flat[i] for i in free], grading_mode)):
-      verdict_flat[i] = v
-    correct = [verdict_flat[p * n:(p + 1) * n] for p in range(len(records))]
-    classes = passk.group_answers(answers, correct, lambda pairs: grader.equal_many(pairs, grading_mode), normalize_answer)
-    grading_timeouts = grader.timeouts
+    correct, grading_timeouts = _grade_all(records, answers, texts, grader, grading_mode)
+
+    def equal_many(pairs):
+      nonlocal grading_timeouts
+      verdicts = grader.equal_many(pairs, grading_mode)
+      grading_timeouts += verdicts.timeouts
+      return verdicts
+    classes = passk.group_answers(answers, correct, equal_many, normalize_answer)
   finally:
     if own:
       grader.close()
@@ -135,20 +173,18 @@ def evaluate(records: Sequence[Record], generate_fn: GenerateFn, *, prompt_style
 
 
 def write_report(result: dict, out_dir: str, *, plot_name: str | None = None) -> dict[str, str]:
-  """results.json (every sample + summary), summary.md (table) and pass_maj.png (Maj@K/Pass@K vs K) in `out_dir`."""
+  """results.json (every sample + summary), summary.md (table) and pass_maj.png (Maj@K/Pass@K vs K) in `out_dir`,
+  the first two with the provenance of the numbers (commit, dirty tree, package versions, machine)."""
+  from dsmath.runs import provenance, provenance_markdown  # imports JAX: only once there is a report to write
   os.makedirs(out_dir, exist_ok=True)
   s = result["summary"]
   paths = {"json": os.path.join(out_dir, "results.json"), "table": os.path.join(out_dir, "summary.md"),
            "plot": os.path.join(out_dir, "pass_maj.png")}
-  M.write_json_atomic(paths["json"], result)
+  write_json_atomic(paths["json"], {**result, "provenance": provenance()})
   ks = sorted(int(k.split("@")[1]) for k in s if k.startswith("pass@") and not k.endswith("ci95"))
   cols = ["benchmark", "prompt_style", "num_problems", "num_samples", "accuracy"] + \
       [f"pass@{k}" for k in ks] + [f"maj@{k}" for k in ks]
-  table = M.summary_table([s], cols)
-  tmp = paths["table"] + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(table + "\n")
-  os.replace(tmp, paths["table"])
+  write_text_atomic(paths["table"], "\n".join([M.summary_table([s], cols), *provenance_markdown()]) + "\n")
   M.plot_pass_maj({plot_name or s["benchmark"]: {"pass": {k: s[f"pass@{k}"] for k in ks},
                                                  "maj": {k: s[f"maj@{k}"] for k in ks}}},
                   paths["plot"], title=s["benchmark"])
@@ -163,34 +199,18 @@ def select_records(records: Sequence[Record], num_examples: int | None, seed: in
   return [records[i] for i in idx]
 
 
-def run(config: ml_collections.ConfigDict, workdir: str,
-        generate_fn_factory: Callable[[ml_collections.ConfigDict], GenerateFn]) -> dict:
-  """Stage entry point: evaluates every benchmark in `config.eval.benchmarks`; writes workdir/eval/<benchmark>/.
-
-  Reads config.eval.{benchmarks, num_examples, prompt_style, k_values, num_samples (default max k), grading_mode
-  ("math_verify"), num_shots (4), seed (0), bootstrap_resamples (1000), grader_workers (2), sandbox (dict of
-  run_program limits), benchmark_options ({benchmark: loader keyword arguments}, e.g. the synthetic difficulty)}. `generate_fn_factory(config)` builds the generator once (e.g. from the checkpoint).
-  """
-  if "eval" not in config:
-    raise KeyError("config.eval is missing (needs eval.benchmarks, eval.prompt_style, eval.k_values)")
-  ec = config.eval
-  for key in ("benchmarks", "prompt_style", "k_values"):
-    if key not in ec:
-      raise KeyError(f"config.eval.{key} is missing")
-  get = lambda k, d: ec[k] if k in ec and ec[k] is not None else d  # noqa: E731
-  k_values = [int(k) for k in ec.k_values]
-  generate_fn = generate_fn_factory(config)
+def run(ec: EvalConfig, generate_fn: GenerateFn, workdir: str) -> dict:
+  """Evaluates `generate_fn` on every benchmark of `ec` (the eval stage's resolved `eval` section); writes
+  workdir/eval/<benchmark>/ (write_report). Returns {benchmark: summary + the report's files}."""
   summaries = {}
-  with Grader(num_workers=int(get("grader_workers", 2)), mode=get("grading_mode", "math_verify")) as grader:
+  with Grader(num_workers=ec.grader_workers, mode=ec.grading_mode) as grader:
     for bench in ec.benchmarks:
-      options = dict(get("benchmark_options", {}).get(bench, {}))
-      recs = select_records(load_benchmark(bench, **options), get("num_examples", None), int(get("seed", 0)))
-      result = evaluate(recs, generate_fn, prompt_style=ec.prompt_style, k_values=k_values,
-                        num_samples=get("num_samples", None), grading_mode=get("grading_mode", "math_verify"),
-                        grader=grader, num_shots=int(get("num_shots", 4)), seed=int(get("seed", 0)),
-                        bootstrap_resamples=int(get("bootstrap_resamples", 1000)),
-                        sandbox_limits=dict(get("sandbox", {})))
+      options = dict(ec.benchmark_options.get(bench, {}))
+      recs = select_records(load_benchmark(bench, **options), ec.num_examples, ec.seed)
+      result = evaluate(recs, generate_fn, prompt_style=ec.prompt_style, k_values=ec.k_values,
+                        num_samples=ec.num_samples, grading_mode=ec.grading_mode, grader=grader,
+                        num_shots=ec.num_shots, seed=ec.seed, bootstrap_resamples=ec.bootstrap_resamples,
+                        sandbox_limits=dict(ec.sandbox))
       paths = write_report(result, os.path.join(workdir, "eval", bench))
       summaries[bench] = {**{k: v for k, v in result["summary"].items() if k != "breakdown"}, "files": paths}
-  M.write_json_atomic(os.path.join(workdir, "eval", "summary.json"), summaries)
   return summaries

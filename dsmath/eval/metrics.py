@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import collections
-import json
-import os
-import tempfile
 from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
+from dsmath.files import write_atomic
 
 
 def bootstrap_ci(values: Sequence[float], *, num_resamples: int = 1000, alpha: float = 0.05,
@@ -28,21 +26,6 @@ def breakdown(values: Sequence[float], groups: Sequence[Hashable]) -> dict[str, 
   for v, g in zip(values, groups):
     acc[str(g)].append(float(v))
   return {g: {"accuracy": float(np.mean(vs)), "count": len(vs)} for g, vs in sorted(acc.items())}
-
-
-def write_json_atomic(path: str, obj) -> None:
-  """Write JSON to a temp file in the same directory, then rename (readers never see a partial file)."""
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump(obj, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
 
 
 def summary_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
@@ -76,10 +59,5 @@ def plot_pass_maj(curves: Mapping[str, Mapping[str, Mapping[int, float]]], path:
     ax.grid(alpha=0.3)
     ax.legend()
   fig.tight_layout()
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".png")
-  os.close(fd)
-  fig.savefig(tmp, dpi=100)
+  write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
   plt.close(fig)
-  os.replace(tmp, path)

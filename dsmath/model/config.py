@@ -32,18 +32,6 @@ class ModelConfig:
       raise ValueError(f"model.dtype must be float32 or bfloat16, got {self.dtype!r}")
 
   @classmethod
-  def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
-    """Builds from a config mapping; a `preset` key starts from that preset. Unknown keys fail, listing valid ones."""
-    d = dict(d)
-    preset = d.pop("preset", None)
-    base = dataclasses.asdict(cls.preset(preset)) if preset else {}
-    valid = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - valid)
-    if unknown:
-      raise KeyError(f"unknown model config key(s) {unknown}; valid keys: {sorted(valid | {'preset'})}")
-    return cls(**{**base, **d})
-
-  @classmethod
   def resolve(cls, spec: Any, path: str = "config.model") -> "ModelConfig":
     """A config field's model spec ({preset, overrides...} or a ModelConfig) with every key type-checked, errors
     naming the full key path (the `resolve` hook of dsmath.config)."""

@@ -13,7 +13,6 @@ is what `dsmath.model.transformer.rope` computes, so q/k need no permutation.
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Any, Callable, Optional
 
 import jax
@@ -22,6 +21,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from dsmath.files import write_atomic, write_json_atomic
 from dsmath.model.api import abstract_params
 from dsmath.model.config import ModelConfig
 
@@ -111,7 +111,7 @@ def config_from_hf(hf: dict, source: str = CONFIG_FILE, **overrides) -> ModelCon
             num_kv_heads=hf.get("num_key_value_heads") or heads, head_dim=hf.get("head_dim") or 0,
             max_positions=need("max_position_embeddings"), rope_theta=float(theta),
             rms_norm_eps=float(need("rms_norm_eps")))
-  return ModelConfig.from_dict({**kw, **overrides})
+  return ModelConfig.resolve({**kw, **overrides}, source)
 
 
 def config_to_hf(cfg: ModelConfig, dtype: str) -> dict:
@@ -273,24 +273,6 @@ def _parse_size(size) -> int:
   return int(s)
 
 
-def _atomic_write(target: str, write: Callable[[str], None]) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-" + os.path.basename(target))
-  os.close(fd)
-  try:
-    write(tmp)
-    os.replace(tmp, target)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def _write_json(filename: str, obj) -> None:
-  with open(filename, "w") as f:
-    json.dump(obj, f, indent=2)
-    f.write("\n")
-
-
 def to_hf(cfg: ModelConfig, params: dict, path: str, max_shard_size="5GB", dtype: Optional[str] = None) -> None:
   """Writes params as an HF LlamaForCausalLM checkpoint: config.json plus safetensors shards of at most
   `max_shard_size` (int bytes or "5GB"/"500MB"/...; one tensor larger than that gets its own shard) and, when there
@@ -327,7 +309,7 @@ def to_hf(cfg: ModelConfig, params: dict, path: str, max_shard_size="5GB", dtype
       value = np.asarray(value[i] if i is not None else value)
       tensors[key] = np.ascontiguousarray(leaf.to_hf(value, cfg).astype(out_dtype))
       weight_map[key] = name
-    _atomic_write(os.path.join(path, name), lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    write_atomic(os.path.join(path, name), lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     del tensors
 
   # A stale single file or index from an earlier export would shadow or contradict what was just written.
@@ -337,6 +319,6 @@ def to_hf(cfg: ModelConfig, params: dict, path: str, max_shard_size="5GB", dtype
   if len(shards) > 1:
     index = {"metadata": {"total_size": sum(nbytes(item[1]) for item in items)},
              "weight_map": dict(sorted(weight_map.items()))}
-    _atomic_write(os.path.join(path, INDEX_FILE), lambda tmp: _write_json(tmp, index))
+    write_json_atomic(os.path.join(path, INDEX_FILE), index, indent=2)
   dtype_name = "bfloat16" if out_dtype == np.dtype(ml_dtypes.bfloat16) else out_dtype.name
-  _atomic_write(os.path.join(path, CONFIG_FILE), lambda tmp: _write_json(tmp, config_to_hf(cfg, dtype_name)))
+  write_json_atomic(os.path.join(path, CONFIG_FILE), config_to_hf(cfg, dtype_name), indent=2)

@@ -87,3 +87,20 @@ def activation_rules(mesh: Mesh, rules=DEFAULT_RULES):
   """Scope in which the model's logical activation constraints bind to `mesh` (enter while tracing/jitting)."""
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules_from_config(rules)):
     yield
+
+
+def host_array(x) -> np.ndarray:
+  """A (possibly sharded) jax array as one numpy array on this host. With several processes each holds only some
+  shards: they are all-gathered first (every process gets the whole array)."""
+  if jax.process_count() > 1 and isinstance(x, jax.Array) and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+def global_array(x, sharding: NamedSharding) -> jax.Array:
+  """A host array that every process holds whole -> a global jax array with `sharding` (each process places only
+  its own shards)."""
+  x = np.asarray(x)
+  with jax.transfer_guard("allow"):  # a deliberate host -> device copy, whatever guard the caller runs under
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])

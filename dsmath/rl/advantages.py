@@ -143,7 +143,8 @@ def rloo(rewards: jax.Array, mask: jax.Array, *, group_size: int) -> jax.Array:
     raise ValueError("RLOO needs group_size >= 2 (rollout.group_size): a leave-one-out baseline needs other samples")
   r = _grouped(rewards.astype(jnp.float32), group_size)
   baseline = (r.sum(axis=1, keepdims=True) - r) / (group_size - 1)
-  return (r - baseline).reshape(-1)[:, None] * mask.astype(jnp.float32)
+  equal = r.max(axis=1, keepdims=True) == r.min(axis=1, keepdims=True)  # no signal: exactly 0, not a rounding error
+  return jnp.where(equal, 0.0, r - baseline).reshape(-1)[:, None] * mask.astype(jnp.float32)
 
 
 def correct_indicator(rewards: jax.Array, mask: jax.Array) -> jax.Array:

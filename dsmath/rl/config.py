@@ -175,6 +175,7 @@ class PPOConfig:
 class OfflineConfig:
   """RFT / DPO: samples drawn once from the initial (SFT) policy."""
   samples_per_question: int = 8
+  questions: int = 0  # questions sampled; 0 = rl.steps x rollout.prompts_per_step (every step's worth)
 
 
 @dataclasses.dataclass(frozen=True)

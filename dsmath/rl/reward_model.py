@@ -11,6 +11,7 @@ import numpy as np
 import jax
 
 from dsmath.config import to_dict
+from dsmath.model.sharding import host_array
 from dsmath.rl import rewards
 from dsmath.rl.step import RLStep
 from dsmath.sample import engine
@@ -71,8 +72,7 @@ class RewardModelTrainer:
     qidx = np.repeat(indices, cfg.samples_per_question)
     golds = [rl.task.train[i].answer for i in qidx]
     correct = rl.rule(texts, golds)
-    host = {k: np.asarray(v) for k, v in jax.device_get({k: rows[k] for k in ("prompt", "prompt_mask", "mask")}
-                                                         ).items()}
+    host = {k: host_array(rows[k]) for k in ("prompt", "prompt_mask", "mask")}
     host["completion"] = tokens
     width = tokens.shape[1]
     out = {**host, "label": correct[:, None].astype(np.float32),

@@ -148,12 +148,12 @@ def step_check_rewards(texts: Sequence[str], questions: Sequence[str], ends: Seq
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def overlong_penalty(lengths: jax.Array, truncated: jax.Array, max_len: int, buffer: int,
-                     penalty: float = 1.0) -> jax.Array:
-  """DAPO's soft overlong punishment (Yu et al. 2025, Eq. 13): 0 up to max_len - buffer tokens, then linearly down to
-  -penalty at max_len; -penalty for a truncated completion (|y| > L_max)."""
-  over = jnp.clip((lengths.astype(jnp.float32) - (max_len - buffer)) / max(buffer, 1), 0.0, 1.0)
-  return jnp.where(truncated, -penalty, -penalty * over)
+def overlong_penalty(lengths: np.ndarray, truncated: np.ndarray, max_len: int, buffer: int,
+                     penalty: float = 1.0) -> np.ndarray:
+  """DAPO's soft overlong punishment (Yu et al. 2025, Eq. 13), added to the host rewards: 0 up to max_len - buffer
+  tokens, then linearly down to -penalty at max_len; -penalty for a truncated completion (|y| > L_max)."""
+  over = np.clip((np.asarray(lengths, np.float32) - (max_len - buffer)) / max(buffer, 1), 0.0, 1.0)
+  return np.where(np.asarray(truncated), -penalty, -penalty * over).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

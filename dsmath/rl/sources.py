@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from dsmath.model.sharding import host_array
 from dsmath.rl import tasks as task_lib
 from dsmath.rl.step import Experience, RLStep
 
@@ -37,13 +38,13 @@ def gold_experience(rl: RLStep, indices: np.ndarray) -> Experience:
     comp[r, :len(ids)], mask[r, :len(ids)] = ids, 1.0
   tokens, pmask, _, _ = rl._gather_prompts(rl.prompt_tokens, rl.prompt_mask, np.asarray(indices, np.int32))
   lengths = mask.sum(1).astype(np.int32)
-  batch = {"prompt": rl.to_rows(np.asarray(tokens)), "prompt_mask": rl.to_rows(np.asarray(pmask)),
+  batch = {"prompt": rl.to_rows(host_array(tokens)), "prompt_mask": rl.to_rows(host_array(pmask)),
            "completion": rl.to_rows(comp), "mask": rl.to_rows(mask),
            "rewards": rl.to_rows(np.ones((len(indices), 1), np.float32))}
   return Experience(batch=batch, texts=[q.solution for q in questions], question_index=np.asarray(indices),
                     rewards=np.ones(len(indices), np.float32), correct=np.ones(len(indices), np.float32),
                     lengths=lengths, truncated=np.zeros(len(indices), bool),
-                    metrics={"gold_too_long": float(too_long)})
+                    metrics={"gold_too_long": float(too_long)}, sampled=False)
 
 
 class OfflineData:
@@ -59,8 +60,9 @@ class OfflineData:
     """Samples k outputs for rl.steps x prompts_per_step questions (a stream of its own), grades them, keeps the
     correct deduplicated ones (RFT) or (correct, incorrect) pairs (DPO, with the initial policy's log-probs as the
     reference). Returns host arrays "offline/<key>"."""
-    rl, k = self.rl, rl.run.samples_per_question
-    n = min(len(rl.task.train), rl.cfg.rl.steps * rl.cfg.rollout.prompts_per_step)
+    rl = self.rl
+    k = rl.run.samples_per_question
+    n = min(len(rl.task.train), rl.cfg.offline.questions or rl.cfg.rl.steps * rl.cfg.rollout.prompts_per_step)
     indices = task_lib.stream_indices(seed + 1, len(rl.task.train), 0, n)
     key = jax.random.fold_in(jax.random.key(seed + 15485863), 0)
     chunks = []
@@ -69,10 +71,11 @@ class OfflineData:
       part = indices[start:start + step]
       rows, lengths_d, _ = rl.sample(state["policy"]["params"], part, jax.random.fold_in(key, start), k)
       texts, tokens, lengths = rl.texts(rows, lengths_d)
-      host = {name: np.asarray(v) for name, v in jax.device_get(rows).items()}
+      host = {name: host_array(v) for name, v in rows.items()}
       correct = rl.rule(texts, [rl.task.train[i].answer for i in np.repeat(part, k)])
       if self.pairs:
-        host["ref_logp"] = np.asarray(jax.device_get(rl._logp(state["policy"]["params"], rows)))
+        with rl.scope():
+          host["ref_logp"] = host_array(rl._logp(state["policy"]["params"], rows))
       chunks.append((host, texts, correct))
     host = {name: np.concatenate([c[0][name] for c in chunks]) for name in chunks[0][0]}
     texts = [t for c in chunks for t in c[1]]
@@ -123,5 +126,5 @@ class OfflineData:
     r = len(rows["prompt"])
     exp = Experience(batch=batch, texts=[""] * r, question_index=np.zeros(r, np.int64),
                      rewards=np.ones(r, np.float32), correct=np.ones(r, np.float32),
-                     lengths=rows["mask"].sum(1).astype(np.int32), truncated=np.zeros(r, bool))
+                     lengths=rows["mask"].sum(1).astype(np.int32), truncated=np.zeros(r, bool), sampled=False)
     return rl.finish(exp)

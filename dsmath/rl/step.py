@@ -42,7 +42,8 @@ from dsmath.rl.tasks import Task
 from dsmath.sample import engine
 from dsmath.sample.strategies import Temperature
 from dsmath.train.optimizer import make_optimizer
-from dsmath.train.step import TrainStep, make_train_step, new_state, sharded_abstract_state
+from dsmath.train.step import (TrainStep, make_train_step, microbatches, new_state, sharded_abstract_state,
+                               unmicrobatch)
 
 ROW_KEYS = ("prompt", "prompt_mask", "completion", "mask")
 
@@ -69,6 +70,7 @@ class Experience:
   lengths: np.ndarray
   truncated: np.ndarray
   metrics: dict = dataclasses.field(default_factory=dict)
+  sampled: bool = True  # rows sampled in this step (rollout metrics apply); False for gold / offline rows
 
   @property
   def rows(self) -> int:
@@ -140,24 +142,22 @@ class RLStep:
       self.value = make_train_step(model_cfg, value_opt, value_loss, mesh=self.mesh, rules=self.rules,
                                    grad_accum_steps=accum, params_like=self.head_layout)
     batch_sh = self.policy.batch_sharding
-    param_sh = self.policy.state_shardings["params"]
-    head_sh = self.head_layout[1]
-    with self.scope():
-      self._logp = jax.jit(lambda p, b: policy.completion_logprobs(model_cfg, p, b["prompt"], b["prompt_mask"],
-                                                                   b["completion"], b["mask"], temperature)[0],
-                           in_shardings=(param_sh, batch_sh), out_shardings=batch_sh)
-      self._values = jax.jit(lambda p, b: policy.completion_scalars(model_cfg, p, b["prompt"], b["prompt_mask"],
-                                                                    b["completion"], b["mask"], before_token=True),
-                             in_shardings=(head_sh, batch_sh), out_shardings=batch_sh)
-      self._rm_scores = jax.jit(lambda p, b: rewards.reward_model_scores(model_cfg, p, b["prompt"], b["prompt_mask"],
-                                                                         b["completion"], b["mask"]),
-                                in_shardings=(head_sh, batch_sh), out_shardings=batch_sh)
+    # Scoring (reference log-probs, values, reward-model scores) runs in the update's micro-batches: at 7B scale a
+    # forward over the whole rollout batch at once would not fit beside the states.
+    scored = lambda fn, params_sh: jax.jit(_in_microbatches(fn, accum), in_shardings=(params_sh, batch_sh),  # noqa
+                                           out_shardings=batch_sh)
+    param_sh, head_sh = self.policy.state_shardings["params"], self.head_layout[1]
+    self._logp = scored(lambda p, b: policy.completion_logprobs(model_cfg, p, b["prompt"], b["prompt_mask"],
+                                                                b["completion"], b["mask"], temperature)[0], param_sh)
+    self._values = scored(lambda p, b: policy.completion_scalars(model_cfg, p, b["prompt"], b["prompt_mask"],
+                                                                 b["completion"], b["mask"], before_token=True), head_sh)
+    self._rm_scores = scored(lambda p, b: rewards.reward_model_scores(model_cfg, p, b["prompt"], b["prompt_mask"],
+                                                                      b["completion"], b["mask"]), head_sh)
     rep = msharding.replicated(self.mesh)
     self.prompt_tokens = jax.device_put(task.prompt_tokens, rep)
     self.prompt_mask = jax.device_put(task.prompt_mask, rep)
     self.rule = rewards.RuleReward(cfg.rl.grade_mode, cfg.reward.unformatted_reward)
     self._batch_sh = batch_sh
-    self._row_sh = NamedSharding(self.mesh, PartitionSpec(batch_sh.spec[0]))
 
   # -- layout ---------------------------------------------------------------------------------------------------------
 
@@ -168,13 +168,15 @@ class RLStep:
   def data_parallel(self) -> int:
     return self.layout.dp
 
+  def replicated(self, x) -> jax.Array:
+    """A host array (the same on every process) onto every device: an explicit host -> device copy."""
+    return msharding.global_array(x, msharding.replicated(self.mesh))
+
   def to_rows(self, x) -> jax.Array:
-    """A host array [R, ...] onto the mesh, rows over the data axes."""
+    """A host array [R, ...] (the same on every process) onto the mesh, rows over the data axes."""
     x = np.asarray(x)
-    sh = self._batch_sh if x.ndim >= 2 else self._row_sh
-    if x.ndim > 2:
-      sh = NamedSharding(self.mesh, PartitionSpec(self._batch_sh.spec[0], *([None] * (x.ndim - 1))))
-    return jax.make_array_from_process_local_data(sh, x) if jax.process_count() > 1 else jax.device_put(x, sh)
+    return msharding.global_array(x, NamedSharding(self.mesh, PartitionSpec(self._batch_sh.spec[0],
+                                                                            *([None] * (x.ndim - 1)))))
 
   # -- state ----------------------------------------------------------------------------------------------------------
 
@@ -232,8 +234,8 @@ class RLStep:
   def sample(self, params, indices: np.ndarray, key: jax.Array, num_samples: int) -> dict:
     """num_samples completions of each question in `indices` from `params`: device rows [R, ...] prompt-major."""
     b = len(indices)
-    tokens, mask, right, lengths = self._gather_prompts(self.prompt_tokens, self.prompt_mask,
-                                                        jnp.asarray(indices, jnp.int32))
+    tokens, mask, right, lengths = self._gather_prompts(self.prompt_tokens, self.prompt_mask, self.replicated(
+        np.asarray(indices, np.int32)))
     repeat_first = b % self.data_parallel != 0
     if repeat_first:  # the sampler splits prompts over the data axes: sample every row as its own prompt
       right, lengths = jnp.repeat(right, num_samples, axis=0), jnp.repeat(lengths, num_samples)
@@ -256,8 +258,7 @@ class RLStep:
 
   def texts(self, rows: dict, lengths: jax.Array) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The host side of a rollout: (decoded texts, completion tokens, lengths) (the only device -> host copy)."""
-    tokens, lengths = jax.device_get((rows["completion"], lengths))
-    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+    tokens, lengths = msharding.host_array(rows["completion"]), msharding.host_array(lengths)
     decode = self.tokenizer.decode
     return [decode(tokens[r, :lengths[r]].tolist()) for r in range(len(lengths))], tokens, lengths
 
@@ -270,7 +271,7 @@ class RLStep:
     texts, tokens, lengths = self.texts(rows, lengths_d)
     t_rollout = time.perf_counter() - t0
     qidx = np.repeat(np.asarray(indices), self.group)
-    return self.score(state, rows, texts, tokens, lengths, np.asarray(jax.device_get(truncated_d)), qidx,
+    return self.score(state, rows, texts, tokens, lengths, msharding.host_array(truncated_d), qidx,
                       {"rollout_s": t_rollout})
 
   def score(self, state: dict, rows: dict, texts, tokens, lengths, truncated, qidx, metrics) -> Experience:
@@ -299,13 +300,12 @@ class RLStep:
       batch["step_mask"] = self.to_rows(step_mask)
     correct = pending.result()
     if scores is not None and not self.reward.process:
-      reward = np.asarray(jax.device_get(policy.last_token_scalar(scores, rows["mask"])), np.float32)
+      reward = msharding.host_array(policy.last_token_scalar(scores, rows["mask"])).astype(np.float32)
     else:
       reward = correct.copy()
     if self.run.overlong_buffer:
-      reward = reward + np.asarray(jax.device_get(rewards.overlong_penalty(
-          jnp.asarray(lengths), jnp.asarray(truncated), self.completion_len, self.run.overlong_buffer,
-          self.cfg.reward.overlong_penalty)), np.float32)
+      reward = reward + rewards.overlong_penalty(lengths, truncated, self.completion_len, self.run.overlong_buffer,
+                                                 self.cfg.reward.overlong_penalty)
     batch["rewards"] = self.to_rows(reward[:, None])
     metrics = {**metrics, "scoring_s": time.perf_counter() - t0, "grading_timeouts": float(self.rule.timeouts)}
     return Experience(batch=batch, texts=list(texts), question_index=np.asarray(qidx), rewards=reward,
@@ -374,7 +374,7 @@ class RLStep:
       if self.value is not None:
         state["value"], vm = self.value(state["value"], batch)
         m = {**m, **{f"value_{k}": v for k, v in vm.items()}}
-    state["step"] = state["step"] + 1
+    state["step"] = _increment(state["step"])
     m = {k: float(v) for k, v in jax.device_get(m).items()}
     m["update_s"] = time.perf_counter() - t0
     return state, m
@@ -405,9 +405,24 @@ class RLStep:
     self.rule.close()
 
 
+_increment = jax.jit(lambda x: x + 1)  # on the device: no host scalar crosses over
+
+
+def _in_microbatches(fn: Callable, n: int) -> Callable:
+  """fn(params, rows) -> [R, ...] run over n micro-batches of the rows in turn (lax.map), rows in their order."""
+  if n == 1:
+    return fn
+
+  def run(params, rows):
+    out = jax.lax.map(lambda mb: fn(params, mb), microbatches(rows, n))
+    return jax.tree.map(unmicrobatch, out)
+
+  return run
+
+
 def rollout_metrics(exp: Experience, group: int) -> dict:
   """What a step's rollout looked like: reward and accuracy, signal (zero-variance groups), lengths, truncation."""
-  if not exp.rows:
+  if not exp.rows or not exp.sampled:
     return {}
   r = exp.rewards.astype(np.float32)
   out = {"reward_mean": float(r.mean()), "reward_std": float(r.std()), "accuracy": float(exp.correct.mean()),

@@ -214,7 +214,8 @@ def build_task(task: TaskConfig, tokenizer, seed: int) -> Task:
     return [tokenizer.bos_id] + list(tokenizer.encode(fn(as_record(q, bench))))
 
   encoded = [encode(q) for q in train]
-  budget = task.prompt_budget or max(len(e) for e in encoded)
+  test_lengths = [len(encode(q)) for q in test]
+  budget = task.prompt_budget or max(len(e) for e in encoded + [[0] * n for n in test_lengths])
   keep = []
   for q, ids in zip(train, encoded):
     if len(ids) > budget:
@@ -225,8 +226,7 @@ def build_task(task: TaskConfig, tokenizer, seed: int) -> Task:
     else:
       keep.append((q, ids))
   test_keep = []
-  for q in test:
-    n = len(encode(q))
+  for q, n in zip(test, test_lengths):
     if n > budget:
       if strict:
         raise BadInputError(f"{q.origin}: prompt of {n} tokens exceeds the prompt budget "

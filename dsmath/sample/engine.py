@@ -331,17 +331,35 @@ class Layout:
   def scope(self):
     return contextlib.nullcontext() if self.mesh is None else sharding.activation_rules(self.mesh, self.rules)
 
+  # Explicit copies: the sampler moves host data to the device only here, on purpose. Host data is the same on every
+  # process (a global array is built from it); a device array is resharded on the devices.
   def batch(self, x):
-    x = jnp.asarray(x)
-    return x if self.mesh is None else jax.device_put(x, sharding.batch_sharding(self.mesh, self.rules, x.ndim))
+    return self._put(x, None if self.mesh is None else sharding.batch_sharding(self.mesh, self.rules, np.ndim(x)))
 
   def replicated(self, x):
-    x = jnp.asarray(x)
-    return x if self.mesh is None else jax.device_put(x, sharding.replicated(self.mesh))
+    return self._put(x, None if self.mesh is None else sharding.replicated(self.mesh))
+
+  @staticmethod
+  def _put(x, sh):
+    if sh is None:
+      return jax.device_put(x)
+    if isinstance(x, jax.Array):
+      return x if x.sharding == sh else _reshard(x, sh)
+    return sharding.global_array(x, sh)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _reshard(x, sh):
+  return jax.lax.with_sharding_constraint(x, sh)
 
 
 def row_keys(rng: jax.Array, rows: int, offset: int = 0) -> jax.Array:
   """Key of row r = fold_in(rng, offset + r): a row's randomness does not depend on the other rows in its batch."""
+  return _row_keys(rng, jax.device_put(np.int32(offset)), rows)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _row_keys(rng, offset, rows):
   return jax.vmap(jax.random.fold_in, (None, 0))(rng, offset + jnp.arange(rows, dtype=jnp.int32))
 
 
@@ -431,13 +449,15 @@ def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_
   windows = decode_windows(p, max_new_tokens, decode_segments)
   with layout.scope():
     params = sampling_params(cfg, params, unroll_layers)
-    cache, logits = prefill(cfg, params, layout.batch(tokens), layout.batch(lengths), cache_len=windows[0][1],
+    lengths = layout.batch(lengths)
+    cache, logits = prefill(cfg, params, layout.batch(tokens), lengths, cache_len=windows[0][1],
                             num_samples=num_samples, layout=layout.key)
     out = decode(cfg, strategy, max_new_tokens, params, cache, logits,
-                 layout.batch(jnp.repeat(jnp.asarray(lengths), num_samples)), jnp.int32(p),
-                 layout.batch(np.zeros((rows,), bool)), layout.batch(row_keys(rng, rows, row_offset)),
+                 jnp.repeat(lengths, num_samples) if num_samples > 1 else lengths, layout.replicated(np.int32(p)),
+                 layout.batch(np.zeros((rows,), bool)),
+                 layout.batch(_row_keys(rng, layout.replicated(np.int32(row_offset)), rows)),
                  layout.replicated(stops), layout.replicated(eos_array(eos_id)),
-                 jnp.int32(pad_id), windows=windows, layout=layout.key)
+                 layout.replicated(np.int32(pad_id)), windows=windows, layout=layout.key)
   return {k: out[k] for k in ("tokens", "logprobs", "model_logprobs", "lengths", "reasons")}
 
 
@@ -472,7 +492,8 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
                       num_samples=num_samples, rng=rng, eos_id=eos_id, pad_id=pad_id, stop_seqs=stops, layout=layout,
                       row_offset=row_offset, unroll_layers=unroll_layers, decode_segments=decode_segments)
   keep = num_prompts * num_samples
-  host = {k: np.array(out[k])[:keep] for k in ("tokens", "logprobs", "model_logprobs", "lengths", "reasons")}
+  host = {k: sharding.host_array(out[k])[:keep].copy() for k in ("tokens", "logprobs", "model_logprobs", "lengths",
+                                                                 "reasons")}
   texts = None
   if tokenizer is not None:
     if stop_strings:

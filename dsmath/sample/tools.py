@@ -24,12 +24,14 @@ from dsmath.sample.strategies import Greedy
 class ToolConfig:
   """max_rounds: pauses (program executions) per sample; max_output_tokens: cap of an output block in tokens (cut
   in the middle, keeping its delimiters); max_output_chars: cap before tokenizing; timeout_s / memory_mb: sandbox
-  limits per program."""
+  limits per program; isolation / python: the sandbox's mode and interpreter (`dsmath.grading.sandbox`)."""
   max_rounds: int = 4
   max_output_tokens: int = 256
   max_output_chars: int = 2000
   timeout_s: float = 5.0
   memory_mb: int = 1024
+  isolation: str = "auto"
+  python: Optional[str] = None
 
   def __post_init__(self):
     if self.max_rounds < 0:
@@ -95,8 +97,13 @@ def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokeni
   tokenizer: encode/decode (dsmath.data.tokenizer). eos_id defaults to tokenizer.eos_id when it has one.
   decode_segments: cache windows per round (see `engine.generate`); each round reads only the first slots of the
   cache, which is sized for all rounds.
+
+  Raises `sandbox.SandboxUnavailable` (before generating anything) when the sandbox cannot run programs here; an
+  infrastructure failure is never shown to the model as a program's output.
   """
   rng = engine.check_sampling_args(max_new_tokens, num_samples, strategy, rng)
+  if tools.max_rounds > 0:
+    sandbox.check_sandbox(tools.isolation, tools.python)
   if eos_id is None:
     eos_id = getattr(tokenizer, "eos_id", None)
   layout = engine.Layout(mesh, rules)
@@ -160,7 +167,8 @@ def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokeni
       programs = {r: closed_program(tokenizer.decode(completion[r])) for r in resume}
       to_run = [r for r in resume if programs[r] is not None]
       results = dict(zip(to_run, sandbox.run_programs([programs[r] for r in to_run], timeout_s=tools.timeout_s,
-                                                      memory_mb=tools.memory_mb)))
+                                                      memory_mb=tools.memory_mb, isolation=tools.isolation,
+                                                      python=tools.python)))
       active[:] = False
       if not resume:
         break

@@ -1,6 +1,7 @@
 """A sweep config -> its cells: the grid (product of axes) over a pipeline of stages, as plain data.
 
-A sweep config (configs/sweep_*.py, `get_config()` -> ConfigDict) holds:
+A sweep config (configs/sweep_*.py, `get_config()` -> ConfigDict) is checked against SweepConfig (below) once, by
+whichever entry point receives it (run_sweep, aggregate_sweep, expand); it holds:
   name         str, used in reports.
   sweep_dir    run directory of the whole sweep (experiments/sweep.py --sweep_dir wins).
   results_dir  "" or a folder (e.g. results/table6) that receives a copy of the tables, plots and the command.
@@ -31,10 +32,128 @@ import string
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from dsmath import config as config_lib
+
 DEFAULT_MODULE = "experiments.run"
-STAGE_FIELDS = ("name", "config", "overrides", "module", "enabled")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LEVEL = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+  """A stage as the sweep config declares it (placeholders unfilled)."""
+  name: str = ""
+  config: str = ""  # a config file, optionally `file.py:arg`
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {dotted config key: value}
+  module: str = DEFAULT_MODULE
+  enabled: bool = True
+
+  def __post_init__(self):
+    if not _NAME.match(self.name):
+      raise ValueError(f"name must be an identifier, got {self.name!r}")
+    if not self.config:
+      raise ValueError("config is empty (a configs/*.py file, optionally with ':arg')")
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelSpec:
+  name: str = ""
+  set: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {'<stage>/<key>' | '<stage>:<field>': value}
+
+  def __post_init__(self):
+    if not _LEVEL.match(self.name):
+      raise ValueError(f"name must match {_LEVEL.pattern}, got {self.name!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AxisSpec:
+  """Either `levels`, or `values` each setting every key of `keys` (e.g. seeds)."""
+  name: str = ""
+  levels: tuple[LevelSpec, ...] = ()
+  values: tuple[Any, ...] = ()
+  keys: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if not _NAME.match(self.name):
+      raise ValueError(f"name must be an identifier, got {self.name!r}")
+    if bool(self.levels) == bool(self.values):
+      raise ValueError("needs either 'levels' or 'values' (+ 'keys'), not both or neither")
+    if self.levels and self.keys:
+      raise ValueError("'keys' goes with 'values', not with 'levels'")
+    if self.values and not self.keys:
+      raise ValueError("keys is empty: each value must set at least one key")
+    names = [n for n, _ in self.resolved_levels()]
+    if len(set(names)) != len(names):
+      raise ValueError(f"duplicate level names {names}")
+
+  def resolved_levels(self) -> list[tuple[str, dict]]:
+    if self.levels:
+      return [(level.name, dict(level.set)) for level in self.levels]
+    return [(str(v), {k: v for k in self.keys}) for v in self.values]
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSpec:
+  """A scalar per cell: from <stage dir>/summary.json at the dotted `path`, or, with `file` (a JSONL of
+  {step, ...} records), the value of key `path` in the last record holding it."""
+  name: str
+  stage: str
+  path: str
+  file: str = ""
+  step_key: str = "step"
+  lower_is_better: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveSpec:
+  """Per cell the (step, value) series of `key` in the JSONL `file` of the stage."""
+  name: str
+  stage: str
+  file: str
+  key: str
+  step_key: str = "step"
+  title: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregateConfig:
+  group_by: tuple[str, ...] = ()  # axes whose levels are the table's rows; the other axes are replicates
+  metrics: tuple[MetricSpec, ...] = ()
+  curves: tuple[CurveSpec, ...] = ()
+  confidence: float = 0.95
+
+  def __post_init__(self):
+    if not 0 < self.confidence < 1:
+      raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+  name: str = ""
+  sweep_dir: str = ""
+  results_dir: str = ""
+  parallel: int = 0  # 0 = auto
+  stage_timeout_s: float = 0.0  # 0 = none
+  env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # extra environment of the stage processes
+  setup: tuple[StageSpec, ...] = ()
+  stages: tuple[StageSpec, ...] = ()
+  axes: tuple[AxisSpec, ...] = ()
+  aggregate: AggregateConfig = config_lib.sub(AggregateConfig)
+
+  def __post_init__(self):
+    names = [s.name for s in self.setup + self.stages]
+    if len(set(names)) != len(names) or {"sweep", "cell"} & set(names):
+      raise ValueError(f"stage names must be unique and not 'sweep'/'cell': {names}")
+    axes = [a.name for a in self.axes]
+    if len(set(axes)) != len(axes):
+      raise ValueError(f"duplicate axis names: {axes}")
+
+
+def resolve_sweep_config(config: Any) -> SweepConfig:
+  """A sweep config (ConfigDict, dict or SweepConfig) checked against the schema at every depth."""
+  if isinstance(config, SweepConfig):
+    return config
+  return config_lib.resolve(SweepConfig, config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,65 +187,6 @@ def format_value(value: Any) -> str:
   if isinstance(value, (list, tuple)):
     return "(" + ",".join(format_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
   return str(value)
-
-
-def to_plain(value):
-  """ConfigDict / FrozenConfigDict / nested containers -> dicts, lists and scalars."""
-  if hasattr(value, "to_dict"):
-    value = value.to_dict()
-  if isinstance(value, Mapping):
-    return {k: to_plain(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [to_plain(v) for v in value]
-  return value
-
-
-def _stage_spec(raw: Mapping, where: str) -> dict:
-  unknown = sorted(set(raw) - set(STAGE_FIELDS))
-  if unknown:
-    raise KeyError(f"{where}: unknown key(s) {unknown}; valid keys: {list(STAGE_FIELDS)}")
-  name = raw.get("name", "")
-  if not _NAME.match(name or ""):
-    raise ValueError(f"{where}.name must be an identifier, got {name!r}")
-  if not raw.get("config"):
-    raise ValueError(f"{where}.config is empty (a configs/*.py file, optionally with ':arg')")
-  return {"name": name, "config": raw["config"], "overrides": dict(raw.get("overrides") or {}),
-          "module": raw.get("module") or DEFAULT_MODULE, "enabled": bool(raw.get("enabled", True))}
-
-
-def _axis_levels(axis: Mapping, where: str) -> tuple[str, list[tuple[str, dict]]]:
-  name = axis.get("name", "")
-  if not _NAME.match(name or ""):
-    raise ValueError(f"{where}.name must be an identifier, got {name!r}")
-  if "levels" in axis:
-    extra = sorted(set(axis) - {"name", "levels"})
-    if extra:
-      raise KeyError(f"{where}: unknown key(s) {extra} beside 'levels'")
-    levels = []
-    for i, level in enumerate(axis["levels"]):
-      lname = str(level.get("name", ""))
-      if not _LEVEL.match(lname):
-        raise ValueError(f"{where}.levels[{i}].name must match {_LEVEL.pattern}, got {lname!r}")
-      bad = sorted(set(level) - {"name", "set"})
-      if bad:
-        raise KeyError(f"{where}.levels[{i}]: unknown key(s) {bad}; valid: ['name', 'set']")
-      levels.append((lname, dict(level.get("set") or {})))
-  elif "values" in axis:
-    extra = sorted(set(axis) - {"name", "values", "keys"})
-    if extra:
-      raise KeyError(f"{where}: unknown key(s) {extra} beside 'values' and 'keys'")
-    keys = list(axis.get("keys") or [])
-    if not keys:
-      raise ValueError(f"{where}.keys is empty: each value must set at least one key")
-    levels = [(str(v), {k: v for k in keys}) for v in axis["values"]]
-  else:
-    raise KeyError(f"{where} needs 'levels' or 'values' (+ 'keys')")
-  if not levels:
-    raise ValueError(f"{where} has no levels")
-  names = [n for n, _ in levels]
-  if len(set(names)) != len(names):
-    raise ValueError(f"{where}: duplicate level names {names}")
-  return name, levels
 
 
 def _apply(stages: dict[str, dict], key: str, value, where: str) -> None:
@@ -177,32 +237,30 @@ def _resolve_stages(specs: Sequence[dict], base_dir: Path, placeholders: dict, w
   return tuple(out)
 
 
+def _specs(stages: Sequence[StageSpec]) -> list[dict]:
+  """Mutable copies of the declared stages (an axis level overrides their fields and overrides)."""
+  return [{"name": s.name, "config": s.config, "overrides": dict(s.overrides), "module": s.module,
+           "enabled": s.enabled} for s in stages]
+
+
 def setup_stages(config, sweep_dir: str | Path) -> tuple[Stage, ...]:
-  cfg = to_plain(config)
-  specs = [_stage_spec(s, f"config.setup[{i}]") for i, s in enumerate(cfg.get("setup") or [])]
-  return _resolve_stages(specs, Path(sweep_dir) / "_setup", {"sweep": str(sweep_dir)}, "config.setup")
+  cfg = resolve_sweep_config(config)
+  return _resolve_stages(_specs(cfg.setup), Path(sweep_dir) / "_setup", {"sweep": str(sweep_dir)}, "config.setup")
 
 
 def expand(config, sweep_dir: str | Path) -> list[Cell]:
   """Every cell of the grid, in axis-product order (the first axis varies slowest)."""
-  cfg = to_plain(config)
-  sweep_dir = Path(sweep_dir)
-  setup = [_stage_spec(s, f"config.setup[{i}]") for i, s in enumerate(cfg.get("setup") or [])]
-  base = [_stage_spec(s, f"config.stages[{i}]") for i, s in enumerate(cfg.get("stages") or [])]
-  if not base:
+  cfg = resolve_sweep_config(config)
+  if not cfg.stages:
     raise ValueError("config.stages is empty: a cell needs at least one stage")
-  names = [s["name"] for s in setup + base]
-  if len(set(names)) != len(names) or {"sweep", "cell"} & set(names):
-    raise ValueError(f"stage names must be unique and not 'sweep'/'cell': {names}")
-  setup_dirs = {s["name"]: str(sweep_dir / "_setup" / s["name"]) for s in setup}
-  axes = [_axis_levels(a, f"config.axes[{i}]") for i, a in enumerate(cfg.get("axes") or [])]
-  if len({a for a, _ in axes}) != len(axes):
-    raise ValueError(f"duplicate axis names: {[a for a, _ in axes]}")
+  sweep_dir = Path(sweep_dir)
+  setup_dirs = {s.name: str(sweep_dir / "_setup" / s.name) for s in cfg.setup}
+  axes = [(a.name, a.resolved_levels()) for a in cfg.axes]
   cells = []
   for combo in itertools.product(*[levels for _, levels in axes]):
     levels = tuple((axis, lname) for (axis, _), (lname, _) in zip(axes, combo))
     name = "__".join(f"{a}={l}" for a, l in levels) or "single"
-    stages = {s["name"]: {**s, "overrides": dict(s["overrides"])} for s in base}
+    stages = {s["name"]: s for s in _specs(cfg.stages)}
     for (axis, _), (lname, sets) in zip(axes, combo):
       for key, value in sets.items():
         _apply(stages, key, value, f"axis {axis} level {lname}")

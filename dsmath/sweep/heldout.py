@@ -4,67 +4,72 @@ Table 6 at toy scale compares models whose accuracy on MATH/GSM8K is zero, so th
 loss on the test splits' worked solutions (never trained on): nats per token and bits per character. Bits per
 character does not depend on the tokenizer, so runs with different vocabularies stay comparable.
 
-config:
-  job          "heldout_loss"
-  init_from    a run directory (its latest checkpoint), a checkpoint dir or a step dir (dsmath.train.load_params).
-  model        the model's config (dsmath.model.ModelConfig.from_dict keys): must match the checkpoint.
-  tokenizer    "" = the one recorded in <init_from>/tokenizer_ref.json; else a tokenizer config/path.
-  seq_len      int: a document is [BOS] text [EOS] truncated to seq_len + 1 tokens (its tail is not scored).
-  batch_size   int: documents per forward pass.
-  sets         {name: {kind: "file" | "synthetic", path, formatter, text_field, max_docs}}: "file" reads JSONL/...
-               via dsmath.data's sources (formatter "math" / "gsm8k" / "" = text_field); max_docs documents evenly
-               spaced over the file. "synthetic" = the test split of dsmath.data.synthetic (question + solution).
+The config is HeldoutLossConfig, resolved once by `run`:
+  init_from    a finished run (its directory, checkpoints/ or one step directory): run.json gives the model config
+               and the tokenizer, the checkpoint the params.
+  seq_len      a document is [BOS] text [EOS] truncated to seq_len + 1 tokens (its tail is not scored).
+  batch_size   documents per forward pass.
+  sets         {name: TextSet}: kind "file" reads JSONL/... via dsmath.data's sources (formatter "math" / "gsm8k" /
+               "" = text_field), max_docs documents evenly spaced over the file (0 = all); kind "synthetic" = the
+               test split of dsmath.data.synthetic (question + solution), max_docs of them.
 Summary: {sets: {name: {nats_per_token, bits_per_char, tokens, chars, docs, truncated_docs}}, checkpoint_step, ...}.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-from pathlib import Path
+import types
+from typing import Literal, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dsmath.config import check_keys, to_dict
+from dsmath import config as config_lib
 
-SET_KEYS = ("kind", "path", "formatter", "text_field", "max_docs")
+
+@dataclasses.dataclass(frozen=True)
+class TextSet:
+  kind: Literal["file", "synthetic"] = "file"
+  path: str = ""
+  formatter: str = ""
+  text_field: str = "text"
+  max_docs: int = 0
+
+  def __post_init__(self):
+    if self.kind == "file" and not self.path:
+      raise ValueError("path is empty")
+    if self.kind == "synthetic" and self.max_docs < 1:
+      raise ValueError("max_docs must be >= 1 for a synthetic set")
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldoutLossConfig:
+  job: Literal["heldout_loss"] = "heldout_loss"
+  workdir: str = ""
+  init_from: str = ""
+  seq_len: int = 256
+  batch_size: int = 16
+  sets: Mapping[str, TextSet] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
 
 
 def default_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.job = "heldout_loss"
-  c.init_from = ""
-  c.model = ml_collections.ConfigDict({"preset": "tiny"})
-  c.tokenizer = ""
-  c.seq_len = 256
-  c.batch_size = 16
-  c.sets = ml_collections.ConfigDict()
-  return c
+  return config_lib.config_dict(HeldoutLossConfig)
 
 
-def set_texts(name: str, spec) -> list[str]:
+def set_texts(spec: TextSet) -> list[str]:
   """The evaluation texts of one set (deterministic)."""
-  spec = {"kind": "file", "path": "", "formatter": "", "text_field": "text", "max_docs": 0, **dict(spec)}
-  unknown = sorted(set(spec) - set(SET_KEYS))
-  if unknown:
-    raise KeyError(f"config.sets.{name}: unknown key(s) {unknown}; valid keys: {list(SET_KEYS)}")
-  n = int(spec["max_docs"])
-  if spec["kind"] == "synthetic":
+  n = spec.max_docs
+  if spec.kind == "synthetic":
     from dsmath.data import synthetic
-    if n < 1:
-      raise ValueError(f"config.sets.{name}.max_docs must be >= 1 for a synthetic set")
     return [synthetic.PROMPT_TEMPLATE.format(question=p.question) + p.solution
             for p in synthetic.make_split("test", n, seed=0)]
-  if spec["kind"] != "file":
-    raise ValueError(f"config.sets.{name}.kind must be 'file' or 'synthetic', got {spec['kind']!r}")
+  from dsmath.data import SourceConfig
   from dsmath.data.sources import TextOf, open_source
-  if not spec["path"]:
-    raise ValueError(f"config.sets.{name}.path is empty")
-  source = open_source({"path": spec["path"], "format": "", "text_field": spec["text_field"],
-                        "formatter": spec["formatter"], "on_error": "raise"})
-  text_of = TextOf(source, spec["text_field"], spec["formatter"] or None)
+  source = open_source(SourceConfig(path=spec.path, text_field=spec.text_field, formatter=spec.formatter,
+                                    on_error="raise"))
+  text_of = TextOf(source, spec.text_field, spec.formatter or None)
   total = len(source)
   idx = range(total) if n <= 0 or n >= total else np.linspace(0, total - 1, n).round().astype(int)
   return [text_of(int(i)) for i in idx]
@@ -124,39 +129,17 @@ def evaluate_texts(nll_fn, params, tokenizer, texts, *, seq_len: int, batch_size
 
 
 def run(config, workdir: str) -> dict:
-  from dsmath import data as data_lib
-  from dsmath import model
-  from dsmath.train import load_params, resolve_checkpoint
+  from dsmath.runs import load_run
 
-  cfg = default_config()
-  given = to_dict(config)
-  check_keys("config", given, set(cfg.keys()) | {"workdir"})
-  for k, v in given.items():
-    if k in ("model", "sets"):
-      cfg[k] = ml_collections.ConfigDict(v)
-    elif k != "workdir":
-      cfg[k] = v
+  cfg = config_lib.resolve(HeldoutLossConfig, config)
   if not cfg.init_from:
-    raise ValueError("config.init_from is empty: the run directory (or checkpoint) to evaluate")
+    raise config_lib.ConfigError("config.init_from is empty: the finished run to evaluate")
   if not cfg.sets:
-    raise ValueError("config.sets is empty: nothing to evaluate")
-  tok_cfg = cfg.tokenizer
-  if not tok_cfg:
-    ref = Path(cfg.init_from) / "tokenizer_ref.json"
-    if not ref.exists():
-      raise FileNotFoundError(f"config.tokenizer is empty and {ref} does not exist")
-    tok_cfg = json.loads(ref.read_text())
-  tokenizer = data_lib.load_tokenizer(tok_cfg)
-  model_cfg = model.ModelConfig.from_dict(cfg.model.to_dict())
-  _, step = resolve_checkpoint(cfg.init_from)
-  params = load_params(cfg.init_from, model.abstract_params(model_cfg))
-  nll_fn = make_nll_fn(model_cfg)
-  sets = {}
-  for name, spec in sorted(cfg.sets.items()):
-    texts = set_texts(name, spec.to_dict() if hasattr(spec, "to_dict") else spec)
-    sets[name] = evaluate_texts(nll_fn, params, tokenizer, texts, seq_len=int(cfg.seq_len),
-                                batch_size=int(cfg.batch_size))
-  out = {"job": "heldout_loss", "init_from": str(cfg.init_from), "checkpoint_step": step, "sets": sets,
-         "workdir": str(workdir)}
-  Path(workdir).mkdir(parents=True, exist_ok=True)
-  return out
+    raise config_lib.ConfigError("config.sets is empty: nothing to evaluate")
+  parent = load_run(cfg.init_from)
+  tokenizer, params = parent.load_tokenizer(), parent.load_params()
+  nll_fn = make_nll_fn(parent.model)
+  sets = {name: evaluate_texts(nll_fn, params, tokenizer, set_texts(spec), seq_len=cfg.seq_len,
+                               batch_size=cfg.batch_size) for name, spec in sorted(cfg.sets.items())}
+  return {"job": "heldout_loss", "init_from": cfg.init_from, "run": parent.path, "checkpoint_step": parent.step,
+          "sets": sets, "workdir": str(workdir)}

@@ -1,9 +1,10 @@
 """Metric-vs-step plots with confidence bands (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping
+
+from dsmath.files import write_atomic
 
 
 def plot_curve(curve: Mapping, path: str | Path, *, title: str = "", ylabel: str = "", confidence: float = 0.95) -> None:
@@ -27,9 +28,5 @@ def plot_curve(curve: Mapping, path: str | Path, *, title: str = "", ylabel: str
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, title=f"mean, {int(round(100 * confidence))}% t-band", title_fontsize=8)
   fig.tight_layout()
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.stem + ".tmp.png")
-  fig.savefig(tmp)
+  write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
   plt.close(fig)
-  os.replace(tmp, path)

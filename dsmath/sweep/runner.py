@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from dsmath.config import to_dict
+from dsmath.files import write_json_atomic, write_text_atomic
 from dsmath.paths import REPO_ROOT
 from dsmath.sweep import tables as agg
 from dsmath.sweep import plots
-from dsmath.sweep.grid import Cell, Stage, expand, setup_stages, to_plain
+from dsmath.sweep.grid import Cell, Stage, SweepConfig, expand, resolve_sweep_config, setup_stages
 
 LOG = "log.txt"
 SUMMARY = "summary.json"
@@ -104,18 +106,16 @@ def run_sweep(config, sweep_dir: str | Path | None = None, *, parallel: int | No
   only: run just the cells whose names contain one of these substrings (aggregation still covers every cell that is
   complete on disk).
   """
-  cfg = to_plain(config)
-  if not (sweep_dir or cfg.get("sweep_dir")):
+  cfg = resolve_sweep_config(config)
+  if not (sweep_dir or cfg.sweep_dir):
     raise ValueError("no sweep directory: set config.sweep_dir or pass --sweep_dir")
-  sweep_dir = Path(sweep_dir or cfg["sweep_dir"]).absolute()  # orbax needs absolute checkpoint paths
+  sweep_dir = Path(sweep_dir or cfg.sweep_dir).absolute()  # orbax needs absolute checkpoint paths
   sweep_dir.mkdir(parents=True, exist_ok=True)
-  parallel = int(parallel or cfg.get("parallel") or 0) or auto_parallel()
-  timeout_s = float(cfg.get("stage_timeout_s") or 0.0)
-  env = {k: str(v) for k, v in (cfg.get("env") or {}).items()}
-  kwargs = {"python": python, "timeout_s": timeout_s, "env": env}
-  agg.write_json_atomic(sweep_dir / "sweep_config.json", cfg)
+  parallel = parallel or cfg.parallel or auto_parallel()
+  kwargs = {"python": python, "timeout_s": cfg.stage_timeout_s, "env": dict(cfg.env)}
+  write_json_atomic(sweep_dir / "sweep_config.json", to_dict(cfg))
   t0 = time.perf_counter()
-  status = {"name": cfg.get("name", ""), "sweep_dir": str(sweep_dir), "command": command, "parallel": parallel,
+  status = {"name": cfg.name, "sweep_dir": str(sweep_dir), "command": command, "parallel": parallel,
             "setup": [], "cells": {}, "failed": []}
 
   for stage in setup_stages(cfg, sweep_dir):
@@ -125,7 +125,7 @@ def run_sweep(config, sweep_dir: str | Path | None = None, *, parallel: int | No
     if r.status == "failed":
       status["failed"].append(f"_setup/{stage.name}")
       echo(f"[setup] {stage.name} FAILED (exit {r.returncode}); log: {r.log}\n{r.error_tail}")
-      agg.write_json_atomic(sweep_dir / STATUS, status)
+      write_json_atomic(sweep_dir / STATUS, status)
       return status
 
   cells = expand(cfg, sweep_dir)
@@ -156,21 +156,25 @@ def run_sweep(config, sweep_dir: str | Path | None = None, *, parallel: int | No
       (Path(s.workdir) / SUMMARY).exists() for s in c.stages if s.enabled)}
   status["complete_cells"] = sorted(complete)
   status["seconds"] = time.perf_counter() - t0
-  if cfg.get("aggregate"):
+  if cfg.aggregate.metrics or cfg.aggregate.curves:
     status["outputs"] = write_outputs(cfg, cells, complete, sweep_dir, command=command)
     echo("\n" + Path(status["outputs"]["table_md"]).read_text())
-  agg.write_json_atomic(sweep_dir / STATUS, status)
+  write_json_atomic(sweep_dir / STATUS, status)
   if status["failed"]:
     echo(f"[sweep] {len(status['failed'])} stage(s) failed: {status['failed']} (logs kept; re-run to retry)")
   return status
 
 
-def write_outputs(cfg: dict, cells: Sequence[Cell], complete: set[str], sweep_dir: Path, *, command: str = "") -> dict:
-  """results.json, results.md and one PNG per curve in sweep_dir, copied to config.results_dir if set."""
-  result = agg.aggregate(cells, cfg["aggregate"], complete)
-  result["name"] = cfg.get("name", "")
+def write_outputs(cfg: SweepConfig, cells: Sequence[Cell], complete: set[str], sweep_dir: Path, *,
+                  command: str = "") -> dict:
+  """results.json, results.md and one PNG per curve in sweep_dir, copied to config.results_dir if set; the results
+  carry their provenance (tables.provenance_lines)."""
+  from dsmath.runs import provenance  # imports JAX: only once there are results to write
+  result = agg.aggregate(cells, cfg.aggregate, complete)
+  result["name"] = cfg.name
   result["command"] = command
-  md = f"# {cfg.get('name', 'sweep')}\n\n"
+  result["provenance"] = provenance()
+  md = f"# {cfg.name or 'sweep'}\n\n"
   if command:
     md += f"Command: `{command}`\n\n"
   md += agg.markdown_table(result)
@@ -181,26 +185,26 @@ def write_outputs(cfg: dict, cells: Sequence[Cell], complete: set[str], sweep_di
       plots.plot_curve(curve, png, confidence=result["confidence"])
       outputs["plots"].append(str(png))
       md += f"\n![{name}]({png.name})\n"
-  agg.write_text_atomic(outputs["table_md"], md)
-  agg.write_json_atomic(outputs["table_json"], result)
-  results_dir = cfg.get("results_dir")
-  if results_dir:
-    dest = Path(results_dir)
+  md += "\n".join(agg.provenance_lines(result)) + "\n"
+  write_text_atomic(outputs["table_md"], md)
+  write_json_atomic(outputs["table_json"], result)
+  if cfg.results_dir:
+    dest = Path(cfg.results_dir)
     if not dest.is_absolute():
       dest = REPO_ROOT / dest
     dest.mkdir(parents=True, exist_ok=True)
     for src in [outputs["table_md"], outputs["table_json"], *outputs["plots"], str(sweep_dir / "sweep_config.json")]:
       shutil.copyfile(src, dest / Path(src).name)
     if command:
-      agg.write_text_atomic(dest / "command.txt", command + "\n")
+      write_text_atomic(dest / "command.txt", command + "\n")
     outputs["results_dir"] = str(dest)
   return outputs
 
 
 def aggregate_sweep(config, sweep_dir: str | Path | None = None, *, command: str = "") -> dict:
   """Tables and plots from the cells complete on disk, without running anything."""
-  cfg = to_plain(config)
-  sweep_dir = Path(sweep_dir or cfg.get("sweep_dir")).absolute()
+  cfg = resolve_sweep_config(config)
+  sweep_dir = Path(sweep_dir or cfg.sweep_dir).absolute()
   cells = expand(cfg, sweep_dir)
   complete = {c.name for c in cells if all((Path(s.workdir) / SUMMARY).exists() for s in c.stages if s.enabled)}
   return write_outputs(cfg, cells, complete, sweep_dir, command=command)

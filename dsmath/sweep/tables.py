@@ -1,28 +1,30 @@
 """Aggregation over a sweep's cells: a metric per cell -> mean and 95% t-interval per group, as Markdown + JSON, and
 metric-vs-step curves with interval bands.
 
-config.aggregate:
+config.aggregate (dsmath.sweep.grid.AggregateConfig):
   group_by   [axis name]: rows of the table; the other axes (seeds) are the replicates averaged over.
-  metrics    [{name, stage, path, file?, lower_is_better?}]: a scalar per cell. From <stage dir>/summary.json at the
-             dotted `path` (list indices allowed: `a.0.b`), or, with file (a JSONL of {step, ...} records, e.g.
-             metrics.jsonl), the value of key `path` in the last record holding it.
-  curves     [{name, stage, file, key, step_key?, title?}]: per cell the (step, value) series of `key` in the JSONL
-             `file` of the stage (the last record of each step wins: resumed runs re-log steps); averaged over
-             replicates at the steps every replicate has.
+  metrics    [MetricSpec {name, stage, path, file?, lower_is_better?}]: a scalar per cell. From <stage
+             dir>/summary.json at the dotted `path` (list indices allowed: `a.0.b`), or, with file (a JSONL of
+             {step, ...} records, e.g. metrics.jsonl), the value of key `path` in the last record holding it.
+  curves     [CurveSpec {name, stage, file, key, step_key?, title?}]: per cell the (step, value) series of `key` in
+             the JSONL `file` of the stage (the last record of each step wins: resumed runs re-log steps); averaged
+             over replicates at the steps every replicate has.
   confidence 0.95 by default.
+The results carry their provenance: the aggregating process's, and the code versions the stages ran at (read from
+their summaries), so a table mixing commits says so.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
 
-from dsmath.sweep.grid import Cell, to_plain
+from dsmath import config as config_lib
+from dsmath.sweep.grid import AggregateConfig, Cell, MetricSpec
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
@@ -85,15 +87,15 @@ def _has_stage(cell: Cell, stage: str) -> bool:
   return any(s.name == stage and s.enabled for s in cell.stages)
 
 
-def cell_metric(cell: Cell, spec: Mapping) -> float:
-  d = _stage_dir(cell, spec["stage"])
-  if spec.get("file"):
-    series = read_jsonl_series(d / spec["file"], spec["path"], spec.get("step_key", "step"))
+def cell_metric(cell: Cell, spec: MetricSpec) -> float:
+  d = _stage_dir(cell, spec.stage)
+  if spec.file:
+    series = read_jsonl_series(d / spec.file, spec.path, spec.step_key)
     if not series:
-      raise KeyError(f"{d / spec['file']}: no record holds {spec['path']!r}")
+      raise KeyError(f"{d / spec.file}: no record holds {spec.path!r}")
     return series[max(series)]
   summary = json.loads((d / "summary.json").read_text())
-  return float(get_path(summary, spec["path"], str(d / "summary.json")))
+  return float(get_path(summary, spec.path, str(d / "summary.json")))
 
 
 def _group_key(cell: Cell, group_by: Sequence[str]) -> str:
@@ -106,30 +108,33 @@ def _group_key(cell: Cell, group_by: Sequence[str]) -> str:
 
 def aggregate(cells: Sequence[Cell], agg_config, complete: set[str]) -> dict:
   """{metrics: {name: {group: t_interval + cells}}, curves: {name: {group: {steps, mean, low, high, n}}},
-  missing: [cell names left out]}. Only cells in `complete` (every stage finished) are used."""
-  cfg = to_plain(agg_config) or {}
-  conf = float(cfg.get("confidence", 0.95))
-  group_by = list(cfg.get("group_by") or [])
+  missing: [cell names left out], stage_commits}. Only cells in `complete` (every stage finished) are used.
+  agg_config: an AggregateConfig or its mapping form."""
+  cfg = agg_config if isinstance(agg_config, AggregateConfig) else config_lib.resolve(
+      AggregateConfig, agg_config, "config.aggregate")
+  conf = cfg.confidence
+  group_by = list(cfg.group_by)
   groups: dict[str, list[Cell]] = {}
   for cell in cells:
     groups.setdefault(_group_key(cell, group_by), [])
     if cell.name in complete:
       groups[_group_key(cell, group_by)].append(cell)
   out = {"confidence": conf, "group_by": group_by, "groups": list(groups), "metrics": {}, "curves": {},
-         "missing": sorted(c.name for c in cells if c.name not in complete)}
-  for spec in cfg.get("metrics") or []:
+         "missing": sorted(c.name for c in cells if c.name not in complete),
+         "stage_commits": stage_commits([c for c in cells if c.name in complete])}
+  for spec in cfg.metrics:
     table = {}
     for g, members in groups.items():
-      members = [c for c in members if _has_stage(c, spec["stage"])]
+      members = [c for c in members if _has_stage(c, spec.stage)]
       if members:
         values = [cell_metric(c, spec) for c in members]
         table[g] = {**t_interval(values, conf), "cells": [c.name for c in members]}
-    out["metrics"][spec["name"]] = {"spec": spec, "groups": table}
-  for spec in cfg.get("curves") or []:
+    out["metrics"][spec.name] = {"spec": config_lib.to_dict(spec), "groups": table}
+  for spec in cfg.curves:
     table = {}
     for g, members in groups.items():
-      series = [read_jsonl_series(_stage_dir(c, spec["stage"]) / spec["file"], spec["key"],
-                                  spec.get("step_key", "step")) for c in members if _has_stage(c, spec["stage"])]
+      series = [read_jsonl_series(_stage_dir(c, spec.stage) / spec.file, spec.key, spec.step_key)
+                for c in members if _has_stage(c, spec.stage)]
       series = [s for s in series if s]
       if not series:
         continue
@@ -137,8 +142,36 @@ def aggregate(cells: Sequence[Cell], agg_config, complete: set[str]) -> dict:
       rows = [t_interval([s[step] for s in series], conf) for step in steps]
       table[g] = {"steps": steps, "mean": [r["mean"] for r in rows], "low": [r["low"] for r in rows],
                   "high": [r["high"] for r in rows], "n": len(series)}
-    out["curves"][spec["name"]] = {"spec": spec, "groups": table}
+    out["curves"][spec.name] = {"spec": config_lib.to_dict(spec), "groups": table}
   return out
+
+
+def stage_commits(cells: Sequence[Cell]) -> list[dict]:
+  """[{commit, dirty, stages}]: the code versions the enabled stages of `cells` ran at, from the provenance in
+  their summaries (dsmath.jobs writes it); stages whose summary has none are counted under commit "unknown"."""
+  counts: dict[tuple, int] = {}
+  for cell in cells:
+    for stage in cell.stages:
+      path = Path(stage.workdir) / "summary.json"
+      if not stage.enabled or not path.exists():
+        continue
+      prov = json.loads(path.read_text()).get("provenance") or {}
+      key = (prov.get("commit", "unknown"), bool(prov.get("dirty", False)))
+      counts[key] = counts.get(key, 0) + 1
+  return [{"commit": c, "dirty": d, "stages": n} for (c, d), n in sorted(counts.items())]
+
+
+def provenance_lines(result: Mapping) -> list[str]:
+  """The results' provenance as Markdown: the aggregating process's and the commits the stages ran at."""
+  from dsmath.runs import provenance_markdown
+  lines = provenance_markdown(result.get("provenance"))
+  commits = result.get("stage_commits") or []
+  if commits:
+    lines.append("- stages ran at: " + "; ".join(
+        f"`{c['commit']}`{' (dirty tree)' if c['dirty'] else ''} ({c['stages']} stage(s))" for c in commits))
+    if len(commits) > 1:
+      lines.append("- **the stages ran at different code versions**: compare with care")
+  return lines
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -176,19 +209,3 @@ def markdown_table(result: Mapping, digits: int = 4) -> str:
   if result["missing"]:
     note += f"\nMissing (failed or not run) cells: {', '.join(result['missing'])}."
   return "\n".join(lines) + "\n" + note + "\n"
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=1, default=float))
-  os.replace(tmp, path)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)

@@ -2,7 +2,9 @@
 jitted/sharded/donating step over any `loss_fn(params, batch, rng) -> (loss, metrics)`, orbax checkpoints with exact
 resume, metrics (JSONL, TensorBoard, MFU), and the stage entry point `run(config, workdir) -> dict`."""
 from dsmath.train.checkpoint import Checkpointer, load_params, resolve_checkpoint, save_params
-from dsmath.train.config import OPTIMIZER_DEFAULTS, TRAIN_DEFAULTS, default_config, resolve_config
+from dsmath.train.config import (DistributedConfig, MeshConfig, OptimizerConfig, ShardingConfig,
+                                 TokenizerTrainingConfig, TrainLoopConfig, TrainStageConfig, default_config,
+                                 resolve_config)
 from dsmath.train.loop import ITERATORS, prepare_tokenizer, run, train_loop
 from dsmath.train.loss import LossFn, masked_token_mean_nll, next_token_loss
 from dsmath.train.metrics import (MetricWriter, flops_per_step, flops_per_token, measure_peak_flops, mfu,

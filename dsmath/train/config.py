@@ -1,33 +1,32 @@
-"""The train-stage config: defaults for every key, and a check that fails on unknown keys, listing the valid ones.
+"""The train stage's schema (pre-training and SFT): frozen dataclasses resolved once by dsmath.config.
 
-A stage config (configs/pretrain_*.py, configs/sft_*.py) is a ConfigDict with these top-level keys:
+TrainStageConfig, the stage config (configs/pretrain_*.py, configs/sft_*.py start from `default_config(job)`):
   job          "pretrain" | "sft" (dispatch key of experiments/run.py).
-  seed         int: parameter init and the step RNG.
-  init_from    "" or a path (local or gs://) to another stage's run directory (its latest checkpoint is used) or to
-               one checkpoint step directory; only the params are taken from it. Ignored when this run already has
+  seed         parameter init and the step RNG.
+  init_from    "" or a finished run (its directory, checkpoints/ or one step directory; local or gs://) whose
+               run.json gives the params, the model config and the tokenizer this run starts from; `model` and
+               `data.tokenizer` are then left at their defaults. Ignored for the params when this run already has
                its own checkpoint (then it resumes from that).
   workdir      optional default run directory (experiments/run.py --workdir wins).
-  model        dsmath.model.ModelConfig.from_dict keys (`preset` plus overrides; `dtype: bfloat16` for bf16 compute).
-  data         the data engineer's fragment (dsmath.data.config.resolve_data_config checks it).
-  tokenizer_training  how to train a sentencepiece tokenizer when data.tokenizer.path is empty (see below).
-  mesh         {shape: [data, fsdp, tensor]} (one entry may be -1).
-  distributed  {coordinator_address: "" | "auto" | "host:port", num_processes, process_id} (dsmath.train.distributed).
-  sharding     {rules: [[logical name, mesh axis | [axes] | None], ...]} (dsmath.model.sharding.DEFAULT_RULES).
-  optimizer    see OPTIMIZER_DEFAULTS (dsmath.train.optimizer).
-  train        see TRAIN_DEFAULTS.
+  model        without init_from: dsmath.model.ModelConfig (`preset` plus overrides; `dtype: bfloat16` for bf16).
+  data         dsmath.data.config.DataConfig (sources, lengths, tokenizer).
+  tokenizer_training  how to train a sentencepiece tokenizer (pre-training without a data.tokenizer.path).
+  mesh, distributed, sharding, optimizer   the substrate the RL stage shares (below).
+  train        TrainLoopConfig: steps, logging, checkpoints.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Mapping, Optional, Union
+import math
+from typing import Any, Literal, Optional, Union
 
 import ml_collections
 
-from dsmath.config import check_keys, to_dict
+from dsmath import config as config_lib
+from dsmath.data.config import DataConfig
+from dsmath.model import ModelConfig
 from dsmath.model.sharding import DEFAULT_RULES
-from dsmath.train.distributed import DISTRIBUTED_DEFAULTS
 
-JOBS = ("pretrain", "sft")
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
@@ -49,6 +48,8 @@ class OptimizerConfig:
   grad_clip: float = 1.0  # global-norm clipping; 0 disables
 
   def __post_init__(self):
+    # Every numeric hyper-parameter is finite (dsmath.config rejects NaN / inf) and in range, checked before any of
+    # them reaches an update.
     if not self.peak_lr > 0:
       raise ValueError(f"peak_lr must be > 0, got {self.peak_lr}")
     if self.warmup_steps < 0:
@@ -58,9 +59,14 @@ class OptimizerConfig:
     if not self.eps > 0 or self.weight_decay < 0 or self.grad_clip < 0:
       raise ValueError(f"eps must be > 0 and weight_decay, grad_clip >= 0, got {self.eps}, {self.weight_decay}, "
                        f"{self.grad_clip}")
+    if not 0 <= self.final_lr_fraction <= 1:
+      raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
     if len(self.decay_boundaries) != len(self.decay_factors):
       raise ValueError(f"decay_boundaries {list(self.decay_boundaries)} and decay_factors "
                        f"{list(self.decay_factors)} must have the same length")
+    for i, (b, f) in enumerate(zip(self.decay_boundaries, self.decay_factors)):
+      if not (0 <= b <= 1 and f >= 0 and math.isfinite(b) and math.isfinite(f)):
+        raise ValueError(f"decay_boundaries[{i}]={b} must be in [0, 1] and decay_factors[{i}]={f} >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,82 +88,63 @@ class DistributedConfig:
   process_id: int = 0
 
 
-OPTIMIZER_DEFAULTS = to_dict(OptimizerConfig())
+@dataclasses.dataclass(frozen=True)
+class TokenizerTrainingConfig:
+  """Pre-training without data.tokenizer.path: a sentencepiece model trained on data.sources into
+  <workdir>/tokenizer/spm.model (reused when the run resumes)."""
+  vocab_size: int = 0  # 0 = model.vocab_size
+  max_chars: int = 3_000_000
 
-TRAIN_DEFAULTS = {
-    "total_steps": 100,
-    "grad_accum_steps": 1,           # micro-batches per step: data.batch_size rows are split into this many
-    "log_every": 1,                  # metrics (JSONL + TensorBoard) every N steps
-    "checkpoint_every": 50,          # save every N steps (and always at the end / on Ctrl-C)
-    "keep_checkpoints": 3,           # keep the last N checkpoints
-    "async_checkpoint": True,
-    "max_consecutive_nonfinite": 3,  # this many NaN/inf losses in a row stop the run (the last good ckpt is kept)
-    "peak_flops": 0.0,               # per-device peak FLOP/s for MFU; 0 = measure a matmul's FLOP/s at start-up
-    "progress": True,                # tqdm progress bar with ETA
-    # Test/debug knob: sleep this long after every step (does not change any result). The kill/resume tests use it
-    # so a signal lands while the run is still going; leave 0 for real runs.
-    "debug_step_sleep_s": 0.0,
-}
 
-# When data.tokenizer.path is empty, a sentencepiece model is trained on the data sources into
-# <workdir>/tokenizer/spm.model (or reused from init_from's run directory, so SFT shares pre-training's vocabulary).
-TOKENIZER_TRAINING_DEFAULTS = {
-    "vocab_size": 0,                 # 0 = model.vocab_size
-    "max_chars": 3_000_000,
-}
+@dataclasses.dataclass(frozen=True)
+class TrainLoopConfig:
+  """config.train: the loop's steps, logging and checkpoints."""
+  total_steps: int = 100
+  grad_accum_steps: int = 1  # micro-batches per step: data.batch_size rows are split into this many
+  log_every: int = 1  # metrics (JSONL + TensorBoard) every N steps
+  checkpoint_every: int = 50  # save every N steps (and always at the end / on Ctrl-C)
+  keep_checkpoints: int = 3  # keep the last N checkpoints
+  async_checkpoint: bool = True
+  max_consecutive_nonfinite: int = 3  # this many NaN/inf losses in a row stop the run (the last good ckpt is kept)
+  peak_flops: float = 0.0  # per-device peak FLOP/s for MFU; 0 = measure a matmul's FLOP/s at start-up
+  progress: bool = True  # tqdm progress bar with ETA
+  # Test/debug knob: sleep this long after every step (does not change any result). The kill/resume tests use it
+  # so a signal lands while the run is still going; leave 0 for real runs.
+  debug_step_sleep_s: float = 0.0
+
+  def __post_init__(self):
+    for key in ("total_steps", "grad_accum_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+                "max_consecutive_nonfinite"):
+      if getattr(self, key) < 1:
+        raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStageConfig:
+  job: Literal["pretrain", "sft"] = "pretrain"
+  seed: int = 0
+  init_from: str = ""
+  workdir: str = ""
+  model: ModelConfig = config_lib.field(default_factory=lambda: ModelConfig.preset("tiny"),
+                                        resolve=ModelConfig.resolve, config={"preset": "tiny"})
+  data: DataConfig = config_lib.sub(DataConfig)
+  tokenizer_training: TokenizerTrainingConfig = config_lib.sub(TokenizerTrainingConfig)
+  mesh: MeshConfig = config_lib.sub(MeshConfig)
+  distributed: DistributedConfig = config_lib.sub(DistributedConfig)
+  sharding: ShardingConfig = config_lib.sub(ShardingConfig)
+  optimizer: OptimizerConfig = config_lib.sub(OptimizerConfig)
+  train: TrainLoopConfig = config_lib.sub(TrainLoopConfig)
 
 
 def default_config(job: str = "pretrain") -> ml_collections.ConfigDict:
-  """Every top-level key with its default (data defaults come from dsmath.data at resolve time)."""
-  c = ml_collections.ConfigDict()
+  """Every key of the stage with its default, for `get_config()` files (and --config.a.b=... overrides)."""
+  c = config_lib.config_dict(TrainStageConfig)
   c.job = job
-  c.seed = 0
-  c.init_from = ""
-  c.workdir = ""
-  c.model = ml_collections.ConfigDict({"preset": "tiny"})
-  c.data = ml_collections.ConfigDict()
-  c.tokenizer_training = ml_collections.ConfigDict(TOKENIZER_TRAINING_DEFAULTS)
-  c.mesh = ml_collections.ConfigDict({"shape": [1, -1, 1]})
-  c.distributed = ml_collections.ConfigDict(DISTRIBUTED_DEFAULTS)
-  c.sharding = ml_collections.ConfigDict({"rules": [list(r) for r in DEFAULT_RULES]})
-  c.optimizer = ml_collections.ConfigDict(OPTIMIZER_DEFAULTS)
-  c.train = ml_collections.ConfigDict(TRAIN_DEFAULTS)
   return c
 
 
-# Sections whose keys are checked here; `model` and `data` are checked by their owners' from_dict/resolve.
-_CHECKED_SECTIONS = ("tokenizer_training", "mesh", "distributed", "sharding", "optimizer", "train")
-_OPAQUE_SECTIONS = ("model", "data")
-
-
-def resolve_config(config: Mapping) -> ml_collections.ConfigDict:
-  """Defaults overlaid with `config`, locked; an unknown key anywhere fails listing the valid keys.
-
-  Returns a new locked ConfigDict (assigning an unknown key later also fails).
-  """
-  given = to_dict(config)
-  job = given.get("job", "pretrain")
-  if job not in JOBS:
-    raise ValueError(f"config.job={job!r} is not a train job; valid: {list(JOBS)}")
-  out = default_config(job)
-  check_keys("config", given, out.keys())
-  for key, value in given.items():
-    if key in _CHECKED_SECTIONS:
-      if not isinstance(value, Mapping):
-        raise TypeError(f"config.{key} must be a mapping, got {type(value).__name__}")
-      check_keys(f"config.{key}", value, out[key].keys())
-      out[key].update(value)
-    elif key in _OPAQUE_SECTIONS:
-      out[key] = ml_collections.ConfigDict(value)
-    else:
-      out[key] = value
-  opt, train = out.optimizer, out.train
-  if len(opt.decay_boundaries) != len(opt.decay_factors):
-    raise ValueError(f"config.optimizer.decay_boundaries {list(opt.decay_boundaries)} and decay_factors "
-                     f"{list(opt.decay_factors)} must have the same length")
-  for key in ("total_steps", "grad_accum_steps", "log_every", "checkpoint_every", "keep_checkpoints",
-              "max_consecutive_nonfinite"):
-    if int(train[key]) < 1:
-      raise ValueError(f"config.train.{key} must be >= 1, got {train[key]}")
-  out.lock()
-  return out
+def resolve_config(config: Any) -> TrainStageConfig:
+  """The stage config (ConfigDict, dict or TrainStageConfig) checked against the schema at every depth."""
+  if isinstance(config, TrainStageConfig):
+    return config
+  return config_lib.resolve(TrainStageConfig, config)

@@ -4,8 +4,9 @@ Run directory:
   <workdir>/checkpoints/<step>/   orbax checkpoints (dsmath.train.checkpoint), the last train.keep_checkpoints kept
   <workdir>/metrics.jsonl         one record per logged step: loss, lr, grad_norm, tokens_per_s, mfu, ...
   <workdir>/tb/                   the same scalars as TensorBoard events
-  <workdir>/tokenizer_ref.json    the tokenizer config this run used ({kind, path, ...}); later stages read it
   <workdir>/tokenizer/spm.model   the sentencepiece model, when trained on the fly
+  <workdir>/run.json              written once the run completes (dsmath.runs): model config, tokenizer, final step,
+                                  resolved config, parent run; what init_from, eval, RL and HF export read
 Re-running the same command resumes from the latest checkpoint (exactly: same losses bitwise on CPU). Ctrl-C
 (SIGINT) finishes the current step, saves a checkpoint and returns with status "interrupted". NaN/inf losses skip
 their update; train.max_consecutive_nonfinite of them in a row raise FloatingPointError, leaving the checkpoints
@@ -13,23 +14,25 @@ as they were.
 """
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import statistics
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 from etils import epath
 
 from dsmath import data as data_lib
+from dsmath.config import ConfigError
+from dsmath.data.config import TokenizerConfig
 from dsmath.model import ModelConfig
 from dsmath.model import sharding as msharding
+from dsmath.runs import Run, load_run, write_run
 from dsmath.train import distributed
-from dsmath.train.checkpoint import Checkpointer, load_params
-from dsmath.train.config import resolve_config
+from dsmath.train.checkpoint import Checkpointer
+from dsmath.train.config import TrainStageConfig, resolve_config
 from dsmath.train.loss import next_token_loss
 from dsmath.train.metrics import MetricWriter, flops_per_step, measure_peak_flops, mfu
 from dsmath.train.optimizer import make_optimizer
@@ -46,47 +49,44 @@ ITERATORS: dict[str, Callable[..., Any]] = {
 TOKENIZER_FILE = "tokenizer/spm.model"
 
 
-TOKENIZER_REF = "tokenizer_ref.json"
+def _parent_run(cfg: TrainStageConfig) -> Optional[Run]:
+  """init_from's finished run; its run.json gives the model and the tokenizer, which the config must not repeat."""
+  if not cfg.init_from:
+    return None
+  default = TrainStageConfig()
+  if cfg.model != default.model:
+    raise ConfigError(f"config.model is set, but the model comes from config.init_from={cfg.init_from!r} (its "
+                      f"run.json); leave config.model at its default")
+  if cfg.data.tokenizer != default.data.tokenizer:
+    raise ConfigError(f"config.data.tokenizer is set, but the tokenizer comes from config.init_from="
+                      f"{cfg.init_from!r} (its run.json); leave config.data.tokenizer empty")
+  return load_run(cfg.init_from)
 
 
-def _write_json_atomic(path: epath.Path, obj) -> None:
-  tmp = path.parent / (path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=1))
-  tmp.rename(path)
+def prepare_tokenizer(cfg: TrainStageConfig, model_cfg: ModelConfig, workdir: epath.Path, parent: Optional[Run]):
+  """(tokenizer, its {kind, path, ...} record for run.json) of this run.
 
-
-def prepare_tokenizer(cfg, data_cfg, workdir: epath.Path):
-  """(tokenizer, path) of this run, recorded in <workdir>/tokenizer_ref.json for later stages.
-
-  In order: data.tokenizer (if its path is set); this run's own record (a resumed run); init_from's run record (SFT
-  uses its base model's tokenizer); else (pre-training) a sentencepiece model trained now on data.sources into
-  <workdir>/tokenizer/spm.model.
+  In order: init_from's run (SFT keeps its base model's vocabulary); data.tokenizer (if its path is set); else
+  (pre-training) the sentencepiece model <workdir>/tokenizer/spm.model, trained now on data.sources unless this run
+  trained it before it was interrupted (the file is written atomically: it exists only whole).
   """
-  ref = workdir / TOKENIZER_REF
-  tok_cfg = data_cfg.tokenizer.to_dict() if data_cfg.tokenizer.path else None
-  if tok_cfg is None and ref.exists():
-    tok_cfg = json.loads(ref.read_text())
-  if tok_cfg is None and cfg.init_from:
-    init = epath.Path(cfg.init_from)
-    for run_dir in (init, init.parent, init.parent.parent):  # a run dir, its checkpoints/ or one step directory
-      if (run_dir / TOKENIZER_REF).exists():
-        tok_cfg = json.loads((run_dir / TOKENIZER_REF).read_text())
-        log.info("tokenizer: %s (from init_from %s)", tok_cfg["path"], run_dir)
-        break
-  if tok_cfg is None:
-    if cfg.job != "pretrain":
-      raise ValueError(f"config.data.tokenizer.path is empty and there is no {TOKENIZER_REF} in {workdir} or beside "
-                       f"config.init_from={cfg.init_from!r}: set one of them (SFT uses its base model's tokenizer)")
+  if parent is not None:
+    ref = dict(parent.tokenizer)
+    log.info("tokenizer: %s (from init_from %s)", ref["path"], parent.path)
+  elif cfg.data.tokenizer.path:
+    ref = cfg.data.tokenizer.as_ref()
+  elif cfg.job != "pretrain":
+    raise ConfigError("config.data.tokenizer.path and config.init_from are both empty: SFT uses its base run's "
+                      "tokenizer (init_from) or the one data.tokenizer names")
+  else:
     own = workdir / TOKENIZER_FILE
-    vocab = cfg.tokenizer_training.vocab_size or ModelConfig.from_dict(cfg.model.to_dict()).vocab_size
-    log.info("tokenizer: training a %d-piece sentencepiece model on config.data.sources -> %s", vocab, own)
-    data_lib.train_sentencepiece_from_sources(data_cfg.sources.to_dict(), str(own), vocab_size=vocab,
-                                              max_chars=cfg.tokenizer_training.max_chars)
-    tok_cfg = {"kind": "sentencepiece", "path": str(own)}
-  tokenizer = data_lib.load_tokenizer(tok_cfg)
-  if not ref.exists():
-    _write_json_atomic(ref, tok_cfg)
-  return tokenizer, tok_cfg["path"]
+    if not own.exists():
+      vocab = cfg.tokenizer_training.vocab_size or model_cfg.vocab_size
+      log.info("tokenizer: training a %d-piece sentencepiece model on config.data.sources -> %s", vocab, own)
+      data_lib.train_sentencepiece_from_sources(cfg.data.sources, str(own), vocab_size=vocab,
+                                                max_chars=cfg.tokenizer_training.max_chars)
+    ref = TokenizerConfig(kind="sentencepiece", path=str(own)).as_ref()
+  return data_lib.load_tokenizer(ref), ref
 
 
 class _QuietOrbax(logging.Filter):
@@ -131,18 +131,18 @@ def train_loop(cfg, workdir, *, model_cfg: ModelConfig, train_step: TrainStep, s
                checkpointer: Checkpointer, schedule, batch_size: int, seq_len: int) -> dict:
   """Steps `state` from its step to cfg.train.total_steps on batches of `iterator`; returns the run summary."""
   tc = cfg.train
-  total = int(tc.total_steps)
+  total = tc.total_steps
   step = int(jax.device_get(state["step"]))
   start_step = step
   skipped_total = int(jax.device_get(state["num_skipped"]))
   writer = MetricWriter(workdir)
-  peak = float(tc.peak_flops) or measure_peak_flops()
+  peak = tc.peak_flops or measure_peak_flops()
   step_flops = flops_per_step(model_cfg, batch_size, seq_len)
   num_devices = train_step.mesh.devices.size
   consecutive, nonfinite_steps, times, losses = 0, [], [], {}
   status = "completed"
   last_saved = step if checkpointer.latest_step() == step else None
-  bar = _progress(total, step, bool(tc.progress) and jax.process_index() == 0)
+  bar = _progress(total, step, tc.progress and jax.process_index() == 0)
   try:
     with Interrupt() as interrupt:
       t_prev = time.perf_counter()
@@ -190,7 +190,7 @@ def train_loop(cfg, workdir, *, model_cfg: ModelConfig, train_step: TrainStep, s
           status = "interrupted"
           break
         if tc.debug_step_sleep_s:
-          time.sleep(float(tc.debug_step_sleep_s))
+          time.sleep(tc.debug_step_sleep_s)
   finally:
     bar.close()
     checkpointer.close()  # waits for the pending asynchronous save
@@ -212,26 +212,26 @@ def train_loop(cfg, workdir, *, model_cfg: ModelConfig, train_step: TrainStep, s
 
 
 def run(config, workdir: str) -> dict:
-  """Stage entry point for config.job in {"pretrain", "sft"}: train (or resume) in `workdir`, return a summary."""
+  """Stage entry point for config.job in {"pretrain", "sft"}: train (or resume) in `workdir`, return a summary; a
+  completed run writes <workdir>/run.json."""
   cfg = resolve_config(config)
   distributed.initialize(cfg.distributed)  # before any JAX computation
   logging.getLogger("absl").addFilter(_QUIET_ORBAX)  # idempotent: a Filter object is added once
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  model_cfg = ModelConfig.from_dict(cfg.model.to_dict())
-  data_cfg = data_lib.resolve_data_config(cfg.data)
-  tokenizer, tokenizer_path = prepare_tokenizer(cfg, data_cfg, workdir)
+  parent = _parent_run(cfg)
+  model_cfg = parent.model if parent is not None else cfg.model
+  tokenizer, tok_record = prepare_tokenizer(cfg, model_cfg, workdir, parent)
   if tokenizer.vocab_size > model_cfg.vocab_size:
-    raise ValueError(f"tokenizer {tokenizer_path} has {tokenizer.vocab_size} pieces > model.vocab_size="
+    raise ValueError(f"tokenizer {tok_record['path']} has {tokenizer.vocab_size} pieces > model.vocab_size="
                      f"{model_cfg.vocab_size}")
-  mesh = msharding.make_mesh(tuple(cfg.mesh.shape))
+  mesh = msharding.make_mesh(cfg.mesh.shape)
   optimizer, schedule = make_optimizer(cfg.optimizer, cfg.train.total_steps)
-  train_step = make_train_step(model_cfg, optimizer, next_token_loss(model_cfg), mesh=mesh,
-                               rules=[tuple(r) for r in cfg.sharding.rules],
-                               grad_accum_steps=int(cfg.train.grad_accum_steps))
-  checkpointer = Checkpointer(workdir / "checkpoints", keep=int(cfg.train.keep_checkpoints),
-                              async_save=bool(cfg.train.async_checkpoint))
-  iterator = ITERATORS[cfg.job](data_cfg, tokenizer, process_index=jax.process_index(),
+  train_step = make_train_step(model_cfg, optimizer, next_token_loss(model_cfg), mesh=mesh, rules=cfg.sharding.rules,
+                               grad_accum_steps=cfg.train.grad_accum_steps)
+  checkpointer = Checkpointer(workdir / "checkpoints", keep=cfg.train.keep_checkpoints,
+                              async_save=cfg.train.async_checkpoint)
+  iterator = ITERATORS[cfg.job](cfg.data, tokenizer, process_index=jax.process_index(),
                                 process_count=jax.process_count())
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract_state(model_cfg, optimizer), train_step.state_shardings)
@@ -240,16 +240,19 @@ def run(config, workdir: str) -> dict:
     state, data_state = checkpointer.restore(latest, abstract)
     iterator.set_state(data_state)
     origin = f"resumed from step {latest}"
-  elif cfg.init_from:
-    params = load_params(cfg.init_from, abstract["params"])
-    state = new_state(train_step, model_cfg, optimizer, int(cfg.seed), params=params)
+  elif parent is not None:
+    state = new_state(train_step, model_cfg, optimizer, cfg.seed, params=parent.load_params(abstract["params"]))
     origin = f"initialised from {cfg.init_from}"
   else:
-    state = new_state(train_step, model_cfg, optimizer, int(cfg.seed))
+    state = new_state(train_step, model_cfg, optimizer, cfg.seed)
     origin = "fresh init"
   log.info("%s: %s, %d params, %s", cfg.job, origin, model_cfg.num_params(), workdir)
   summary = train_loop(cfg, workdir, model_cfg=model_cfg, train_step=train_step, state=state, iterator=iterator,
-                       checkpointer=checkpointer, schedule=schedule, batch_size=int(data_cfg.batch_size),
-                       seq_len=int(data_cfg.seq_len))
-  return {**summary, "origin": origin, "workdir": str(workdir), "tokenizer": tokenizer_path,
-          "num_params": model_cfg.num_params()}
+                       checkpointer=checkpointer, schedule=schedule, batch_size=cfg.data.batch_size,
+                       seq_len=cfg.data.seq_len)
+  parents = (parent.path,) if parent is not None else ()
+  if summary["status"] == "completed":
+    write_run(workdir, job=cfg.job, model=model_cfg, tokenizer=tok_record, step=summary["step"], config=cfg,
+              parents=parents)
+  return {**summary, "origin": origin, "workdir": str(workdir), "tokenizer": tok_record["path"],
+          "parents": list(parents), "num_params": model_cfg.num_params()}

@@ -11,17 +11,18 @@ backends, so read the numbers as an estimate of the accelerator footprint, not a
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dsmath import config as config_lib
 from dsmath.model.api import abstract_params, count_params
 from dsmath.model.config import ModelConfig
 from dsmath.model import sharding as msharding
-from dsmath.train.config import OPTIMIZER_DEFAULTS
+from dsmath.train.config import MeshConfig, OptimizerConfig, ShardingConfig
 from dsmath.train.loss import next_token_loss
 from dsmath.train.optimizer import make_optimizer
 from dsmath.train.step import abstract_state, make_train_step
@@ -105,20 +106,53 @@ def plan_train_step(cfg: ModelConfig, mesh_shape: Sequence[int], optimizer: opta
       opt_state_bytes_per_device=_per_device_bytes(state["opt_state"], step.state_shardings["opt_state"]))
 
 
-def plan_from_config(config: Mapping) -> Plan:
-  """The plan for a configs/plan_*.py config (model, mesh, sharding, optimizer, train, plan sections)."""
+def _paper_7b() -> ModelConfig:
+  return ModelConfig.preset("7b", dtype="bfloat16", remat="full")
 
-  cfg = ModelConfig.from_dict(config["model"])
-  optimizer, _ = make_optimizer({**OPTIMIZER_DEFAULTS, **dict(config.get("optimizer", {}))},
-                                total_steps=int(config["plan"]["total_steps"]))
-  rules = msharding.rules_from_config(config["sharding"]["rules"]) if "sharding" in config else \
-      msharding.DEFAULT_RULES
-  return plan_train_step(cfg, list(config["mesh"]["shape"]), optimizer, int(config["plan"]["batch_per_data_shard"]),
-                         int(config["plan"]["seq_len"]), rules, int(config["plan"]["grad_accum_steps"]))
+
+@dataclasses.dataclass(frozen=True)
+class PlanShape:
+  """config.plan: what one step is compiled for."""
+  batch_per_data_shard: int = 1  # rows per (data x fsdp) shard; global batch = this * data * fsdp
+  seq_len: int = 4096
+  grad_accum_steps: int = 1
+  total_steps: int = 50_000  # only shapes the schedule; no effect on memory
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanStageConfig:
+  """The plan entry's schema (configs/plan_*.py start from `default_config()`): the paper's 7B (bf16 compute, full
+  remat), every mesh axis given (the plan simulates exactly these devices), the paper's AdamW."""
+  job: Literal["plan"] = "plan"
+  # Every field spelled out in the ConfigDict, so any can be overridden (--config.model.num_layers=2).
+  model: ModelConfig = config_lib.field(default_factory=_paper_7b, resolve=ModelConfig.resolve,
+                                        config=dataclasses.asdict(_paper_7b()))
+  mesh: MeshConfig = dataclasses.field(default_factory=lambda: MeshConfig(shape=(1, 16, 1)))
+  sharding: ShardingConfig = config_lib.sub(ShardingConfig)
+  optimizer: OptimizerConfig = config_lib.sub(OptimizerConfig)
+  plan: PlanShape = config_lib.sub(PlanShape)
+
+
+def default_config():
+  return config_lib.config_dict(PlanStageConfig)
+
+
+def resolve_plan_config(config: Any) -> PlanStageConfig:
+  if isinstance(config, PlanStageConfig):
+    return config
+  return config_lib.resolve(PlanStageConfig, config)
+
+
+def plan_from_config(config: Any) -> Plan:
+  """The plan for a configs/plan_*.py config (resolved against PlanStageConfig)."""
+  cfg = resolve_plan_config(config)
+  optimizer, _ = make_optimizer(cfg.optimizer, total_steps=cfg.plan.total_steps)
+  return plan_train_step(cfg.model, cfg.mesh.shape, optimizer, cfg.plan.batch_per_data_shard, cfg.plan.seq_len,
+                         cfg.sharding.rules, cfg.plan.grad_accum_steps)
 
 
 def num_devices(mesh_shape: Sequence[int]) -> int:
   """Devices a fully specified mesh shape needs (a plan simulates exactly these)."""
-  if any(int(s) < 1 for s in mesh_shape):
+  if any(s < 1 for s in mesh_shape):
     raise ValueError(f"config.mesh.shape={list(mesh_shape)}: a plan needs every axis size given (no -1)")
   return int(np.prod(mesh_shape))

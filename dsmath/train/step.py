@@ -64,7 +64,7 @@ def state_shardings(cfg: ModelConfig, optimizer: optax.GradientTransformation, m
   return {"params": param_sh, "opt_state": opt_sh, "step": rep, "rng": rep, "num_skipped": rep}
 
 
-def _microbatches(batch: dict, n: int) -> dict:
+def microbatches(batch: dict, n: int) -> dict:
   """[B, ...] -> [n, B // n, ...] taking rows i, i + n, ... into micro-batch i, so each data shard splits evenly."""
   def split(x):
     b = x.shape[0]
@@ -72,6 +72,11 @@ def _microbatches(batch: dict, n: int) -> dict:
       raise ValueError(f"batch of {b} rows does not split into train.grad_accum_steps={n} micro-batches")
     return jnp.swapaxes(x.reshape(b // n, n, *x.shape[1:]), 0, 1)
   return jax.tree.map(split, batch)
+
+
+def unmicrobatch(x: jax.Array) -> jax.Array:
+  """The inverse of `microbatches` for one array: [n, B // n, ...] -> [B, ...] in the original row order."""
+  return jnp.swapaxes(x, 0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
 def _where(pred, new, old):
@@ -99,7 +104,7 @@ def build_step_fn(optimizer: optax.GradientTransformation, loss_fn: LossFn, grad
       (loss, aux), grads = grad_fn(params, batch, step_key)
       weight = aux.pop("loss_weight", jnp.ones((), jnp.float32))
     else:
-      micro = _microbatches(batch, grad_accum_steps)
+      micro = microbatches(batch, grad_accum_steps)
 
       def body(carry, xs):
         mb, i = xs

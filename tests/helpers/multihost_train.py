@@ -11,21 +11,20 @@ process_id, num_processes, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={8 // num_processes}"
 
 import jax  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dsmath import model  # noqa: E402
 from dsmath.model import sharding  # noqa: E402
 from dsmath.train import distributed, make_optimizer, make_train_step, new_state, next_token_loss  # noqa: E402
-from dsmath.train.config import default_config  # noqa: E402
+from dsmath.train.config import DistributedConfig, OptimizerConfig  # noqa: E402
 
 if num_processes > 1:
-  distributed.initialize(ml_collections.ConfigDict({"coordinator_address": f"127.0.0.1:{port}",
-                                                    "num_processes": num_processes, "process_id": process_id}))
+  distributed.initialize(DistributedConfig(coordinator_address=f"127.0.0.1:{port}", num_processes=num_processes,
+                                           process_id=process_id))
 assert jax.process_count() == num_processes and jax.device_count() == 8
 
 cfg = model.ModelConfig.preset("tiny")
-optimizer, _ = make_optimizer(default_config().optimizer, total_steps=10)
+optimizer, _ = make_optimizer(OptimizerConfig(), total_steps=10)
 step = make_train_step(cfg, optimizer, next_token_loss(cfg), mesh=sharding.make_mesh((2, 2, 2)))
 state = new_state(step, cfg, optimizer, seed=0)
 rng = np.random.RandomState(0)

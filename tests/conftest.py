@@ -1,0 +1,36 @@
+"""Shared test setup: one persistent XLA compilation cache for the session (identical programs compiled by different
+tests, or by the subprocesses they start, compile once), and the shared RL parent run."""
+import os
+import sys
+
+import jax
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for configs/
+
+
+def pytest_configure(config):
+  cache = os.path.join(str(config.rootpath), "build", f"xla_test_cache_{os.getpid()}")
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)  # subprocesses inherit it
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+  import shutil
+  cache = os.path.join(str(config.rootpath), "build", f"xla_test_cache_{os.getpid()}")
+  shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rl_parent_run(tmp_path_factory):
+  """A finished run (run.json) the RL tests start from: 60 steps of the paradigm's SFT entry on the toy task, partly
+  right on its questions."""
+  from dsmath import rl
+  from tests.rl_configs import config
+  workdir = tmp_path_factory.mktemp("rl_parent")
+  rl.run(config("sft_toy", **{"rl.steps": 60, "optimizer.peak_lr": 3e-3, "rollout.prompts_per_step": 32}), workdir)
+  return workdir

@@ -1,0 +1,121 @@
+"""Free-text answer shapes a model writes, with the gold answer and the right verdict (None: not asserted).
+
+Used by tests/test_grading_math_verify.py (dsmath vs math-verify's own pipeline) and benchmarks/eval_grading.py.
+"""
+# (model text, gold answer, expected verdict or None where reasonable graders may differ)
+CASES = [
+    # fractions
+    (r"The probability is $\frac13$.", r"\frac{1}{3}", True),
+    (r"The probability is $\dfrac{1}{3}$.", r"\frac{1}{3}", True),
+    (r"So $p = \tfrac{1}{3}$", r"\frac13", True),
+    (r"The answer is 1/3", r"\frac{1}{3}", True),
+    (r"Therefore the answer is $\frac{2}{6}$.", r"\frac{1}{3}", True),
+    (r"The answer is 0.3333333", r"\frac{1}{3}", True),
+    (r"The answer is 0.33", r"\frac{1}{3}", False),
+    (r"Thus $k = 1/3$.", r"\frac{1}{3}", True),
+    (r"Final Answer: The final answer is $\frac{1}{3}$. I hope it is correct.", r"\frac{1}{3}", True),
+    (r"The answer is $\frac{1}{4}$.", r"\frac{1}{3}", False),
+    (r"We get \boxed{\frac{3}{4}}", "0.75", True),
+    (r"We get \boxed{-\frac{3}{4}}", r"-\frac34", True),
+    # intervals and sets
+    (r"The range is $[0,1)$.", "[0,1)", True),
+    (r"The range is $[0,1]$.", "[0,1)", False),
+    (r"The solution set is $(-\infty, 2) \cup (3, \infty)$.", r"(-\infty,2)\cup(3,\infty)", True),
+    (r"The domain is \boxed{(-\infty, 5]}", r"(-\infty,5]", True),
+    (r"The roots are $\{1, 2\}$.", r"\{1,2\}", True),
+    (r"The roots are $\{2, 1\}$.", r"\{1,2\}", True),
+    (r"So \boxed{1, 2, 3}", r"1,2,3", True),
+    (r"So \boxed{3, 2, 1}", r"1,2,3", True),
+    (r"So \boxed{1, 2}", r"1,2,3", False),
+    (r"The solutions are $x = 1$ and $x = 2$.", "1, 2", None),
+    # inequalities and equations
+    (r"Therefore $x \geq 5$.", r"x \geq 5", True),
+    (r"Therefore $x \ge 5$.", r"x\ge5", True),
+    (r"Therefore $x > 5$.", r"x \geq 5", False),
+    (r"Therefore $5 \leq x$.", r"x \geq 5", True),
+    (r"Thus $k = 1/3$", r"k=\frac{1}{3}", True),
+    (r"The line is $y = 2x + 1$.", "y=2x+1", True),
+    (r"The line is $y = 2x + 3$.", "y=2x+1", False),
+    (r"\boxed{x = 4}", "4", True),
+    # numbers with separators and decimal commas
+    (r"The total is 1 000 dollars.", "1000", True),
+    (r"The total is 1,000.", "1000", True),
+    (r"The answer is 1,000", "1,000", True),
+    (r"The answer is 12,345,678.", "12345678", True),
+    (r"The answer is 1,22", "1.22", True),
+    (r"Die Antwort ist 3,5", "3.5", True),
+    (r"\boxed{1000}", "1,000", True),
+    (r"The answer is 1 001", "1000", False),
+    # percentages
+    (r"The answer is 50%", "50", None),
+    (r"The rate is $25\%$.", r"25\%", True),
+    (r"The rate is \boxed{25\%}", "0.25", None),
+    # units and text
+    (r"The length is \boxed{5\text{ cm}}", "5", True),
+    (r"It costs \boxed{\$18.90}", r"\$18.90", True),
+    (r"It costs \$18.90 in total, so the answer is $18.90$.", "18.90", True),
+    (r"The speed is \boxed{60 \text{ mph}}", "60", True),
+    (r"The angle is \boxed{30^\circ}", "30", True),
+    (r"The angle is $30^{\circ}$.", r"30^\circ", True),
+    (r"The angle is \boxed{45^\circ}", "30", False),
+    (r"The answer is \boxed{\text{(B)}}", r"\text{(B)}", True),
+    (r"\boxed{\text{Monday}}", r"\text{Monday}", True),
+    # matrices and vectors
+    (r"\boxed{\begin{pmatrix} 1 \\ 2 \end{pmatrix}}", r"\begin{pmatrix}1\\2\end{pmatrix}", True),
+    (r"\boxed{\begin{pmatrix} 1 & 0 \\ 0 & 1 \end{pmatrix}}", r"\begin{pmatrix}1&0\\0&1\end{pmatrix}", True),
+    (r"\boxed{\begin{pmatrix} 1 & 0 \\ 0 & 2 \end{pmatrix}}", r"\begin{pmatrix}1&0\\0&1\end{pmatrix}", False),
+    (r"The point is $(3, \frac{\pi}{2})$.", r"\left( 3, \frac{\pi}{2} \right)", True),
+    (r"The point is $(2, 3)$.", "(3,2)", False),
+    # negatives, roots, pi, expressions
+    (r"The answer is -7.", "-7", True),
+    (r"The answer is $-7$.", "7", False),
+    (r"Thus \boxed{2\sqrt{2}}", r"\sqrt{8}", True),
+    (r"Thus $\sqrt{8}$", r"2\sqrt{2}", True),
+    (r"Thus \boxed{3\sqrt{2}}", r"2\sqrt{2}", False),
+    (r"The area is $4\pi$.", r"4\pi", True),
+    (r"The area is \boxed{4 \pi}", r"\pi \cdot 4", True),
+    (r"The area is \boxed{12.566}", r"4\pi", False),
+    (r"Expanding, \boxed{x^2+2x+1}", "(x+1)^2", True),
+    (r"Expanding, \boxed{x^2+2x-1}", "(x+1)^2", False),
+    (r"So $\boxed{\frac{\sqrt{3}}{2}}$", r"\frac{\sqrt3}{2}", True),
+    (r"So \boxed{3 + 4i}", "3+4i", True),
+    (r"\boxed{10^{400}}", r"10^{400}", True),
+    (r"\boxed{10^{400}}", r"2\cdot 10^{400}", False),
+    # several boxes / answer phrases
+    # math-verify reads boxes within 70 characters and a separator as one set {3, -3}: see KNOWN_MATH_VERIFY_MISSES.
+    (r"First \boxed{3}, but correcting the sign, \boxed{-3}.", "-3", True),
+    (r"First \boxed{3}, but correcting the sign, \boxed{-3}.", "3", False),
+    (r"The two solutions are \boxed{2} and \boxed{3}.", "2, 3", True),
+    (r"So the answer is $\boxed{5}$ (we checked all 3 cases).", "5", True),
+    (r"The answer is 5.", "5", True),
+    (r"**Answer:** 7", "7", True),
+    (r"**Final answer:** $\frac{7}{2}$", "3.5", True),
+    (r"Answer: 12 apples", "12", True),
+    (r"The final answer is 42", "42", True),
+    (r"The answer is 41", "42", False),
+    # GSM8K-style text with a trailing number
+    ("Natalia sold 48/2 = 24 clips in May.\nShe sold 48+24 = 72 clips altogether.\n#### 72", "72", True),
+    ("She has 3 + 4 = 7 apples, then buys 5 more, so 12.", "12", True),
+    ("She has 3 + 4 = 7 apples, then buys 5 more, so 12.", "7", False),
+    ("He pays 2 * $15 = $30 for the shirts.", "30", True),
+    ("Each costs $2.50 and he buys 4, so he pays $10.", "10", True),
+    ("The trip took 3 hours and 20 minutes.", "20", None),
+    # Chinese answers
+    ("所以答案是 18。", "18", True),
+    ("解得 x = 5，所以答案是 $\\frac{1}{2}$。", r"\frac{1}{2}", True),
+    ("他一共有 12 个苹果。", "12", True),
+    ("答案：$3\\sqrt{2}$", r"3\sqrt{2}", True),
+    ("答案是 17", "18", False),
+    # wrong or empty answers
+    ("I do not know.", "4", False),
+    ("", "4", False),
+    (r"\boxed{}", "4", False),
+    (r"\boxed{4", "4", None),
+    (r"The answer is \boxed{5}.", "4", False),
+    (r"The answer is \boxed{x+1}.", "x+2", False),
+    (r"The answer is \boxed{\infty}", r"\infty", True),
+    (r"The answer is \boxed{-\infty}", r"\infty", False),
+]
+
+# Labelled cases where math-verify's own pipeline (and so dsmath's math_verify mode, which must equal it) is wrong.
+KNOWN_MATH_VERIFY_MISSES = {(r"First \boxed{3}, but correcting the sign, \boxed{-3}.", "-3")}

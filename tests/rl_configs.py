@@ -1,0 +1,41 @@
+"""RL configs for tests: the repo's configs/<name>.py on a small shared toy task (one-step additions of numbers up
+to 9), with dotted-key overrides."""
+import importlib
+
+TOY = {"task.synthetic.num_train": 256, "task.synthetic.num_test": 64, "task.synthetic.difficulty.min_steps": 1,
+       "task.synthetic.difficulty.max_steps": 1, "task.synthetic.difficulty.max_number": 9,
+       "task.synthetic.difficulty.ops": ("+",), "task.tokenizer_vocab": 384}
+
+SMALL = {**TOY, "rl.steps": 1, "rl.sft_warmup_steps": 0, "rollout.prompts_per_step": 2, "rollout.group_size": 4,
+         "rollout.max_new_tokens": 16, "eval.num_questions": 0, "checkpoint.every": 100, "reward_model.steps": 2,
+         "reward_model.batch": 8, "reward_model.questions": 4, "reward_model.samples_per_question": 2,
+         "reward_model.shepherd_completions": 2, "offline.samples_per_question": 4, "offline.questions": 16,
+         "ppo.samples_per_question": 2}
+
+
+def set_key(c, key, value):
+  *path, last = key.split(".")
+  node = c
+  for p in path:
+    node = node[p]
+  node[last] = value
+
+
+def config(name: str, parent=None, **overrides):
+  """configs/<name>.py shrunk to SMALL (plus `overrides`), starting from the run `parent` when given."""
+  c = importlib.import_module(f"configs.{name}").get_config()
+  small = dict(SMALL)
+  if parent is not None:
+    small["init_from"] = str(parent)
+  for k, v in {**small, **overrides}.items():
+    set_key(c, k, v)
+  return c
+
+
+def flags(parent=None, **overrides) -> list:
+  """The same settings as command-line flags for `python -m experiments.run`."""
+  small = dict(SMALL)
+  if parent is not None:
+    small["init_from"] = str(parent)
+  small.update(overrides)
+  return [f"--config.{k}={v!r}" if isinstance(v, tuple) else f"--config.{k}={v}" for k, v in small.items()]

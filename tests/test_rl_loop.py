@@ -1,0 +1,159 @@
+"""The RL stage on the training substrate: every method runs from its config, iterative RL resets pi_ref and replays
+reward-model data, GRPO raises the reward of an SFT policy, held-out evaluation does not disturb training, the step
+keeps its batch on the device, and a bad config names its key.
+
+One parent run (the paradigm's SFT entry on the toy task, with run.json) is built once for the module; every RL run
+starts from it through `init_from`, as the recipe's stages do.
+"""
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from dsmath import rl
+from dsmath.config import ConfigError
+from dsmath.rl.checkpoint import RLCheckpointer
+from dsmath.runs import load_run
+from tests.rl_configs import config
+
+def metric_rows(workdir) -> list:
+  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sft_run(rl_parent_run):
+  return rl_parent_run
+
+
+METRIC_KEYS = ("reward_mean", "reward_std", "accuracy", "zero_std_group_fraction", "entropy", "completion_len_mean",
+               "truncated_fraction", "rollout_s", "scoring_s", "update_s", "step_s", "tokens_per_s", "loss",
+               "grad_norm")
+
+
+@pytest.mark.parametrize("name,extra", [
+    ("rft_toy", ()), ("online_rft_toy", ()), ("dpo_toy", ("margin", "reward_accuracy")),
+    ("ppo_toy", ("value_loss", "clip_fraction")), ("grpo_toy", ("kl_ref", "clip_fraction")),
+    ("grpo_ps_toy", ("kl_ref",)), ("grpo_orm_toy", ("kl_ref",)), ("grpo_prm_toy", ("kl_ref",)),
+    ("dr_grpo_toy", ("kl_ref",)), ("dapo_toy", ("kept_groups", "refill_rounds")), ("gspo_toy", ("clip_fraction",)),
+    ("rloo_toy", ("kl_ref",))])
+def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
+  summary = rl.run(config(name, sft_run), tmp_path)
+  assert summary["status"] == "completed" and summary["steps"] == 1
+  rows = metric_rows(tmp_path)
+  step = [r for r in rows if r["step"] == 1 and "loss" in r][-1]
+  online = rl.METHODS[summary["method"]].data == "policy"
+  for k in (METRIC_KEYS if online else ("loss", "grad_norm", "entropy")) + tuple(extra):
+    assert k in step and math.isfinite(step[k]), (name, k, step)
+  assert step["skipped"] == 0
+  if summary["models"]["reward_model"]:
+    rm = [r for r in rows if "rm_loss" in r]
+    assert rm and math.isfinite(rm[0]["rm_loss"]) and rm[0]["rm_replay_share"] == 0.0
+  if summary["method"] in ("rft", "dpo"):
+    assert rows[0]["offline_rows"] > 0 and rows[0]["offline_correct"] > 0
+  run = load_run(tmp_path)  # the policy is handed on like every training stage's
+  assert run.job == "rl" and run.step == 1 and run.parents == (str(sft_run),)
+  assert run.model == load_run(sft_run).model and run.tokenizer == load_run(sft_run).tokenizer
+
+
+def test_iterative_rl_resets_ref_and_replays_reward_model_data(tmp_path, sft_run):
+  """Algorithm 1: pi_ref <- pi_theta at each iteration start; the RM is retrained on fresh samples + 10% replay."""
+  summary = rl.run(config("grpo_iterative_toy", sft_run, **{"rl.iterations": 2, "rl.steps": 2}), tmp_path)
+  assert summary["steps"] == 4
+  rows = metric_rows(tmp_path)
+  steps = [r for r in rows if "kl_ref" in r]
+  assert [r["iteration"] for r in steps] == [0, 0, 1, 1]
+  assert abs(steps[0]["kl_ref"]) < 1e-6 and abs(steps[2]["kl_ref"]) < 1e-6  # first step of an iteration: pi = pi_ref
+  assert steps[1]["kl_ref"] > 0 or steps[3]["kl_ref"] > 0  # within an iteration the policy moves away
+  rm = [r for r in rows if "rm_loss" in r]
+  assert [r["step"] for r in rm] == [0, 2]  # before RL, then after iteration 0 (the last one's would go unused)
+  assert rm[0]["rm_rows_replay"] == 0 and rm[1]["rm_rows_replay"] > 0
+  assert abs(rm[1]["rm_replay_share"] - 0.1) < 0.02, rm[1]
+  # the checkpoint keeps every round's rows as replay data, the first round's first
+  ckpt = RLCheckpointer(tmp_path / "checkpoints")
+  _, arrays = ckpt.restore_host(4)
+  ckpt.close()
+  n_new = int(rm[0]["rm_rows_new"])
+  assert len(arrays["replay/completion"]) == n_new + int(rm[1]["rm_rows_new"])
+
+
+def test_grpo_raises_training_reward_of_an_sft_policy(tmp_path, sft_run):
+  """Fixed seed: 12 GRPO steps on 8 questions (all 8 every step, G = 8) raise the accuracy of samples on them."""
+  c = config("grpo_toy", sft_run, **{"rl.steps": 12, "rollout.prompts_per_step": 8, "rollout.group_size": 8,
+                                     "optimizer.peak_lr": 3e-4, "task.synthetic.num_train": 8})
+  rl.run(c, tmp_path)
+  acc = [r["accuracy"] for r in metric_rows(tmp_path) if "accuracy" in r]
+  first, last = np.mean(acc[:3]), np.mean(acc[-3:])
+  print(f"GRPO rollout accuracy per step: {np.round(acc, 3).tolist()}")
+  assert 0.05 < first < 0.95, acc  # partly right: the groups carry signal
+  assert last > first + 0.1, acc
+
+
+def test_held_out_evaluation_leaves_training_unchanged(tmp_path, sft_run):
+  """eval.every = 2 over 3 steps: held-out rows at steps 0, 2 and 3; evaluation draws from keys of its own, so the
+  trained policy and the training metrics equal a run without it."""
+  evald = rl.run(config("grpo_toy", sft_run, **{"rl.steps": 3, "eval.every": 2, "eval.num_questions": 8,
+                                               "eval.samples": 2}), tmp_path / "eval")
+  plain = rl.run(config("grpo_toy", sft_run, **{"rl.steps": 3}), tmp_path / "plain")
+  evals = [r for r in metric_rows(tmp_path / "eval") if r.get("evaluation")]
+  assert [r["step"] for r in evals] == [0, 2, 3]
+  assert evald["test_accuracy_greedy_before"] == evals[0]["test_accuracy_greedy"]
+  assert evald["test_accuracy_sampled_after"] == evals[-1]["test_accuracy_sampled"]
+  assert set(evald["test_accuracy_greedy_gain"]) >= {"gain", "gain_ci95"}
+  train = lambda d: [{k: v for k, v in r.items() if not k.endswith("_s") and k != "tokens_per_s"}  # noqa: E731
+                     for r in metric_rows(d) if not r.get("evaluation")]
+  assert train(tmp_path / "eval") == train(tmp_path / "plain")
+  a, b = load_run(tmp_path / "eval").load_params(), load_run(tmp_path / "plain").load_params()
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert plain["status"] == "completed"
+
+
+def test_public_rl_step_keeps_the_batch_on_the_device(sft_run):
+  """rl_step(state, questions) is the public step. Under jax.transfer_guard("disallow") no array crosses between
+  host and device implicitly: only the explicit copies (completion tokens for the grader, rewards back) happen."""
+  run = rl.resolve_rl_config(config("grpo_toy", sft_run))
+  parent = load_run(sft_run)
+  task = rl.build_task(run.config.task, parent.load_tokenizer(), 0)
+  rl_step = rl.RLStep(run, parent.model, task)
+  try:
+    state = rl_step.init_state(parent.load_params(), seed=0)
+    state, metrics = rl_step(state, np.arange(2))  # compiles
+    with jax.transfer_guard("disallow"):
+      state, metrics = rl_step(state, np.arange(2, 4))
+    assert metrics["skipped"] == 0 and math.isfinite(metrics["loss"]) and int(state["step"]) == 2
+  finally:
+    rl_step.close()
+
+
+def test_config_errors_name_the_key(tmp_path, sft_run):
+  c = config("grpo_toy", sft_run)
+  c.loss.bogus = 1
+  with pytest.raises(ConfigError, match=r"config\.loss\.bogus"):
+    rl.run(c, tmp_path)
+  d = config("grpo_toy", sft_run).to_dict()  # a config file may build plain dicts, which ConfigDict does not type
+  d["task"]["synthetic"]["difficulty"]["max_number"] = "9"
+  with pytest.raises(ConfigError, match=r"config\.task\.synthetic\.difficulty\.max_number must be int"):
+    rl.run(d, tmp_path)
+  with pytest.raises(ConfigError, match=r"config\.rl\.method='reinforce' is unknown"):
+    rl.run(config("grpo_toy", sft_run, **{"rl.method": "reinforce"}), tmp_path)
+  with pytest.raises(ConfigError, match="process reward"):
+    rl.resolve_rl_config(config("ppo_toy", sft_run, **{"rl.reward": "step_check"}))
+  with pytest.raises(ConfigError, match="finite"):
+    rl.resolve_rl_config(config("grpo_toy", sft_run, **{"optimizer.peak_lr": float("nan")}))
+  with pytest.raises(ConfigError, match="init_from"):  # the model comes from the parent run, not the config
+    rl.run(config("grpo_toy", sft_run, **{"model.num_layers": 3}), tmp_path)
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_method_defaults_fill_only_what_the_config_leaves_open(sft_run):
+  gspo = rl.resolve_rl_config(config("gspo_toy", sft_run))
+  assert (gspo.loss.clip_eps, gspo.loss.eps_high, gspo.loss.beta) == (3e-4, 4e-4, 0.0) and not gspo.needs_reference
+  dapo = rl.resolve_rl_config(config("dapo_toy", sft_run))
+  assert dapo.loss.eps_high == 0.28 and dapo.loss.aggregation == "token" and dapo.dynamic_sampling
+  assert dapo.overlong_buffer == 16 // 4
+  mine = rl.resolve_rl_config(config("dapo_toy", sft_run, **{"loss.clip_eps_high": 0.3, "loss.beta": 0.01}))
+  assert mine.loss.eps_high == 0.3 and mine.loss.beta == 0.01 and mine.needs_reference
+  ps = rl.resolve_rl_config(config("grpo_toy", sft_run, **{"rl.reward": "prm"}))
+  assert ps.estimator == "grpo_process" and ps.needs_reward_model  # GRPO + PS is first-class
