@@ -52,6 +52,58 @@ def _plot_curves(run_dir: Path, stages: list[str], key: str, path: Path, title: 
   return drawn
 
 
+def _smooth(y: list, window: int) -> list:
+  """Trailing moving average (the first points average what there is)."""
+  out, total = [], 0.0
+  for i, v in enumerate(y):
+    total += v
+    if i >= window:
+      total -= y[i - window]
+    out.append(total / min(i + 1, window))
+  return out
+
+
+def _rl_section(run: Path, name: str, summary: dict) -> list[str]:
+  """An RL stage: its reward curve (raw and smoothed), held-out accuracy over RL steps, and the paired gains."""
+  rows = read_jsonl(run / name / "metrics.jsonl")
+  steps = [r for r in rows if "reward_mean" in r]
+  evals = [r for r in rows if r.get("evaluation")]
+  out = ["", f"## RL stage `{name}`: {summary.get('method')} (reward {summary.get('reward')!r}, estimator "
+             f"{summary.get('estimator')!r}, loss {summary.get('policy_loss')!r})", ""]
+  if steps:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    x = [r["step"] for r in steps]
+    window = max(1, len(x) // 10)
+    for key, label in (("reward_mean", "reward"), ("accuracy", "rollout accuracy")):
+      y = [r[key] for r in steps]
+      axes[0].plot(x, y, alpha=0.3, label=f"{label} (per step)")
+      axes[0].plot(x, _smooth(y, window), label=f"{label} ({window}-step mean)")
+    axes[0].set_xlabel("RL step"), axes[0].set_title("training rollouts (sampled at the rollout temperature)")
+    for key, label in (("test_accuracy_greedy", "greedy"), ("test_accuracy_sampled", "sampled")):
+      pts = [(r["step"], r[key]) for r in evals if key in r]
+      if pts:
+        axes[1].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    axes[1].set_xlabel("RL step"), axes[1].set_title("held-out accuracy")
+    for ax in axes:
+      ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = run / f"rl_{name}.png"
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    out += [f"![RL curves of {name}]({png.name})", ""]
+  gains = [(k, summary.get(f"test_accuracy_{k}_before"), summary.get(f"test_accuracy_{k}_after"),
+            summary.get(f"test_accuracy_{k}_gain")) for k in ("greedy", "sampled")]
+  gains = [g for g in gains if g[1] is not None and g[2] is not None and isinstance(g[3], dict)]
+  if gains:
+    out += ["| held-out accuracy | before RL | after RL | paired gain | 95% interval | questions |",
+            "|---|---:|---:|---:|---|---:|"]
+    for k, before, after, gain in gains:
+      ci = gain.get("gain_ci95", [float("nan")] * 2)
+      out.append(f"| {k} | {before:.3f} | {after:.3f} | {gain['gain']:+.3f} | [{ci[0]:+.3f}, {ci[1]:+.3f}] | "
+                 f"{gain.get('n', '')} |")
+  return out
+
+
 def _plot_pass_maj(curves: dict, path: Path, benchmark: str):
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
   for label, summary in curves.items():
@@ -87,6 +139,9 @@ def write_recipe_report(config, run_dir: str, summaries: dict, timings: dict) ->
     png = run / f"curve_{key}.png"
     if _plot_curves(run, [n for n in config.stage_order if jobs[n] in stage_jobs], key, png, title):
       lines.append(f"![{title}]({png.name})")
+  for name in config.stage_order:
+    if jobs[name] == "rl" and isinstance(summaries.get(name), dict):
+      lines += _rl_section(run, name, summaries[name])
   accuracy = rep.accuracy
   if accuracy:
     lines += ["", "## Held-out accuracy after each stage", "", "| after | benchmark | accuracy | 95% CI | n |",

@@ -261,12 +261,16 @@ def load_ocw(data_dir: Path | None = None) -> list[Record]:
 
 
 def load_synthetic(data_dir: Path | None = None, *, num_examples: int = 200, seed: int = 0, test_fraction: float = 0.2,
-                   **difficulty) -> list[Record]:
-  """The held-out split of the synthetic arithmetic task (dsmath.data.synthetic), generated, not read from disk."""
+                   validation_fraction: float = 0.0, split: str = "test", **difficulty) -> list[Record]:
+  """A held-out split ("test", or "validation" for choosing settings) of the synthetic arithmetic task
+  (dsmath.data.synthetic), generated, not read from disk."""
   del data_dir
   from dsmath.data import synthetic
-  problems = synthetic.make_split("test", num_examples, seed, synthetic.difficulty_from_dict(difficulty), test_fraction)
-  return [Record(benchmark="synthetic", id=f"synthetic/test/{i}", question=p.question, answer=p.answer,
+  if split not in ("test", "validation"):
+    raise ValueError(f"synthetic benchmark split must be 'test' or 'validation', got {split!r}")
+  problems = synthetic.make_split(split, num_examples, seed, synthetic.difficulty_from_dict(difficulty), test_fraction,
+                                  validation_fraction=validation_fraction)
+  return [Record(benchmark="synthetic", id=f"synthetic/{split}/{i}", question=p.question, answer=p.answer,
                  metadata={"solution": p.solution}) for i, p in enumerate(problems)]
 
 

@@ -36,7 +36,8 @@ from dsmath.data.prompts import BLOCK_CLOSE, INSTRUCT_SUFFIX_EN, OUTPUT_OPEN, PO
 from dsmath.data.prompts import PYTHON_OPEN as CODE_OPEN
 from dsmath.data.prompts import format_output_block
 
-INSTRUCTIONS = {"cot": INSTRUCT_SUFFIX_EN, "pot": POT_SUFFIX_EN, "tool": TOOL_SUFFIX_EN}
+# "plain": no instruction, the synthetic task's format (question, newline, solution).
+INSTRUCTIONS = {"cot": INSTRUCT_SUFFIX_EN, "pot": POT_SUFFIX_EN, "tool": TOOL_SUFFIX_EN, "plain": ""}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +50,10 @@ class Template:
     return f"{self.user_prefix}{question.strip()}\n{INSTRUCTIONS[style]}{self.assistant_prefix}"
 
 
-# DeepSeekMath-Instruct's chat format ("User: ...\n\nAssistant: ..." then EOS).
-TEMPLATES = {"deepseek": Template(user_prefix="User: ", assistant_prefix="\n\nAssistant: ")}
+# DeepSeekMath-Instruct's chat format ("User: ...\n\nAssistant: ..." then EOS); "plain": the question and a newline,
+# the prompt dsmath.data.prompts.plain_prompt gives the RL stage and evaluation (the synthetic task's format).
+TEMPLATES = {"deepseek": Template(user_prefix="User: ", assistant_prefix="\n\nAssistant: "),
+             "plain": Template(user_prefix="", assistant_prefix="")}
 
 _OUTPUT_BLOCK = re.compile(re.escape(OUTPUT_OPEN) + r"(.*?)" + re.escape(BLOCK_CLOSE), re.S)
 
@@ -148,6 +151,11 @@ def math_cot(record: Mapping) -> Optional[tuple[str, str, str]]:
   return "cot", record["problem"], record["solution"]
 
 
+def synthetic_solution(record: Mapping):
+  """The synthetic task's rows of the sources stage: question -> the solution as its teacher wrote it."""
+  return "plain", record["question"], record["solution"]
+
+
 def generic_cot(record: Mapping):
   return "cot", record["question"], record["response"]
 
@@ -162,7 +170,7 @@ def generic_tool(record: Mapping):
 
 SFT_FORMATTERS: dict[str, Callable[[Mapping], Optional[tuple[str, str, str]]]] = {
     "gsm8k_cot": gsm8k_cot, "gsm8k_pot": gsm8k_pot, "gsm8k_tool": gsm8k_tool, "math_cot": math_cot,
-    "cot": generic_cot, "pot": generic_pot, "tool": generic_tool,
+    "cot": generic_cot, "pot": generic_pot, "tool": generic_tool, "synthetic": synthetic_solution,
 }
 
 # Built-in SFT sources on the shared TRAIN splits (paths in the `shared:` scheme of dsmath.data.sources).

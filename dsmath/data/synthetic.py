@@ -135,24 +135,36 @@ def _feasible(op: str, value: int, d: Difficulty) -> bool:
   return value + 2 <= d.max_value  # box: at least 2 boxes of 1
 
 
-def split_of(question: str, test_fraction: float) -> str:
-  """'train' or 'test' from a stable hash of the question text (so splits never overlap, whatever the seed)."""
-  h = int.from_bytes(hashlib.blake2b(question.encode(), digest_size=8).digest(), "big")
-  return "test" if (h % 10_000) < round(test_fraction * 10_000) else "train"
+def split_of(question: str, test_fraction: float, validation_fraction: float = 0.0) -> str:
+  """'train', 'validation' or 'test' from a stable hash of the question text (so splits never overlap, whatever the
+  seed): the first test_fraction of the hash range is test, the next validation_fraction validation."""
+  h = int.from_bytes(hashlib.blake2b(question.encode(), digest_size=8).digest(), "big") % 10_000
+  if h < round(test_fraction * 10_000):
+    return "test"
+  return "validation" if h < round((test_fraction + validation_fraction) * 10_000) else "train"
+
+
+SPLITS = ("train", "validation", "test")
 
 
 def make_split(split: str, n: int, seed: int = 0, difficulty: Difficulty = Difficulty(),
-               test_fraction: float = 0.2, patience: int = 2000) -> list[Problem]:
-  """`n` distinct problems of `split` ("train" or "test"), deterministic in `seed`; the two splits are disjoint."""
-  if split not in ("train", "test"):
-    raise ValueError(f"synthetic split must be 'train' or 'test', got {split!r}")
-  if not 0.0 < test_fraction < 1.0:
-    raise ValueError(f"synthetic test_fraction must be in (0, 1), got {test_fraction}")
+               test_fraction: float = 0.2, patience: int = 2000,
+               validation_fraction: float = 0.0) -> list[Problem]:
+  """`n` distinct problems of `split` ("train", "validation" or "test"), deterministic in `seed`; the splits are
+  disjoint. Settings are chosen on validation, numbers reported on test; validation_fraction 0 leaves train and test
+  exactly as before validation existed."""
+  if split not in SPLITS:
+    raise ValueError(f"synthetic split must be one of {SPLITS}, got {split!r}")
+  if not 0.0 < test_fraction < 1.0 or not 0.0 <= validation_fraction < 1.0 - test_fraction:
+    raise ValueError(f"synthetic test_fraction must be in (0, 1) and validation_fraction in [0, 1 - test_fraction), "
+                     f"got {test_fraction}, {validation_fraction}")
+  if split == "validation" and not validation_fraction:
+    raise ValueError("synthetic split 'validation' needs validation_fraction > 0")
   rng = random.Random(f"{seed}-{split}")
   seen, out, misses = set(), [], 0
   while len(out) < n and misses < patience:  # give up after `patience` draws in a row bring nothing new
     p = generate_problem(rng, difficulty)
-    if p.question in seen or split_of(p.question, test_fraction) != split:
+    if p.question in seen or split_of(p.question, test_fraction, validation_fraction) != split:
       misses += 1
       continue
     misses = 0
@@ -162,6 +174,86 @@ def make_split(split: str, n: int, seed: int = 0, difficulty: Difficulty = Diffi
     raise ValueError(f"synthetic make_split: only {len(out)} distinct {split} problems of {n} requested for "
                      f"{difficulty}; raise max_number/max_steps or ask for fewer")
   return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# A noisy teacher: who writes the SFT solutions
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+  """A careless teacher writing the SFT solutions: on a step whose addition carries (or whose subtraction borrows) it
+  drops the carry (adds each digit column mod 10: 7 + 5 = 2) or takes the smaller digit from the larger (13 - 5 = 12)
+  with probability `slip`, the classic column-arithmetic slips, and carries on from the wrong value. The answer key
+  (Problem.answer) stays right. A model fine-tuned on such solutions learns the slips as a habit it can compute past:
+  what RL on the rule reward can remove (the "misalignment" of SFT models the paper cites, Wang et al. 2023a)."""
+  slip: float = 0.0
+
+  def __post_init__(self):
+    if not 0.0 <= self.slip <= 1.0:
+      raise ValueError(f"teacher slip must be in [0, 1], got {self.slip}")
+
+
+def _digits(x: int) -> list[int]:
+  return [int(c) for c in reversed(str(x))]
+
+
+def column_sum_without_carry(a: int, b: int) -> int:
+  da, db = _digits(a), _digits(b)
+  n = max(len(da), len(db))
+  da, db = da + [0] * (n - len(da)), db + [0] * (n - len(db))
+  return int("".join(str((x + y) % 10) for x, y in reversed(list(zip(da, db)))))
+
+
+def column_difference_without_borrow(a: int, b: int) -> int:
+  da, db = _digits(a), _digits(b)
+  db = db + [0] * (len(da) - len(db))
+  return int("".join(str(abs(x - y)) for x, y in reversed(list(zip(da, db)))))
+
+
+def slipped(a: int, op: str, b: int) -> int | None:
+  """The teacher's slip on `a op b`, or None where the column arithmetic has no carry / borrow to get wrong."""
+  if op == "+":
+    wrong = column_sum_without_carry(a, b)
+  elif op == "-" and a >= b:
+    wrong = column_difference_without_borrow(a, b)
+  else:
+    return None
+  right = a + b if op == "+" else a - b
+  return wrong if wrong != right else None
+
+
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+        "/": lambda a, b: a // b if b else 0}
+
+
+def teacher_solution(problem: Problem, teacher: Teacher, rng: random.Random) -> str:
+  """`problem`'s solution as `teacher` writes it: each step's equation recomputed from the teacher's own earlier
+  results (a slip propagates), with a slip where a carry or borrow is due, with probability teacher.slip."""
+  lines = problem.solution.split("\n")
+  running_true, running = None, None  # the story's running value, right and as the teacher has it
+  product_true, product = None, None  # the product of a "box" step, which the next step adds
+  out = []
+  for line in lines:
+    m = _EQUATION.search(line)
+    if m is None:
+      boxed = _BOXED.search(line)
+      out.append(line if boxed is None or running is None else line.replace(boxed.group(0), f"\\boxed{{{running}}}"))
+      continue
+    a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+    a2 = running if a == running_true and running is not None else a
+    b2 = product if (product_true is not None and b == product_true) else b
+    result = _OPS[op](a2, b2)
+    wrong = slipped(a2, op, b2)
+    if wrong is not None and rng.random() < teacher.slip:
+      result = wrong
+    out.append(line[:m.start()] + f"{a2} {op} {b2} = {result}" + line[m.end():])
+    if op == "*" and a != running_true:  # a box step's product k * m, added by the next equation
+      product_true, product = c, result
+    else:
+      running_true, running, product_true, product = c, result, None, None
+  return "\n".join(out)
 
 
 def alphabet(difficulty: Difficulty = Difficulty()) -> str:

@@ -51,6 +51,8 @@ class SyntheticTask:
   num_train: int = 2000
   num_test: int = 200
   test_fraction: float = 0.2
+  validation_fraction: float = 0.0  # a split carved from train for choosing settings (dsmath.data.synthetic)
+  heldout_split: Literal["test", "validation"] = "test"  # what evaluation during RL reads (num_test questions)
   difficulty: Difficulty = config_lib.sub(Difficulty)
 
 
@@ -184,7 +186,8 @@ class EvalConfig:
   num_questions: int = 64  # 0 = no held-out evaluation
   every: int = 0  # steps between evaluations (0: only before and after RL)
   greedy: bool = True  # greedy accuracy (`test_accuracy_greedy`)
-  samples: int = 1  # sampled accuracy at the rollout temperature, this many samples a question (0 = none)
+  samples: int = 1  # sampled accuracy (`test_accuracy_sampled`), this many samples a question (0 = none)
+  temperature: float = 0.7  # of the sampled accuracy: the paper's evaluation temperature (Figure 7)
   batch_rows: int = 256
 
 

@@ -94,7 +94,7 @@ class HeldOut:
     if self.cfg.greedy:
       runs.append(("greedy", sample.Greedy(), 1))
     if self.cfg.samples:
-      runs.append(("sampled", sample.Temperature(rl.temperature), self.cfg.samples))
+      runs.append(("sampled", sample.Temperature(self.cfg.temperature), self.cfg.samples))
     for name, strategy, n in runs:
       key = jax.random.fold_in(jax.random.key(self.seed + EVAL_KEY_OFFSET), step)
       gen = sample.text_generator(rl.model_cfg, params, rl.tokenizer, strategy=strategy, rng=key, **common)

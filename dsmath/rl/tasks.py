@@ -153,9 +153,10 @@ def read_questions(name: str, src: QuestionSource, split: str, bad: BadRows, str
 
 def synthetic_questions(task: TaskConfig, seed: int, split: str) -> list[Question]:
   s = task.synthetic
-  n = s.num_train if split == "train" else s.num_test
-  problems = synthetic.make_split(split, n, seed, s.difficulty, s.test_fraction)
-  return [Question(question=p.question, answer=p.answer, source="synthetic", origin=f"synthetic/{split}/{i}",
+  n, which = (s.num_train, "train") if split == "train" else (s.num_test, s.heldout_split)
+  problems = synthetic.make_split(which, n, seed, s.difficulty, s.test_fraction,
+                                  validation_fraction=s.validation_fraction)
+  return [Question(question=p.question, answer=p.answer, source="synthetic", origin=f"synthetic/{which}/{i}",
                    solution=p.solution) for i, p in enumerate(problems)]
 
 
@@ -260,7 +261,8 @@ def synthetic_tokenizer_texts(task: TaskConfig, seed: int) -> list[str]:
   """What an RL run without init_from trains its tokenizer on: the synthetic task's prompts and solutions."""
   s = task.synthetic
   return [p.prompt + p.solution for p in synthetic.make_split("train", s.num_train, seed, s.difficulty,
-                                                                  s.test_fraction)]
+                                                                  s.test_fraction,
+                                                                  validation_fraction=s.validation_fraction)]
 
 
 def tokenizer_for(task: TaskConfig, seed: int, workdir: str):
