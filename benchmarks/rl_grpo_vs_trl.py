@@ -1,41 +1,32 @@
-"""GRPO step time: dsmath's RLTrainer vs HF TRL's GRPOTrainer, same model weights, batch, G and lengths, in one run.
+"""GRPO step time: dsmath's public `rl_step` vs HF TRL's GRPOTrainer, same model weights, batch, G and lengths, in one run.
 
 One GRPO step = rollout (G samples per prompt) + rewards + group advantages + reference log-probs + one optimizer
 step (AdamW) on the GRPO loss. Both sides train exactly the same weights: the dsmath policy is exported with
 `dsmath.model.to_hf` and TRL loads it from a local directory, beside a word-level tokenizer of the same vocabulary.
 Prompts are `prompt_len` tokens (BOS + random words); completions are forced to `completion_len` tokens on both sides
-(dsmath: no EOS id; TRL: min_new_tokens). Reward (identical on both sides): fraction of even completion token ids.
-The dsmath step is the RLTrainer's own: `rollout`, the GRPO batch (`_method_batch`: reference log-probs + outcome
-advantages) and `make_policy_step`. TRL: `trainer.train()` for 1 + reps steps; a callback times each step, a
-subclass times generation (`_generate`).
+(dsmath: no EOS id; TRL: min_new_tokens). Reward (identical on both sides): fraction of even completion token ids,
+registered as an outcome reward of dsmath's REWARDS. The dsmath step is the public API only: `resolve_rl_config`,
+`build_task` (a JSONL question set), `RLStep`, `init_state`, then `state, metrics = rl_step(state, questions)`.
+TRL: `trainer.train()` for 1 + reps steps; a callback times each step, a subclass times generation (`_generate`).
 
 python -m benchmarks.rl_grpo_vs_trl [--prompts 16] [--group 8] [--prompt-len 64] [--completion-len 128] [--reps 5]
 """
 import argparse
-import dataclasses
+import json
 import os
 import statistics
 import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dsmath import model
 from dsmath import rl
-from dsmath.train import init_state
+from dsmath.rl import rewards
 from benchmarks.shapes import add_grpo_shape_args
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3; the rest are words "w<id>"
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-  """What RLTrainer.rollout reads from a task problem."""
-  prompt: str
-  question: str
-  answer: str
 
 
 class HFTokenizerAdapter:
@@ -77,6 +68,11 @@ def trl_reward(completions, completion_ids, **kwargs):
   return [float(even_fraction(ids)) for ids in completion_ids]
 
 
+def dsmath_reward(texts, golds, tokens, lengths):
+  mask = np.arange(tokens.shape[1])[None] < np.asarray(lengths)[:, None]
+  return even_fraction(tokens, mask)
+
+
 def main():
   ap = argparse.ArgumentParser()
   add_grpo_shape_args(ap)
@@ -92,49 +88,46 @@ def main():
   n_prompts = args.prompts * (args.reps + 1)  # fresh prompts per step on both sides
   words = rng.integers(len(SPECIALS), cfg.vocab_size, (n_prompts, args.prompt_len - 1))
   texts = [" ".join(f"w{i}" for i in row) for row in words]
-  problems = [Problem(prompt=t, question=t, answer="") for t in texts]
   assert all(len(tok.encode(t)) == args.prompt_len - 1 for t in texts[:4])
 
-  # -- dsmath: RLTrainer pieces, one GRPO step per call ---------------------------------------------------------------
-  config = rl.default_config()
-  config.model = {"preset": args.model}
-  config.rl.group_size = args.group
-  config.rl.prompts_per_step = args.prompts
-  config.rl.max_new_tokens = args.completion_len
-  config.rl.loss.beta = 0.04
-  config.optimizer.weight_decay = 0.0  # TRL's default
+  # -- dsmath: the public rl_step, one GRPO step per call -------------------------------------------------------------
   workdir = tempfile.mkdtemp(prefix="rl_grpo_vs_trl_")
-  task = rl.Task(train=problems, test=[], tokenizer=tok, prompt_len=args.prompt_len,
-                         completion_len=args.completion_len)
+  questions = os.path.join(workdir, "questions.jsonl")
+  with open(questions, "w") as f:
+    f.writelines(json.dumps({"question": t, "answer": "0"}) + "\n" for t in texts)
+  rewards.register_reward("even_fraction", rewards.Reward(False, False, "fraction of even token ids", dsmath_reward))
+  config = rl.default_config()
+  config.task.sources = {"words": {"kind": "jsonl", "train_path": questions}}
+  config.task.prompt = "plain"  # the question; the newline is whitespace to the word-level tokenizer
+  config.rl.method = "grpo"
+  config.rl.reward = "even_fraction"
+  config.rollout.group_size = args.group
+  config.rollout.prompts_per_step = args.prompts
+  config.rollout.max_new_tokens = args.completion_len
+  config.loss.beta = 0.04
+  config.optimizer.weight_decay = 0.0  # TRL's default
+  run = rl.resolve_rl_config(config)
+  task = rl.build_task(run.config.task, tok, seed=0)
+  assert task.prompt_len == args.prompt_len, task.prompt_len
   params = jax.jit(model.init_params, static_argnums=0)(cfg, jax.random.key(0))
   hf_dir = os.path.join(workdir, "hf")
-  model.to_hf(cfg, params, hf_dir)  # before the trainer: its step donates the params' buffers
+  model.to_hf(cfg, params, hf_dir)
   hf_tok.save_pretrained(hf_dir)
-  tr = rl.RLTrainer(config, workdir, task=task, policy_params=jax.tree.map(jnp.copy, params))
-  opt = tr._opt(config.optimizer.peak_lr, args.reps + 1)
-  pstep = rl.make_policy_step(tr.model_cfg, opt, "grpo", tr.loss_cfg, 1.0)
-  state = init_state(tr.params, opt, config.seed)
-  ref = jax.tree.map(jnp.copy, params)
+  rl_step = rl.RLStep(run, cfg, task, total_updates=args.reps + 1)
+  state = rl_step.init_state(params, seed=0)
   ds_times, ds_gen = [], []
-
-  def ds_step(state, step):
-    t0 = time.perf_counter()
-    ro = tr.rollout(state["params"], problems[step * args.prompts:(step + 1) * args.prompts], args.group)
-    ro["rewards"] = ro["correct"] = even_fraction(ro["completion"], ro["mask"]).astype(np.float32)
-    batch = {k: ro[k] for k in ("prompt", "prompt_mask", "completion", "mask", "old_logp")}
-    batch = tr._method_batch("grpo", ro, batch, ref, None)  # reference log-probs + outcome advantages
-    state, m = pstep(state, batch)
-    jax.block_until_ready(m)
-    total = time.perf_counter() - t0
-    assert int(ro["lengths"].min()) == args.completion_len
-    return state, total, ro["rollout_s"]
-
   for step in range(args.reps + 1):
-    state, total, gen = ds_step(state, step)
-    print(f"dsmath step {step}: {total:.2f} s (generation {gen:.2f} s)", flush=True)
+    t0 = time.perf_counter()
+    state, m = rl_step(state, np.arange(step * args.prompts, (step + 1) * args.prompts))
+    jax.block_until_ready(state["policy"]["params"])
+    total = time.perf_counter() - t0
+    assert m["completion_len_mean"] == args.completion_len, m
+    print(f"dsmath step {step}: {total:.2f} s (generation {m['rollout_s']:.2f} s, scoring {m['scoring_s']:.2f} s, "
+          f"update {m['update_s']:.2f} s)", flush=True)
     if step:  # step 0 = warm-up (compilation)
       ds_times.append(total)
-      ds_gen.append(gen)
+      ds_gen.append(m["rollout_s"])
+  rl_step.close()
   ds_med, ds_gen_med = statistics.median(ds_times), statistics.median(ds_gen)
   del state
 

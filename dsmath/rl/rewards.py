@@ -27,6 +27,9 @@ class Reward:
   process: bool  # step rewards (process supervision) rather than one per output
   learned: bool  # read from a trained reward model
   description: str
+  # An outcome reward computed on the host: fn(texts, golds, completion tokens [R, C], lengths [R]) -> [R] float32.
+  # None for the built-in ones (the rule reward goes through the grader's workers; the learned ones run on device).
+  fn: Callable | None = None
 
 
 REWARDS = {
@@ -35,6 +38,15 @@ REWARDS = {
     "orm": Reward(False, True, "outcome: a learned outcome reward model (scalar head at the last token)"),
     "prm": Reward(True, True, "process: a learned process reward model (scalar head at each step's end token)"),
 }
+
+
+def register_reward(name: str, reward: Reward) -> None:
+  """Adds a reward to REWARDS (e.g. an outcome reward with its own `fn`); configs then name it in rl.reward."""
+  if name in REWARDS:
+    raise ValueError(f"reward {name!r} is registered already")
+  if reward.fn is not None and (reward.process or reward.learned):
+    raise ValueError("a reward with its own fn is an outcome reward computed on the host (process=learned=False)")
+  REWARDS[name] = reward
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -301,6 +301,8 @@ class RLStep:
     correct = pending.result()
     if scores is not None and not self.reward.process:
       reward = msharding.host_array(policy.last_token_scalar(scores, rows["mask"])).astype(np.float32)
+    elif self.reward is not None and self.reward.fn is not None:
+      reward = np.asarray(self.reward.fn(texts, golds, tokens, lengths), np.float32)
     else:
       reward = correct.copy()
     if self.run.overlong_buffer:
