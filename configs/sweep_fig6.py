@@ -1,53 +1,48 @@
-"""Figure 6 at toy scale: iterative RL (2 iterations; the reward model retrained between them on fresh policy
-samples with 10% replay of its earlier data) against one iteration with the same total number of RL steps, 3 seeds.
+"""Figure 6 at toy scale: iterative RL (2 iterations; the process reward model retrained between them on fresh policy
+samples with 10% replay of its earlier data, pi_ref reset) against one iteration with the same number of RL steps,
+5 seeds.
 
-  python -m experiments.sweep --config configs/sweep_fig6.py
-GRPO with a learned process reward model (rl.reward = "prm"; dsmath.rl trains it, rl.reward_model.replay_fraction).
-Every cell of seed s starts from the Figure 5 sweep's SFT policy of that seed (runs/sweep_fig5/_setup/sft_s<s>,
-written by the setup of configs/sweep_fig5.py, which must have run first), so both arms share one SFT policy.
-Table: held-out synthetic test accuracy after RL (64 test problems, EVAL_SAMPLES samples each); curves: that held-out
-accuracy every EVAL_EVERY RL steps, and the training-rollout accuracy (rule-graded) per RL step.
+  python -m experiments.sweep --config configs/sweep_fig6.py      # after configs/sweep_fig5.py (its setup)
+GRPO with a learned process reward model (rl.reward = "prm": a scalar head on the policy's body, Math-Shepherd labels
+from 4 completions per step prefix). Every cell of seed s starts from the Figure 5 sweep's SFT model of that seed
+(runs/sweep_fig5/_setup/base_s<s>/sft), so both arms share one SFT policy. Reported beside accuracy: the reward
+model's step-label accuracy on labelled samples of questions it did not train on, after each round.
 """
 import os
 
-import ml_collections
-
+from configs.sweep_fig5 import CURVES, SEEDS, accuracy_metrics
+from dsmath.config import config_dict
 from dsmath.paths import REPO_ROOT
+from dsmath.sweep import SweepConfig
 
-SEEDS = (0, 1, 2)
-TOTAL_STEPS = 20
-EVAL_EVERY, EVAL_SAMPLES = 2, 4
-FIG5 = os.path.join(str(REPO_ROOT), "runs", "sweep_fig5")
+TOTAL_STEPS = 200
+FIG5_SETUP = os.path.join(str(REPO_ROOT), "runs", "sweep_fig5", "_setup")
 
 
 def get_config():
-  c = ml_collections.ConfigDict()
-  c.name = "Figure 6 (toy): iterative RL vs one iteration"
+  c = config_dict(SweepConfig)
+  c.name = "Figure 6 (toy): iterative GRPO with a learned PRM, 2 iterations vs 1"
   c.sweep_dir = "runs/sweep_fig6"
   c.results_dir = "results/fig6"
-  c.parallel = 2
+  c.parallel = 1
   c.stage_timeout_s = 3600
-  c.stages = [{"name": "rl", "config": "configs/grpo_toy.py",
-               "overrides": {"rl.reward": "prm", "rl.reward_model.replay_fraction": 0.1, "rl.sft_warmup_steps": 0,
-                             "rl.eval_every": EVAL_EVERY, "rl.eval_samples": EVAL_SAMPLES}}]
+  c.stages = [{"name": "rl", "config": "configs/toy.py:rl:grpo_prm_toy",
+               "overrides": {"reward_model.replay_fraction": 0.1, "eval.every": 50}}]
   c.axes = [
       {"name": "iterations", "levels": [
           {"name": "one", "set": {"rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}},
           {"name": "two", "set": {"rl/rl.iterations": 2, "rl/rl.steps": TOTAL_STEPS // 2}},
       ]},
-      {"name": "seed", "levels": [
-          {"name": str(s), "set": {"rl/seed": s, "rl/init_from": os.path.join(FIG5, "_setup", f"sft_s{s}"),
-                                   "rl/tokenizer": os.path.join(FIG5, "_setup", f"sft_s{s}", "tokenizer", "spm.model")}}
-          for s in SEEDS]},
+      {"name": "seed", "levels": [{"name": str(s), "set": {"rl/seed": s,
+                                                            "rl/init_from": os.path.join(FIG5_SETUP, f"base_s{s}",
+                                                                                         "sft")}} for s in SEEDS]},
   ]
   c.aggregate = {
       "group_by": ["iterations"],
-      "metrics": [{"name": "test accuracy after RL", "stage": "rl", "path": "test_accuracy_after"},
-                  {"name": "gain over the SFT policy", "stage": "rl", "path": "test_accuracy_gain"},
-                  {"name": "test accuracy of the SFT policy", "stage": "rl", "path": "test_accuracy_before"}],
-      "curves": [{"name": "test_accuracy", "stage": "rl", "file": "rl_metrics.jsonl", "key": "test_accuracy",
-                  "title": "Held-out test accuracy vs RL step"},
-                 {"name": "train_rollout_accuracy", "stage": "rl", "file": "rl_metrics.jsonl", "key": "accuracy",
-                  "title": "Training-rollout accuracy vs RL step"}],
-  }
+      "metrics": accuracy_metrics() + [
+          {"name": "PRM step-label accuracy (held-out), first round", "stage": "rl",
+           "path": "reward_model.first_heldout_label_accuracy"},
+          {"name": "PRM step-label accuracy (held-out), last round", "stage": "rl",
+           "path": "reward_model.last_heldout_label_accuracy"}],
+      "curves": CURVES}
   return c

@@ -15,12 +15,14 @@ Why RL has something to do here: pre-training sees right solutions of the synthe
 by a teacher who slips on carries and borrows (dsmath.data.synthetic.Teacher), so the SFT model imitates the slips
 on questions it could compute; GRPO on the rule reward removes them (EXPERIMENTS.md, "RL that learns").
 """
+import importlib
+
 import ml_collections
 
 from configs import corpus_toy, grpo_toy, pretrain_toy, sft_stage_toy
 from dsmath.config import config_dict
 from dsmath.data import materialize
-from dsmath.eval.checkpoint_eval import default_config as eval_config
+from dsmath.eval.checkpoint_eval import default_config as eval_stage_config
 from dsmath.recipe import RecipeConfig
 
 
@@ -40,9 +42,10 @@ MODEL = {"preset": "tiny", "hidden_size": 128, "intermediate_size": 344, "num_la
          "num_kv_heads": 2}
 
 
-def _rl_from(parent: str) -> ml_collections.ConfigDict:
-  """configs/grpo_toy.py starting from the run `parent`: its model config and tokenizer are that run's."""
-  c = grpo_toy.get_config()
+def rl_stage(parent: str, method_config: str = "grpo_toy") -> ml_collections.ConfigDict:
+  """configs/<method_config>.py (an RL method on the toy task) with the recipe's RL settings, starting from the run
+  `parent`: its model config and tokenizer are that run's. The sweeps of Figures 5 and 6 use it for every arm."""
+  c = importlib.import_module(f"configs.{method_config}").get_config()
   c.init_from = parent
   c.rl.sft_warmup_steps = 0
   c.task.synthetic.validation_fraction = VALIDATION_FRACTION
@@ -72,9 +75,9 @@ def _sft(parent: str) -> ml_collections.ConfigDict:
   return c
 
 
-def _eval(checkpoint: str, *, num_examples: int, strategy: dict, k_values: list, seed: int = 0):
+def eval_config(checkpoint: str, *, num_examples: int, strategy: dict, k_values: list, seed: int = 0):
   difficulty, test_fraction = _task()
-  c = eval_config()
+  c = eval_stage_config()
   c.checkpoint = checkpoint
   c.sampling.strategy = strategy
   c.sampling.max_new_tokens = 48
@@ -90,7 +93,16 @@ def _eval(checkpoint: str, *, num_examples: int, strategy: dict, k_values: list,
   return c
 
 
-def get_config() -> ml_collections.ConfigDict:
+BASE_STAGES = ("corpus", "sources", "pretrain", "sft")
+
+
+def get_config(kind: str = "") -> ml_collections.ConfigDict:
+  """The recipe ("" or "full"); "base": its first stages only, up to the SFT model (the sweeps' setup); "rl:<config>":
+  the recipe's RL stage for configs/<config>.py alone (a sweep cell; init_from set by the sweep)."""
+  if kind.startswith("rl:"):
+    return rl_stage("", kind[3:])
+  if kind not in ("", "full", "base"):
+    raise ValueError(f"configs/toy.py takes '', 'full', 'base' or 'rl:<config>', got {kind!r}")
   difficulty, test_fraction = _task()
   c = config_dict(RecipeConfig)
   c.workdir = "runs/toy"
@@ -120,18 +132,21 @@ def get_config() -> ml_collections.ConfigDict:
 
   s.sft = _sft("{run}/pretrain")
 
-  s.grpo = _rl_from("{run}/sft")
+  s.grpo = rl_stage("{run}/sft")
 
   greedy = {"name": "greedy"}
   for stage in ("pretrain", "sft", "grpo"):
-    s[f"eval_{stage}"] = _eval("{run}/" + stage, num_examples=100, strategy=greedy, k_values=[1])
+    s[f"eval_{stage}"] = eval_config("{run}/" + stage, num_examples=100, strategy=greedy, k_values=[1])
   sampled = {"name": "temperature", "temperature": 0.7}  # the paper's Figure 7 setting
   for stage in ("sft", "grpo"):
-    s[f"passk_{stage}"] = _eval("{run}/" + stage, num_examples=50, strategy=sampled, k_values=[1, 2, 4, 8, 16], seed=1)
+    s[f"passk_{stage}"] = eval_config("{run}/" + stage, num_examples=50, strategy=sampled, k_values=[1, 2, 4, 8, 16],
+                                      seed=1)
 
   c.stages = s
   c.stage_order = ["corpus", "sources", "pretrain", "sft", "grpo", "eval_pretrain", "eval_sft", "eval_grpo",
                    "passk_sft", "passk_grpo"]
+  if kind == "base":
+    c.stage_order = list(BASE_STAGES)
   c.report = {"accuracy": [["pre-training", "eval_pretrain"], ["SFT", "eval_sft"], ["GRPO", "eval_grpo"]],
               "pass_maj": [["SFT", "passk_sft"], ["GRPO", "passk_grpo"]]}
   return c

@@ -55,6 +55,9 @@ def plan_rl(config):
     plans.append(rl_plan.plan_rl(run, cfg.model, sharding.make_mesh(shape, jax.devices()[:n])))
     print(f"mesh {shape}: compiled rollout, scoring and update in {time.perf_counter() - t:.0f} s", flush=True)
   print(rl_plan.table(plans))
+  for p in plans:
+    print(f"\nmesh {p.mesh_shape}, GiB per device:")
+    print(rl_plan.phase_details(p))
   for name, gib in rl_plan.ACCELERATORS.items():
     fitting = [p for p in plans if p.fits(gib)]
     best = min(fitting, key=lambda p: (p.mesh_shape[0] * p.mesh_shape[1] * p.mesh_shape[2])) if fitting else None

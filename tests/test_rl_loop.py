@@ -50,6 +50,7 @@ def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
   if summary["models"]["reward_model"]:
     rm = [r for r in rows if "rm_loss" in r]
     assert rm and math.isfinite(rm[0]["rm_loss"]) and rm[0]["rm_replay_share"] == 0.0
+    assert 0.0 <= rm[0]["rm_heldout_label_accuracy"] <= 1.0  # measured on rows of questions it did not train on
   if summary["method"] in ("rft", "dpo"):
     assert rows[0]["offline_rows"] > 0 and rows[0]["offline_correct"] > 0
   run = load_run(tmp_path)  # the policy is handed on like every training stage's

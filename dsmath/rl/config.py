@@ -108,6 +108,9 @@ class RolloutConfig:
   # DAPO's dynamic sampling: groups whose rewards are all equal are dropped and refilled from the question stream
   dynamic_sampling: Literal["method", "on", "off"] = "method"
   max_refill_batches: int = 4  # refill rounds at most (then the step trains on the groups it has)
+  # Completions sampled at once (whole questions: a multiple of the group size); 0 = the whole step's batch. The KV
+  # cache holds this many rows, so at 7B scale it decides the rollout's memory; the samples do not depend on it.
+  max_rows: int = 0
   decode_segments: int = 0  # cache windows of the decode (dsmath.sample.decode_windows); 0 = by length
 
   def __post_init__(self):
@@ -115,6 +118,8 @@ class RolloutConfig:
       raise ValueError("prompts_per_step, group_size and max_new_tokens must be >= 1")
     if not self.temperature > 0:
       raise ValueError(f"temperature must be > 0, got {self.temperature}")
+    if self.max_rows < 0:
+      raise ValueError(f"max_rows must be >= 0, got {self.max_rows}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -59,6 +59,7 @@ class HostState:
   rm_rounds: int = 0
   consecutive_nonfinite: int = 0
   eval_before: dict = dataclasses.field(default_factory=dict)
+  rm_history: list = dataclasses.field(default_factory=list)  # each reward-model round's metrics
 
 
 def _policy_source(cfg, workdir):
@@ -224,6 +225,10 @@ class RLLoop:
                "num_test_questions": len(self.task.test), "prompt_len": self.task.prompt_len,
                "checkpoint": str(self.workdir / "checkpoints" / str(host.step))}
     summary.update(self._accuracy_summary(host, writer))
+    if host.rm_history:
+      acc = [m["rm_heldout_label_accuracy"] for m in host.rm_history]
+      summary["reward_model"] = {"rounds": len(acc), "heldout_label_accuracy": acc, "first_heldout_label_accuracy":
+                                 acc[0], "last_heldout_label_accuracy": acc[-1]}
     if status == "completed":
       write_run(self.workdir, job="rl", model=self.model_cfg, tokenizer=self.tokenizer_ref, step=host.step,
                 config=self.run.as_dict()["config"], parents=self.parents)
@@ -307,6 +312,7 @@ class RLLoop:
       arrays = {**{k: v for k, v in arrays.items() if not k.startswith("replay/")},
                 **{f"replay/{k}": v for k, v in replay.items()}}
       host.rm_rounds += 1
+      host.rm_history.append(metrics)
       writer.write(host.step, metrics, iteration=iteration)
       host.metric_rows += 1
     host.prepared_iteration = iteration

@@ -50,8 +50,10 @@ class Phase:
 
   @property
   def extra_bytes(self) -> int:
-    """What the phase adds to the resident state: its other arguments, fresh outputs, scratch."""
-    return self.argument_bytes - self.state_argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
+    """What the phase adds to the resident state: its other arguments, fresh outputs, scratch. (XLA may drop state
+    arrays a program does not read, e.g. a reward model's unused LM head, so arguments can be below the state.)"""
+    return max(0, self.argument_bytes - self.state_argument_bytes) + self.output_bytes - self.alias_bytes + \
+        self.temp_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,7 @@ class RLPlan:
   mesh_shape: tuple
   num_params: int
   rows: int  # completions a step (questions x G)
+  rollout_rows: int  # completions sampled at once (rollout.max_rows)
   prompt_len: int
   completion_len: int
   resident: dict  # component -> bytes per device
@@ -110,6 +113,9 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
       state["reward_model"] = rm.abstract_state()
     b, g, c = cfg.rollout.prompts_per_step, run.samples_per_question, cfg.rollout.max_new_tokens
     rows, p = b * g, prompt_len
+    # the rollout samples rollout.max_rows completions at a time: that many rows of prompts and cache
+    b_roll = min(b, max(1, cfg.rollout.max_rows // g)) if cfg.rollout.max_rows else b
+    rows_roll = b_roll * g
     batch_sh = rl.policy.batch_sharding
     arr = lambda shape, dtype, sh=batch_sh: jax.ShapeDtypeStruct(shape, dtype, sharding=sh)  # noqa: E731
     scored = {"prompt": arr((rows, p), jnp.int32), "prompt_mask": arr((rows, p), jnp.float32),
@@ -121,18 +127,20 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
     with rl.scope():
       row_sh = msharding.batch_sharding(rl.mesh, rl.rules, 1)
       params = state["policy"]["params"]
-      prefill = engine.prefill.lower(model_cfg, params, arr((b, p), jnp.int32), arr((b,), jnp.int32, row_sh),
-                                     cache_len=p + c, num_samples=g, layout=layout.key).compile()
+      # as RLStep.sample: prompts split over the data axes, or every row its own prompt when they do not divide
+      pb, pg = (b_roll, g) if b_roll % rl.data_parallel == 0 else (rows_roll, 1)
+      prefill = engine.prefill.lower(model_cfg, params, arr((pb, p), jnp.int32), arr((pb,), jnp.int32, row_sh),
+                                     cache_len=p + c, num_samples=pg, layout=layout.key).compile()
       phases.append(_phase("rollout: prefill", prefill, params))
-      cache = jax.eval_shape(lambda: engine._constrain_cache(model.init_cache(model_cfg, rows, p + c)))
+      cache = jax.eval_shape(lambda: engine._constrain_cache(model.init_cache(model_cfg, rows_roll, p + c)))
       cache = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), cache,
-                           _cache_shardings(rl, model_cfg, rows, p + c))
+                           _cache_shardings(rl, model_cfg, rows_roll, p + c))
       rep = msharding.replicated(rl.mesh)
-      keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), rows))
+      keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), rows_roll))
       decode = engine._decode_in_place.lower(
           model_cfg, Temperature(cfg.rollout.temperature), c, params, cache,
-          arr((rows, model_cfg.vocab_size), jnp.float32), arr((rows,), jnp.int32, row_sh),
-          jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), arr((rows,), jnp.bool_, row_sh),
+          arr((rows_roll, model_cfg.vocab_size), jnp.float32), arr((rows_roll,), jnp.int32, row_sh),
+          jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), arr((rows_roll,), jnp.bool_, row_sh),
           jax.ShapeDtypeStruct(keys.shape, keys.dtype, sharding=row_sh),
           jax.ShapeDtypeStruct((4, 4), jnp.int32, sharding=rep), jax.ShapeDtypeStruct((4,), jnp.int32, sharding=rep),
           jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), None, windows=None, layout=layout.key).compile()
@@ -156,8 +164,8 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
     if "value" in state:
       resident["value model state"] = _bytes(state["value"])
     return RLPlan(mesh_shape=tuple(rl.mesh.shape[a] for a in msharding.MESH_AXES),
-                  num_params=model.count_params(model.abstract_params(model_cfg)), rows=rows, prompt_len=p,
-                  completion_len=c, resident=resident, phases=tuple(phases))
+                  num_params=model.count_params(model.abstract_params(model_cfg)), rows=rows, rollout_rows=rows_roll,
+                  prompt_len=p, completion_len=c, resident=resident, phases=tuple(phases))
   finally:
     rl.close()
 
@@ -179,6 +187,8 @@ def table(plans: list[RLPlan]) -> str:
   first = plans[0]
   lines.append("| completions x (prompt + new tokens) | " + " | ".join(
       f"{p.rows} x ({p.prompt_len} + {p.completion_len})" for p in plans) + " |")
+  lines.append("| completions sampled at once (KV cache rows) | " + " | ".join(str(p.rollout_rows) for p in plans) +
+               " |")
   for k in first.resident:
     lines.append(f"| resident: {k} | " + " | ".join(gib(p.resident[k]) for p in plans) + " |")
   lines.append("| resident total | " + " | ".join(gib(p.resident_bytes) for p in plans) + " |")
@@ -189,4 +199,13 @@ def table(plans: list[RLPlan]) -> str:
       f"**{gib(p.peak_bytes)}**" for p in plans) + " |")
   for name, cap in ACCELERATORS.items():
     lines.append(f"| fits {name} | " + " | ".join("yes" if p.fits(cap) else "no" for p in plans) + " |")
+  return "\n".join(lines)
+
+
+def phase_details(plan: RLPlan) -> str:
+  gib = lambda v: f"{v / GIB:,.2f}"  # noqa: E731
+  lines = ["| phase | arguments | of them resident state | outputs | donated | scratch | extra |", "|---" * 7 + "|"]
+  for p in plan.phases:
+    lines.append(f"| {p.name} | {gib(p.argument_bytes)} | {gib(p.state_argument_bytes)} | {gib(p.output_bytes)} | "
+                 f"{gib(p.alias_bytes)} | {gib(p.temp_bytes)} | {gib(p.extra_bytes)} |")
   return "\n".join(lines)

@@ -59,13 +59,19 @@ class RewardModelTrainer:
                     for s in range(n)])
     return out
 
-  def new_rows(self, state: dict, round_index: int, seed: int) -> tuple[dict, dict]:
-    """This round's rows sampled from the current policy, labelled: ORM by the rule reward, PRM by Math-Shepherd."""
+  def _questions(self, round_index: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training questions, held-out questions) of a round: disjoint draws from the task's training questions."""
+    n_all = len(self.rl.task.train)
+    n = min(self.cfg.questions, n_all // 2)
+    order = np.random.default_rng([seed, 7, round_index]).permutation(n_all)
+    return np.sort(order[:n]), np.sort(order[n:2 * n])
+
+  def new_rows(self, state: dict, round_index: int, seed: int, held_out: bool = False) -> tuple[dict, dict]:
+    """Rows sampled from the current policy, labelled: ORM by the rule reward, PRM by Math-Shepherd. held_out: rows
+    of questions the round does not train on, to measure the reward model's label accuracy."""
     rl, cfg = self.rl, self.cfg
-    rng = np.random.default_rng([seed, 7, round_index])
-    n = min(cfg.questions, len(rl.task.train))
-    indices = np.sort(rng.choice(len(rl.task.train), n, replace=False))
-    key = jax.random.fold_in(jax.random.key(seed + 104729), round_index)
+    indices = self._questions(round_index, seed)[1 if held_out else 0]
+    key = jax.random.fold_in(jax.random.key(seed + 104729 + (1 if held_out else 0)), round_index)
     params = state["policy"]["params"]
     rows, lengths_d, _ = rl.sample(params, indices, jax.random.fold_in(key, 0), cfg.samples_per_question)
     texts, tokens, lengths = rl.texts(rows, lengths_d)
@@ -120,6 +126,21 @@ class RewardModelTrainer:
     replay = {k: np.concatenate([replay[k], new[k]]) for k in new} if replay else dict(new)
     m = {k: float(v) for k, v in jax.device_get(m).items()}
     metrics.update(m, rows_replay=float(n_replay), replay_share=n_replay / n, round=float(round_index))
-    if self.kind == "prm":  # how well the trained PRM reads this round's step labels
-      metrics["step_label_accuracy"] = m.get("rm_accuracy", float("nan"))
+    # How well the trained model reads labels of samples it was not trained on (fresh questions, same policy): the
+    # step labels for a PRM, the answer labels for an ORM.
+    held_out, _ = self.new_rows(state, round_index, seed, held_out=True)
+    metrics["heldout_label_accuracy"] = self.label_accuracy(rm["params"], held_out)
     return state, replay, {f"rm_{k}" if not k.startswith("rm_") else k: v for k, v in metrics.items()}
+
+  def label_accuracy(self, params, rows: dict) -> float:
+    """Agreement of the model's scores (> 0.5) with the rows' labels (> 0.5): per step for a PRM (at step ends),
+    per completion (its last token) for an ORM."""
+    rl = self.rl
+    batch = {k: rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
+    with rl.scope():
+      scores = host_array(rl._rm_scores(params, batch))
+    if self.kind == "prm":
+      right = ((scores > 0.5) == (rows["step_label"] > 0.5)) * rows["step_mask"]
+      return float(right.sum() / max(rows["step_mask"].sum(), 1.0))
+    last = np.maximum(rows["mask"].sum(1).astype(np.int64) - 1, 0)
+    return float(np.mean((scores[np.arange(len(last)), last] > 0.5) == (rows["label"][:, 0] > 0.5)))

@@ -231,8 +231,18 @@ class RLStep:
                       self.tokenizer.pad_id)
     return tokens, mask, right, lengths
 
-  def sample(self, params, indices: np.ndarray, key: jax.Array, num_samples: int) -> dict:
-    """num_samples completions of each question in `indices` from `params`: device rows [R, ...] prompt-major."""
+  def sample(self, params, indices: np.ndarray, key: jax.Array, num_samples: int) -> tuple:
+    """num_samples completions of each question in `indices` from `params`: device rows [R, ...] prompt-major, in
+    chunks of at most rollout.max_rows rows (row r draws from fold_in(key, r) whatever the chunking)."""
+    per_chunk = max(1, self.cfg.rollout.max_rows // num_samples) if self.cfg.rollout.max_rows else len(indices)
+    if per_chunk >= len(indices):
+      return self._sample_chunk(params, indices, key, num_samples, 0)
+    parts = [self._sample_chunk(params, indices[i:i + per_chunk], key, num_samples, i * num_samples)
+             for i in range(0, len(indices), per_chunk)]
+    rows = {k: jnp.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+    return rows, jnp.concatenate([p[1] for p in parts]), jnp.concatenate([p[2] for p in parts])
+
+  def _sample_chunk(self, params, indices: np.ndarray, key: jax.Array, num_samples: int, row_offset: int) -> tuple:
     b = len(indices)
     tokens, mask, right, lengths = self._gather_prompts(self.prompt_tokens, self.prompt_mask, self.replicated(
         np.asarray(indices, np.int32)))
@@ -245,7 +255,8 @@ class RLStep:
     out = engine.sample_arrays(self.model_cfg, params, right, lengths, max_new_tokens=self.completion_len,
                                strategy=Temperature(self.temperature), num_samples=1 if repeat_first else num_samples,
                                rng=key, eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id,
-                               layout=self.layout, decode_segments=self.cfg.rollout.decode_segments or None)
+                               layout=self.layout, row_offset=row_offset,
+                               decode_segments=self.cfg.rollout.decode_segments or None)
     return self._rows(tokens, mask, out["tokens"], out["lengths"], out["logprobs"], out["reasons"], num_samples)
 
   @functools.partial(jax.jit, static_argnums=(0, 7))
