@@ -5,7 +5,9 @@ import random
 import pytest
 
 from dsmath.config import resolve
-from dsmath.eval import evaluate, load_benchmark, make_prompt_fn, run, select_records, write_report
+from dsmath.data.benchmarks import load_benchmark
+from dsmath.data.prompts import make_prompt_fn
+from dsmath.eval import evaluate, run, select_records, write_report
 from dsmath.eval.config import EvalConfig
 from dsmath.data.prompts import INSTRUCT_SUFFIX_EN, INSTRUCT_SUFFIX_ZH, PYTHON_OPEN, BLOCK_CLOSE
 

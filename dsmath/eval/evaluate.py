@@ -57,7 +57,8 @@ def _extract_all(records: Sequence[Record], outputs: list[list[str]], style: str
       if out is not None and rec.is_multiple_choice:
         out = extract_choice(out, "ABCDEFGH"[:len(rec.options)])
       answers[p][s] = out
-      exec_info[p][s] = {"status": r.status, "message": r.message, "stdout": r.stdout[-2000:]}
+      exec_info[p][s] = {"status": r.status, "message": r.message, "stdout": r.stdout[-2000:],
+                         **({"isolation": r.isolation, "warning": r.warning} if r.warning else {})}
   return answers, exec_info, texts
 
 

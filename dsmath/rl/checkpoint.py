@@ -22,12 +22,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from dsmath.train.checkpoint import check_finite_params
+from dsmath.train.checkpoint import HostFilesHandler, check_finite_params
 
 PARAMS, TRAIN, HOST = "params", "train", "host"
 
 
-class HostStateHandler(ocp.CheckpointHandler):
+class HostStateHandler(HostFilesHandler):
   """state.json and arrays.npz, written by process 0 (every process holds the same host state) and read by all."""
 
   def save(self, directory: epath.Path, args: "HostSave"):
@@ -43,18 +43,6 @@ class HostStateHandler(ocp.CheckpointHandler):
     with np.load(io.BytesIO((directory / "arrays.npz").read_bytes()), allow_pickle=False) as z:
       arrays = {k: z[k] for k in z.files}
     return {"state": state, "arrays": arrays}
-
-  def metadata(self, directory: epath.Path):
-    return None
-
-  def structure(self, directory: epath.Path):
-    return None
-
-  def finalize(self, directory: epath.Path):
-    pass
-
-  def close(self):
-    pass
 
 
 @ocp.args.register_with_handler(HostStateHandler, for_save=True)

@@ -24,7 +24,7 @@ from dsmath.data import prompts as prompt_lib
 from dsmath.data import sft as sft_lib
 from dsmath.data import synthetic
 from dsmath.data.benchmarks import Record
-from dsmath.grading.grader import extract_gsm8k_gold, extract_last_boxed
+from dsmath.grading.answers import extract_gsm8k_gold, extract_last_boxed
 from dsmath.paths import shared_data_dir
 from dsmath.rl.config import QuestionSource, TaskConfig
 

@@ -24,19 +24,8 @@ from etils import epath
 PARAMS, TRAIN, DATA = "params", "train", "data"
 
 
-class DataStateHandler(ocp.CheckpointHandler):
-  """Each process writes its iterator state (a JSON-able dict, e.g. grain's get_state()) to its own file."""
-
-  def save(self, directory: epath.Path, args: "DataStateSave"):
-    name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-    (directory / name).write_text(json.dumps(args.state, indent=1))
-
-  def restore(self, directory: epath.Path, args: Optional["DataStateRestore"] = None) -> dict:
-    path = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-    if not path.exists():
-      raise FileNotFoundError(f"no data-iterator state for this process in the checkpoint: {path} (was it written by "
-                              f"a run with a different number of processes?)")
-    return json.loads(path.read_text())
+class HostFilesHandler(ocp.CheckpointHandler):
+  """A checkpoint item of plain host files (subclasses write and read them): no array metadata, nothing to finalize."""
 
   def metadata(self, directory: epath.Path):
     return None
@@ -49,6 +38,21 @@ class DataStateHandler(ocp.CheckpointHandler):
 
   def close(self):
     pass
+
+
+class DataStateHandler(HostFilesHandler):
+  """Each process writes its iterator state (a JSON-able dict, e.g. grain's get_state()) to its own file."""
+
+  def save(self, directory: epath.Path, args: "DataStateSave"):
+    name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    (directory / name).write_text(json.dumps(args.state, indent=1))
+
+  def restore(self, directory: epath.Path, args: Optional["DataStateRestore"] = None) -> dict:
+    path = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    if not path.exists():
+      raise FileNotFoundError(f"no data-iterator state for this process in the checkpoint: {path} (was it written by "
+                              f"a run with a different number of processes?)")
+    return json.loads(path.read_text())
 
 
 @ocp.args.register_with_handler(DataStateHandler, for_save=True)
