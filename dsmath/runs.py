@@ -33,6 +33,7 @@ from dsmath.model import ModelConfig
 RUN_FILE = "run.json"
 RUN_FORMAT = 1
 CHECKPOINTS = "checkpoints"
+PARAMS = "params"  # the item of a checkpoint step directory holding the model params (orbax StandardSave)
 # Packages whose versions decide numbers (recorded in every run and report).
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy", "sentencepiece", "math-verify",
              "ml_collections", "apache-beam", "fasttext-numpy2-wheel")
@@ -63,8 +64,14 @@ class Run:
     """The policy params of the final checkpoint; `target`: ShapeDtypeStructs with shardings (default: the model's
     abstract params, unsharded)."""
     from dsmath import model
-    from dsmath.train.checkpoint import load_params
-    return load_params(self.checkpoint, model.abstract_params(self.model) if target is None else target)
+    return read_params(self.checkpoint, model.abstract_params(self.model) if target is None else target)
+
+
+def read_params(step_dir, target: Any) -> dict:
+  """The params item of one checkpoint step directory, restored to `target`'s shapes, dtypes and shardings."""
+  import orbax.checkpoint as ocp
+  with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
+    return ckptr.restore(epath.Path(step_dir) / PARAMS, ocp.args.StandardRestore(target))
 
 
 @functools.lru_cache(maxsize=1)

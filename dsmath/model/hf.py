@@ -309,7 +309,7 @@ def to_hf(cfg: ModelConfig, params: dict, path: str, max_shard_size="5GB", dtype
       value = np.asarray(value[i] if i is not None else value)
       tensors[key] = np.ascontiguousarray(leaf.to_hf(value, cfg).astype(out_dtype))
       weight_map[key] = name
-    write_atomic(os.path.join(path, name), lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    write_atomic(os.path.join(path, name), lambda tmp, t=tensors: save_file(t, tmp, metadata={"format": "pt"}))
     del tensors
 
   # A stale single file or index from an earlier export would shadow or contradict what was just written.

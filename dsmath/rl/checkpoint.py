@@ -22,9 +22,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from dsmath.runs import PARAMS
 from dsmath.train.checkpoint import HostFilesHandler, check_finite_params
 
-PARAMS, TRAIN, HOST = "params", "train", "host"
+TRAIN, HOST = "train", "host"
 
 
 class HostStateHandler(HostFilesHandler):

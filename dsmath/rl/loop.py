@@ -24,10 +24,8 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from etils import epath
 

@@ -23,7 +23,6 @@ method's entry fills what the config left to it (-1 / ""), and the result holds 
 from __future__ import annotations
 
 import dataclasses
-import types
 from typing import Any, Literal, Mapping
 
 from dsmath import config as config_lib
@@ -150,4 +149,3 @@ def resolve_rl_config(config: Any) -> RLRun:
                needs_reward_model=bool(reward) and rewards.REWARDS[reward].learned)
 
 
-METHOD_TABLE = types.MappingProxyType(METHODS)

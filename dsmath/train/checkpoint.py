@@ -21,7 +21,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-PARAMS, TRAIN, DATA = "params", "train", "data"
+from dsmath.runs import PARAMS, read_params
+
+TRAIN, DATA = "train", "data"
 
 
 class HostFilesHandler(ocp.CheckpointHandler):
@@ -172,6 +174,4 @@ def load_params(path, abstract_params: Any) -> dict:
   """The params of the latest checkpoint under `path` (see resolve_checkpoint), restored to abstract_params'
   shapes, dtypes and shardings (ShapeDtypeStructs)."""
   directory, step = resolve_checkpoint(path)
-  handler = ocp.StandardCheckpointHandler()
-  with ocp.Checkpointer(handler) as ckptr:
-    return ckptr.restore(directory / str(step) / PARAMS, ocp.args.StandardRestore(abstract_params))
+  return read_params(directory / str(step), abstract_params)
