@@ -75,7 +75,10 @@ def _sft(parent: str) -> ml_collections.ConfigDict:
   return c
 
 
-def eval_config(checkpoint: str, *, num_examples: int, strategy: dict, k_values: list, seed: int = 0):
+def eval_config(checkpoint: str, *, num_examples: int, strategy: dict, k_values: list, seed: int = 0,
+                split: str = "test", num_samples: int = 0):
+  """An eval stage on the recipe's synthetic task: the test split (reported numbers) or validation (choosing
+  settings)."""
   difficulty, test_fraction = _task()
   c = eval_stage_config()
   c.checkpoint = checkpoint
@@ -87,8 +90,9 @@ def eval_config(checkpoint: str, *, num_examples: int, strategy: dict, k_values:
   c.eval.prompt_style = "plain"
   c.eval.k_values = tuple(k_values)
   c.eval.bootstrap_resamples = 500
+  c.eval.num_samples = num_samples
   c.eval.benchmark_options = {"synthetic": {"num_examples": num_examples, "seed": 0, "test_fraction": test_fraction,
-                                            "validation_fraction": VALIDATION_FRACTION,
+                                            "validation_fraction": VALIDATION_FRACTION, "split": split,
                                             **difficulty}}
   return c
 
@@ -98,9 +102,16 @@ BASE_STAGES = ("corpus", "sources", "pretrain", "sft")
 
 def get_config(kind: str = "") -> ml_collections.ConfigDict:
   """The recipe ("" or "full"); "base": its first stages only, up to the SFT model (the sweeps' setup); "rl:<config>":
-  the recipe's RL stage for configs/<config>.py alone (a sweep cell; init_from set by the sweep)."""
+  the recipe's RL stage for configs/<config>.py alone (a sweep cell; init_from set by the sweep); "validation:greedy"
+  / "validation:sampled": held-out accuracy on the validation split (greedy; 4 samples at T = 0.7), the measures
+  settings were chosen by (checkpoint set by the sweep)."""
   if kind.startswith("rl:"):
     return rl_stage("", kind[3:])
+  if kind == "validation:greedy":
+    return eval_config("", num_examples=200, strategy={"name": "greedy"}, k_values=[1], split="validation")
+  if kind == "validation:sampled":
+    return eval_config("", num_examples=200, strategy={"name": "temperature", "temperature": 0.7}, k_values=[1],
+                       split="validation", num_samples=4)
   if kind not in ("", "full", "base"):
     raise ValueError(f"configs/toy.py takes '', 'full', 'base' or 'rl:<config>', got {kind!r}")
   difficulty, test_fraction = _task()
