@@ -158,3 +158,63 @@ def test_method_defaults_fill_only_what_the_config_leaves_open(sft_run):
   assert mine.loss.eps_high == 0.3 and mine.loss.beta == 0.01 and mine.needs_reference
   ps = rl.resolve_rl_config(config("grpo_toy", sft_run, **{"rl.reward": "prm"}))
   assert ps.estimator == "grpo_process" and ps.needs_reward_model  # GRPO + PS is first-class
+
+
+def test_an_update_raises_the_log_probability_of_positively_advantaged_completions(rl_parent_run):
+  """The loop's mechanism, checked directly: after one GRPO update on a batch, completions with positive advantage are
+  more likely under the new policy and those with negative advantage less likely (the mean log-prob per token of
+  each, re-scored by teacher forcing), the paper's gradient coefficient at work."""
+  from dsmath.rl import policy
+  run = rl.resolve_rl_config(config("grpo_toy", rl_parent_run, **{"rollout.prompts_per_step": 8,
+                                                                  "rollout.group_size": 8, "optimizer.peak_lr": 1e-3,
+                                                                  "loss.beta": 0.0}))
+  parent = load_run(rl_parent_run)
+  task = rl.build_task(run.config.task, parent.load_tokenizer(), 0)
+  step = rl.RLStep(run, parent.model, task)
+  try:
+    state = step.init_state(parent.load_params(), seed=0)
+    key = jax.random.key(0)
+    exp = step.finish(step.online_experience(state, np.arange(8), key))
+    adv = np.asarray(exp.batch["advantages"])[:, 0]
+    assert (adv > 0).any() and (adv < 0).any(), "the batch needs both signs: pick other questions"
+    b = {k: exp.batch[k] for k in ("prompt", "prompt_mask", "completion", "mask")}
+    score = jax.jit(lambda p: policy.completion_logprobs(parent.model, p, b["prompt"], b["prompt_mask"],
+                                                         b["completion"], b["mask"])[0])
+    mask = np.asarray(b["mask"])
+    per_token = lambda p: np.asarray(score(p)).sum(1) / mask.sum(1)  # noqa: E731
+    before = per_token(state["policy"]["params"])
+    state, _ = step.update(state, exp)
+    after = per_token(state["policy"]["params"])
+    up, down = (after - before)[adv > 0], (after - before)[adv < 0]
+    print(f"mean change of log-prob per token: positive advantage {up.mean():+.4f}, negative {down.mean():+.4f}")
+    assert up.mean() > 0 > down.mean()
+  finally:
+    step.close()
+
+
+def test_dynamic_sampling_refills_groups_without_signal(rl_parent_run):
+  """DAPO's dynamic sampling: groups whose G rewards are all equal are dropped and replaced by groups of new
+  questions from the stream until the batch is full (or the refill budget is spent, then padded with masked rows)."""
+  run = rl.resolve_rl_config(config("dapo_toy", rl_parent_run, **{"rollout.prompts_per_step": 4,
+                                                                  "rollout.group_size": 4}))
+  parent = load_run(rl_parent_run)
+  task = rl.build_task(run.config.task, parent.load_tokenizer(), 0)
+  step = rl.RLStep(run, parent.model, task)
+  drawn = []
+
+  def refill(n):
+    drawn.append(n)
+    return rl.stream_indices(1, len(task.train), 4 * len(drawn), n)
+
+  try:
+    state = step.init_state(parent.load_params(), seed=0)
+    exp = step.dynamic_sample(state, np.arange(4), jax.random.key(1), refill)
+    groups = exp.rewards.reshape(-1, 4)
+    live = np.asarray(exp.batch["mask"]).sum(1).reshape(-1, 4).sum(1) > 0
+    assert len(groups) == 4  # a full batch of 4 groups, always
+    assert exp.metrics["sampled_groups"] > exp.metrics["kept_groups"] or not drawn
+    assert all(g.max() > g.min() for g, keep in zip(groups, live) if keep)  # every trained group carries signal
+    assert exp.metrics["kept_groups"] + exp.metrics["padded_groups"] == 4
+    assert int(live.sum()) == int(exp.metrics["kept_groups"])  # padding is masked out of the loss
+  finally:
+    step.close()
