@@ -7,10 +7,11 @@ minibatches are all drawn from keys of that round, so a resumed run repeats it e
 """
 from __future__ import annotations
 
-import numpy as np
-import jax
+import dataclasses
 
-from dsmath.config import to_dict
+import jax
+import numpy as np
+
 from dsmath.model.sharding import host_array
 from dsmath.rl import rewards
 from dsmath.rl.step import RLStep
@@ -28,7 +29,7 @@ class RewardModelTrainer:
   def __init__(self, rl: RLStep, rounds: int):
     self.rl, self.kind = rl, rl.run.reward
     self.cfg = rl.cfg.reward_model
-    self.optimizer, _ = make_optimizer({**to_dict(rl.cfg.optimizer), "peak_lr": self.cfg.lr},
+    self.optimizer, _ = make_optimizer(dataclasses.replace(rl.cfg.optimizer, peak_lr=self.cfg.lr),
                                        max(self.cfg.steps * rounds, 1))
     self.step = make_train_step(rl.model_cfg, self.optimizer, rewards.reward_model_loss(rl.model_cfg, self.kind),
                                 mesh=rl.mesh, rules=rl.rules, params_like=rl.head_layout)

@@ -33,7 +33,6 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from dsmath import model
-from dsmath.config import to_dict
 from dsmath.model import sharding as msharding
 from dsmath.rl import advantages as adv_lib
 from dsmath.rl import losses, policy, rewards
@@ -44,9 +43,6 @@ from dsmath.sample.strategies import Temperature
 from dsmath.train.optimizer import make_optimizer
 from dsmath.train.step import (TrainStep, make_train_step, microbatches, new_state, sharded_abstract_state,
                                unmicrobatch)
-
-ROW_KEYS = ("prompt", "prompt_mask", "completion", "mask")
-
 
 def scalar_head_layout(model_cfg: model.ModelConfig, mesh, rules) -> tuple:
   """(abstract params, shardings) of a scalar-head model (value / reward model): the body sharded like the policy,
@@ -114,7 +110,7 @@ class RLStep:
                        f"{self.completion_len} exceed the model's max_positions={model_cfg.max_positions}")
     self.estimator = adv_lib.ESTIMATORS[run.estimator] if run.estimator else None
     self.reward = rewards.REWARDS[run.reward] if run.reward else None
-    self.optimizer, self.schedule = make_optimizer(to_dict(cfg.optimizer), max(total_updates, 1))
+    self.optimizer, self.schedule = make_optimizer(cfg.optimizer, max(total_updates, 1))
     temperature, loss_cfg, loss = self.temperature, run.loss, losses.POLICY_LOSSES[run.policy_loss]
 
     def policy_loss(params, batch, rng):
@@ -131,7 +127,8 @@ class RLStep:
     self.head_layout = scalar_head_layout(model_cfg, self.mesh, self.rules)
     self.value: Optional[TrainStep] = None
     if run.needs_value:
-      value_opt, _ = make_optimizer({**to_dict(cfg.optimizer), "peak_lr": cfg.ppo.value_lr}, max(total_updates, 1))
+      value_opt, _ = make_optimizer(dataclasses.replace(cfg.optimizer, peak_lr=cfg.ppo.value_lr),
+                                    max(total_updates, 1))
 
       def value_loss(params, batch, rng):
         values = policy.completion_scalars(model_cfg, params, batch["prompt"], batch["prompt_mask"],
