@@ -124,6 +124,10 @@ class RLLoop:
     self.run, self.cfg, self.workdir = run, cfg, epath.Path(workdir)
     self.model_cfg, self.parent, tokenizer, self.tokenizer_ref, self.parents = _policy_source(cfg, self.workdir)
     self.task = task_lib.build_task(cfg.task, tokenizer, cfg.seed)
+    bad = self.task.bad_rows
+    if bad["total"]:  # left out, never silently: counted by reason in the summary, located here and there
+      log.warning("task: %d bad rows left out (%s); first: %s", bad["total"], bad["counts"],
+                  "; ".join(bad["examples"][:5]))
     self.total = cfg.rl.iterations * cfg.rl.steps
     self.rl = RLStep(run, self.model_cfg, self.task, total_updates=self.total * cfg.rl.mu)
     self.rm = RewardModelTrainer(self.rl, cfg.rl.iterations) if run.needs_reward_model else None
