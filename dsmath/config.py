@@ -89,14 +89,13 @@ def _coerce(tp, value, path: str):
   if origin in (Union, types.UnionType):
     if value is None and type(None) in args:
       return None
-    errors = []
     for a in args:
       if a is type(None):
         continue
       try:
         return _coerce(a, value, path)
-      except ConfigError as e:
-        errors.append(e)
+      except ConfigError:
+        continue  # the next alternative; the message below names them all
     raise _fail(path, tp, value)
   if tp is bool:
     if not isinstance(value, bool):

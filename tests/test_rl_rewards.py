@@ -14,9 +14,12 @@ def test_rule_reward_grades_in_workers_and_requires_a_boxed_answer():
   reward = rewards.RuleReward("math_verify")
   try:
     future = reward.submit(texts, ["5"] * 5)  # returns before grading finishes
-    np.testing.assert_array_equal(future.result(), [1, 1, 0, 0, 1])  # the unboxed 5 is not graded
-    np.testing.assert_array_equal(rewards.RuleReward("paper", unformatted_reward=-1.0, grader=reward.grader)(
-        texts[2:4], ["5", "5"]), [-1.0, 0.0])
+    graded = future.result()
+    np.testing.assert_array_equal(graded.reward, [1, 1, 0, 0, 1])  # the unboxed 5 is not graded
+    np.testing.assert_array_equal(graded.correct, graded.reward)
+    shaped = rewards.RuleReward("paper", unformatted_reward=-1.0, grader=reward.grader)(texts[2:4], ["5", "5"])
+    np.testing.assert_array_equal(shaped.reward, [-1.0, 0.0])  # the format rule shapes the reward ...
+    np.testing.assert_array_equal(shaped.correct, [0.0, 0.0])  # ... never the verdict (accuracy, RFT data, labels)
     with pytest.raises(ValueError, match="gold"):
       reward.submit(texts, ["5"])
   finally:

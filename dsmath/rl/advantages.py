@@ -20,7 +20,7 @@ import jax.numpy as jnp
 def _grouped(x: jax.Array, group_size: int) -> jax.Array:
   if x.shape[0] % group_size:
     raise ValueError(f"batch of {x.shape[0]} rows is not a whole number of groups of size {group_size} "
-                     "(rl group_size config key)")
+                     "(config.rollout.group_size)")
   return x.reshape(x.shape[0] // group_size, group_size, *x.shape[1:])
 
 
@@ -181,7 +181,8 @@ def _dr_grpo_process(b, g, cfg, ppo):
 
 
 def _gae(b, g, cfg, ppo):
-  rewards = ppo_token_rewards(b["rewards"], b["old_logp"], b["ref_logp"], b["mask"], ppo.kl_beta)
+  ref = b["ref_logp"] if ppo.kl_beta > 0 else b["old_logp"]  # no reference model is kept at kl_beta 0
+  rewards = ppo_token_rewards(b["rewards"], b["old_logp"], ref, b["mask"], ppo.kl_beta)
   adv, ret = gae(rewards, b["values"], b["mask"], ppo.gamma, ppo.lam)
   return {"advantages": whiten(adv, b["mask"]) if ppo.whiten else adv, "returns": ret}
 
@@ -193,6 +194,7 @@ ESTIMATORS: dict[str, Estimator] = {
     "dr_grpo_process": Estimator(_dr_grpo_process, process=True),
     "rloo": Estimator(lambda b, g, cfg, ppo: {"advantages": rloo(b["rewards"], b["mask"], group_size=g)}),
     "gae": Estimator(_gae, values=True),
-    "correct": Estimator(lambda b, g, cfg, ppo: {"advantages": correct_indicator(b["rewards"], b["mask"])}),
+    "correct": Estimator(lambda b, g, cfg, ppo: {"advantages": correct_indicator(b.get("correct", b["rewards"]),
+                                                                                 b["mask"])}),
     "one": Estimator(lambda b, g, cfg, ppo: {"advantages": b["mask"].astype(jnp.float32)}),
 }

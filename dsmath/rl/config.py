@@ -112,6 +112,9 @@ class RolloutConfig:
   # cache holds this many rows, so at 7B scale it decides the rollout's memory; the samples do not depend on it.
   max_rows: int = 0
   decode_segments: int = 0  # cache windows of the decode (dsmath.sample.decode_windows); 0 = by length
+  # pi_old: the sampler's log-probs (free), or recomputed by teacher forcing at training precision (a forward more;
+  # worth it under bf16, where the two differ by more than GSPO's 3e-4 clip; `old_logp_gap` logs the difference)
+  recompute_old_logp: bool = False
 
   def __post_init__(self):
     if self.prompts_per_step < 1 or self.group_size < 1 or self.max_new_tokens < 1:
@@ -201,6 +204,10 @@ class CheckpointConfig:
   every: int = 10  # steps between checkpoints (and always at the end and at the end of each iteration)
   keep: int = 2
   async_save: bool = True
+
+  def __post_init__(self):
+    if self.every < 1 or self.keep < 1:
+      raise ValueError(f"every and keep must be >= 1, got {self.every}, {self.keep}")
 
 
 def _rl_optimizer() -> OptimizerConfig:

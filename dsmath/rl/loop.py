@@ -63,10 +63,10 @@ class HostState:
 def _policy_source(cfg, workdir):
   """(model config, initial params or None, tokenizer, tokenizer ref, parent runs) of the run's policy."""
   if cfg.init_from:
-    if cfg.model != model.ModelConfig.preset("tiny"):
+    parent = load_run(cfg.init_from)
+    if cfg.model not in (model.ModelConfig.preset("tiny"), parent.model):  # the default, or the parent's own
       raise ConfigError(f"config.model is set, but the model comes from config.init_from={cfg.init_from!r} (its "
                         "run.json); leave config.model at its default")
-    parent = load_run(cfg.init_from)
     return parent.model, parent, parent.load_tokenizer(), dict(parent.tokenizer), (parent.path,)
   tokenizer, path = task_lib.tokenizer_for(cfg.task, cfg.seed, str(workdir))
   if cfg.model.vocab_size < tokenizer.vocab_size:
@@ -76,16 +76,22 @@ def _policy_source(cfg, workdir):
 
 
 class HeldOut:
-  """Held-out accuracy on the task's test split through dsmath.eval: greedy, and sampled at the rollout temperature
-  (eval.samples per question); per-question verdicts are kept for paired intervals."""
+  """Held-out accuracy on the task's test split through dsmath.eval, for each question source apart (GSM8K and MATH
+  are separate benchmarks to the evaluation: their own prompts and few-shot exemplars) on its first
+  eval.num_questions test questions: greedy, and sampled at eval.temperature (eval.samples per question). Metrics:
+  test_accuracy_{greedy,sampled} over all of them, and test_accuracy_{kind}/<source> per source when there are
+  several; per-question verdicts are kept for paired intervals."""
 
   def __init__(self, rl: RLStep, seed: int):
     self.rl, self.seed = rl, seed
     self.cfg = rl.cfg.eval
-    self.records = rl.task.records(rl.task.test[:self.cfg.num_questions])
+    by_source: dict = {}
+    for q in rl.task.test:
+      by_source.setdefault(q.source, []).append(q)
+    self.sources = {name: rl.task.records(qs[:self.cfg.num_questions]) for name, qs in by_source.items()}
 
   def __call__(self, params, step: int) -> dict:
-    if not self.records:
+    if not self.sources:
       return {}
     rl, out = self.rl, {}
     common = dict(max_new_tokens=rl.completion_len, batch_rows=self.cfg.batch_rows, mesh=rl.mesh, rules=rl.rules)
@@ -95,12 +101,18 @@ class HeldOut:
     if self.cfg.samples:
       runs.append(("sampled", sample.Temperature(self.cfg.temperature), self.cfg.samples))
     for name, strategy, n in runs:
-      key = jax.random.fold_in(jax.random.key(self.seed + EVAL_KEY_OFFSET), step)
-      gen = sample.text_generator(rl.model_cfg, params, rl.tokenizer, strategy=strategy, rng=key, **common)
-      res = evaluate(self.records, gen, prompt_style=rl.cfg.task.prompt, k_values=[1], num_samples=n,
-                     grading_mode=rl.cfg.rl.grade_mode, grader=rl.rule.grader, bootstrap_resamples=200,
-                     num_shots=rl.cfg.task.num_shots)
-      per_q = [float(np.mean([s["correct"] for s in q["samples"]])) for q in res["samples"]]
+      per_q = []
+      for i, (source, records) in enumerate(sorted(self.sources.items())):
+        key = jax.random.fold_in(jax.random.key(self.seed + EVAL_KEY_OFFSET), step)
+        key = jax.random.fold_in(key, i) if i else key  # sources after the first: keys of their own
+        gen = sample.text_generator(rl.model_cfg, params, rl.tokenizer, strategy=strategy, rng=key, **common)
+        res = evaluate(records, gen, prompt_style=rl.cfg.task.prompt, k_values=[1], num_samples=n,
+                       grading_mode=rl.cfg.rl.grade_mode, grader=rl.rule.grader, bootstrap_resamples=200,
+                       num_shots=rl.cfg.task.num_shots)
+        source_q = [float(np.mean([s["correct"] for s in q["samples"]])) for q in res["samples"]]
+        if len(self.sources) > 1:
+          out[f"test_accuracy_{name}/{source}"] = float(np.mean(source_q))
+        per_q += source_q
       out[f"test_accuracy_{name}"] = float(np.mean(per_q))
       out[f"_per_question_{name}"] = per_q
     return out
@@ -131,7 +143,8 @@ class RLLoop:
     self.total = cfg.rl.iterations * cfg.rl.steps
     self.rl = RLStep(run, self.model_cfg, self.task, total_updates=self.total * cfg.rl.mu)
     self.rm = RewardModelTrainer(self.rl, cfg.rl.iterations) if run.needs_reward_model else None
-    self.offline = OfflineData(self.rl) if run.method.data.startswith("offline") else None
+    self.offline = OfflineData(self.rl, str(self.workdir / "offline_data.npz")) \
+        if run.method.data.startswith("offline") else None
     self.held_out = HeldOut(self.rl, cfg.seed) if cfg.eval.num_questions else None
     self.checkpointer = RLCheckpointer(self.workdir / "checkpoints", keep=cfg.checkpoint.keep,
                                        async_save=cfg.checkpoint.async_save)
@@ -158,7 +171,8 @@ class RLLoop:
     warm = dataclasses.replace(
         cfg, rl=dataclasses.replace(cfg.rl, method="sft", reward="", estimator="", policy_loss="", iterations=1,
                                     steps=n, mu=1),
-        rollout=dataclasses.replace(cfg.rollout, prompts_per_step=batch),
+        rollout=dataclasses.replace(cfg.rollout, prompts_per_step=batch, dynamic_sampling="off"),
+        reward=dataclasses.replace(cfg.reward, overlong_buffer=0),
         optimizer=dataclasses.replace(cfg.optimizer, peak_lr=cfg.rl.sft_lr, schedule="constant", warmup_steps=0))
     step = RLStep(resolve_rl_config(warm), self.model_cfg, self.task, mesh=self.rl.mesh, rules=self.rl.rules,
                   total_updates=n)
@@ -198,6 +212,8 @@ class RLLoop:
       host_dict, arrays = self.checkpointer.restore_host(latest)
       host = HostState(**host_dict)
       state = self.checkpointer.restore(latest, self._abstract_state())
+      if self.offline is not None:
+        self.offline.load()
       origin = f"resumed from step {latest}"
     else:
       host, state, origin = HostState(), self._fresh_state(self._initial_params()), "fresh"
@@ -210,7 +226,7 @@ class RLLoop:
         if latest is None:
           state, arrays = self._start(state, host, arrays, writer)
         while host.step < self.total:
-          state = self._step(state, host, arrays, writer)
+          state = self._step(state, host, writer)
           stop = interrupt.requested and host.step < self.total
           state, arrays = self._boundary(state, host, arrays, writer, force_save=stop)
           if stop:
@@ -243,7 +259,7 @@ class RLLoop:
       writer.write(0, self.warmup_metrics)
       host.metric_rows += 1
     if self.offline is not None:
-      arrays = dict(arrays, **self.offline.build(state, self.cfg.seed))
+      self.offline.build(state, self.cfg.seed)
       writer.write(0, self.offline.metrics)
       host.metric_rows += 1
     return self._boundary(state, host, arrays, writer, force_save=True)
@@ -253,7 +269,7 @@ class RLLoop:
     host.position += n
     return idx
 
-  def _step(self, state, host: HostState, arrays, writer):
+  def _step(self, state, host: HostState, writer):
     cfg, rl = self.cfg, self.rl
     it = host.step // cfg.rl.steps
     t0 = time.perf_counter()
@@ -265,7 +281,7 @@ class RLLoop:
       exp = gold_experience(rl, self._draw(host, cfg.rollout.prompts_per_step))
       state, m = rl.train_on(state, rl.finish(exp), t0)
     else:
-      state, m = rl.train_on(state, self.offline.batch(arrays, host.step), t0)
+      state, m = rl.train_on(state, self.offline.batch(host.step), t0)
     host.step += 1
     if m.get("skipped"):
       host.consecutive_nonfinite += 1

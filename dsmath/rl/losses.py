@@ -300,8 +300,10 @@ GRADIENT_COEFFICIENTS: dict[str, Callable] = {
     "sft": gc_sft, "rft": gc_sft, "online_rft": gc_sft, "dpo": gc_dpo, "ppo": gc_ppo, "grpo": gc_grpo,
     "dapo": gc_grpo, "dr_grpo": gc_grpo, "gspo": gc_gspo,
 }
-# The reduction each loss applies over tokens and outputs (the surrogate must use the same one).
-_FIXED_AGGREGATION = {"dapo": "token", "dr_grpo": "sequence_sum_norm", "gspo": "sequence"}
+# The reduction each loss is defined by (its config's aggregation records it; the surrogate uses the same one).
+FIXED_AGGREGATION = {"dapo": "token", "dr_grpo": "sequence_sum_norm", "gspo": "sequence"}
+# The rows a loss trains on: DPO's (chosen, rejected) pairs; every other loss single outputs.
+LOSS_DATA = {"dpo": "pairs"}
 
 
 def surrogate_objective(method: str, cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
@@ -314,4 +316,4 @@ def surrogate_objective(method: str, cfg: LossConfig, logp: jax.Array, batch: Ma
   m = batch["mask"].astype(jnp.float32)
   if method == "dpo":
     return 2.0 * aggregate(gc * logp, m, "sequence")
-  return aggregate(gc * logp, m, _FIXED_AGGREGATION.get(method, cfg.aggregation), cfg.max_len)
+  return aggregate(gc * logp, m, FIXED_AGGREGATION.get(method, cfg.aggregation), cfg.max_len)

@@ -109,15 +109,31 @@ def resolve_rl_config(config: Any) -> RLRun:
     raise ConfigError(f"config.rl.reward={reward!r} is a process reward; rl.method={rl.method!r} takes outcome rewards "
                       f"only (methods with process supervision: "
                       f"{sorted(n for n, m in METHODS.items() if m.process_estimator)})")
+  if rl.estimator and not method.estimator:
+    raise ConfigError(f"config.rl.estimator={rl.estimator!r}: rl.method={rl.method!r} uses no advantage estimator")
   estimator = _choose(rl.estimator, method.process_estimator if process else method.estimator,
                       advantages.ESTIMATORS, "config.rl.estimator") if (rl.estimator or method.estimator) else ""
   if estimator and advantages.ESTIMATORS[estimator].process != process:
     raise ConfigError(f"config.rl.estimator={estimator!r} reads {'step' if not process else 'outcome'} rewards but "
                       f"the reward {reward!r} gives {'step' if process else 'outcome'} rewards")
+  if estimator and advantages.ESTIMATORS[estimator].values != method.value_model:
+    raise ConfigError(f"config.rl.estimator={estimator!r} {'needs' if not method.value_model else 'has no use for'} "
+                      f"a value model, which rl.method={rl.method!r} {'does not keep' if not method.value_model else 'trains'}")
+  if method.data != "policy" and (rl.reward and rl.reward != method.reward):
+    raise ConfigError(f"config.rl.reward={rl.reward!r}: rl.method={rl.method!r} selects its {method.data} data with the "
+                      f"rule grader; a reward has no effect on it")
   policy_loss = _choose(rl.policy_loss, method.policy_loss, losses.POLICY_LOSSES, "config.rl.policy_loss")
+  if losses.LOSS_DATA.get(policy_loss, "policy") != losses.LOSS_DATA.get(method.policy_loss, "policy"):
+    raise ConfigError(f"config.rl.policy_loss={policy_loss!r} trains on {losses.LOSS_DATA.get(policy_loss, 'policy')} "
+                      f"rows; rl.method={rl.method!r}'s data source gives "
+                      f"{losses.LOSS_DATA.get(method.policy_loss, 'policy')} rows")
   given = {k: v for k, v in dataclasses.asdict(cfg.loss).items()
            if not (v == -1 or v == "" or (k == "max_len" and v == 0))}
-  loss_kwargs = {**dict(method.loss), **given}
+  fixed = losses.FIXED_AGGREGATION.get(policy_loss)
+  if fixed and given.get("aggregation", fixed) != fixed:
+    raise ConfigError(f"config.loss.aggregation={given['aggregation']!r}: the {policy_loss!r} loss is defined by its "
+                      f"{fixed!r} aggregation (leave loss.aggregation empty)")
+  loss_kwargs = {**dict(method.loss), **({"aggregation": fixed} if fixed else {}), **given}
   loss_kwargs.setdefault("max_len", cfg.rollout.max_new_tokens)
   try:
     loss = losses.LossConfig(**loss_kwargs)
@@ -136,13 +152,22 @@ def resolve_rl_config(config: Any) -> RLRun:
   dynamic = {"method": method.dynamic_sampling, "on": True, "off": False}[cfg.rollout.dynamic_sampling]
   if dynamic and method.data != "policy":
     raise ConfigError(f"config.rollout.dynamic_sampling='on' needs an online method, not rl.method={rl.method!r}")
+  if dynamic and (samples < 2 or process):
+    raise ConfigError("config.rollout.dynamic_sampling keeps groups whose outcome rewards differ: it needs >= 2 "
+                      f"samples a question (has {samples}) and an outcome reward (has {reward!r})")
   buffer = cfg.reward.overlong_buffer
   if buffer < 0:
     buffer = int(method.overlong_buffer_fraction * cfg.rollout.max_new_tokens)
   if buffer >= cfg.rollout.max_new_tokens:
     raise ConfigError(f"config.reward.overlong_buffer={buffer} must be < rollout.max_new_tokens="
                       f"{cfg.rollout.max_new_tokens}")
-  needs_ref = losses.reads_reference(policy_loss, loss) or (method.value_model and cfg.ppo.kl_beta > 0)
+  if buffer and (process or method.data != "policy"):
+    raise ConfigError(f"config.reward.overlong_buffer={buffer}: the overlong penalty shapes outcome rewards of "
+                      f"sampled outputs; rl.method={rl.method!r} with reward {reward!r} has none to shape "
+                      f"(set reward.overlong_buffer=0)")
+  # pi_ref is kept only where the step reads it: DPO's reference log-probs are computed once, offline.
+  needs_ref = method.data == "policy" and (losses.reads_reference(policy_loss, loss) or
+                                           (method.value_model and cfg.ppo.kl_beta > 0))
   return RLRun(config=cfg, method=method, reward=reward, estimator=estimator, policy_loss=policy_loss, loss=loss,
                samples_per_question=samples, dynamic_sampling=dynamic, overlong_buffer=buffer,
                needs_reference=needs_ref, needs_value=method.value_model,

@@ -146,10 +146,10 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
           jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), None, windows=None, layout=layout.key).compile()
       phases.append(_phase("rollout: decode (KV cache)", decode, params))
       if run.needs_reference:
-        phases.append(_phase("reference log-probs", rl._logp.lower(state["ref"], scored).compile(), state["ref"]))
+        phases.append(_phase("reference log-probs", rl.logprobs.lower(state["ref"], scored).compile(), state["ref"]))
       if rm is not None:
         rm_params = state["reward_model"]["params"]
-        phases.append(_phase("reward-model scores", rl._rm_scores.lower(rm_params, scored).compile(), rm_params))
+        phases.append(_phase("reward-model scores", rl.reward_scores.lower(rm_params, scored).compile(), rm_params))
       update = {**scored, "old_logp": arr((rows, c), jnp.float32), "advantages": arr((rows, c), jnp.float32)}
       if run.needs_reference:
         update["ref_logp"] = arr((rows, c), jnp.float32)

@@ -38,7 +38,7 @@ class RewardModelTrainer:
                        "devices")
 
   def init_state(self, policy_params, seed: int) -> dict:
-    return self.rl.new_head_state(self.step, self.optimizer, self.rl.copy_params(policy_params), seed + 2)
+    return self.rl.new_head_state(self.step, self.optimizer, policy_params, seed + 2)
 
   def abstract_state(self) -> dict:
     return sharded_abstract_state(self.step, self.optimizer, self.rl.head_layout[0])
@@ -47,17 +47,27 @@ class RewardModelTrainer:
 
   def _complete(self, params, prompt_rows: list[list[int]], prefix_tokens: list[list[int]], n: int,
                 key: jax.Array) -> list[list[str]]:
-    """n sampled continuations of each (prompt, completion prefix): texts of prefix + continuation."""
+    """n sampled continuations of each (prompt, completion prefix): texts of prefix + continuation, each within the
+    budget the policy had (rollout.max_new_tokens in all, the prefix included), as the policy would have finished.
+    Prefixes go in order of length, so one call's new-token budget fits all of its rows."""
     tok, rl = self.rl.tokenizer, self.rl
-    out = []
-    for start in range(0, len(prompt_rows), 64):
-      rows = [p + q for p, q in zip(prompt_rows[start:start + 64], prefix_tokens[start:start + 64])]
-      res = engine.generate(rl.model_cfg, params, rows, max_new_tokens=rl.completion_len,
-                            strategy=Temperature(rl.temperature), num_samples=n, eos_id=tok.eos_id, tokenizer=tok,
-                            rng=key, pad_id=tok.pad_id, mesh=rl.mesh, rules=rl.rules, row_offset=start * n)
-      for j, prefix in enumerate(prefix_tokens[start:start + 64]):
-        out.append([tok.decode(prefix + res.tokens[j * n + s, :res.lengths[j * n + s]].tolist())
-                    for s in range(n)])
+    order = sorted(range(len(prefix_tokens)), key=lambda i: len(prefix_tokens[i]))
+    out: list = [None] * len(order)
+    for start in range(0, len(order), 64):
+      chunk = order[start:start + 64]
+      budget = rl.completion_len - len(prefix_tokens[chunk[0]])  # the shortest prefix's: the largest budget
+      if budget < 1:  # every prefix of the chunk fills the whole budget: nothing can follow
+        for i in chunk:
+          out[i] = [tok.decode(prefix_tokens[i])] * n
+        continue
+      rows = [prompt_rows[i] + prefix_tokens[i] for i in chunk]
+      res = engine.generate(rl.model_cfg, params, rows, max_new_tokens=budget, strategy=Temperature(rl.temperature),
+                            num_samples=n, eos_id=tok.eos_id, tokenizer=tok, rng=key, pad_id=tok.pad_id, mesh=rl.mesh,
+                            rules=rl.rules, row_offset=start * n)
+      for j, i in enumerate(chunk):
+        room = rl.completion_len - len(prefix_tokens[i])
+        out[i] = [tok.decode(prefix_tokens[i] + res.tokens[j * n + s, :min(res.lengths[j * n + s], room)].tolist())
+                  for s in range(n)]
     return out
 
   def _questions(self, round_index: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +88,7 @@ class RewardModelTrainer:
     texts, tokens, lengths = rl.texts(rows, lengths_d)
     qidx = np.repeat(indices, cfg.samples_per_question)
     golds = [rl.task.train[i].answer for i in qidx]
-    correct = rl.rule(texts, golds)
+    correct = rl.grade(texts, golds).correct
     host = {k: host_array(rows[k]) for k in ("prompt", "prompt_mask", "mask")}
     host["completion"] = tokens
     width = tokens.shape[1]
@@ -94,7 +104,8 @@ class RewardModelTrainer:
         return self._complete(params, [prompt_rows[r] for r, _ in prefixes],
                               [tokens[r, :e + 1].tolist() for r, e in prefixes], k, jax.random.fold_in(key, 1))
 
-      labels = rewards.math_shepherd_labels(ends, golds, complete, cfg.shepherd_completions, texts, rl.rule)
+      labels = rewards.math_shepherd_labels(ends, golds, complete, cfg.shepherd_completions, texts,
+                                            lambda t, g: rl.grade(t, g).correct)
       vals = [list(lab.soft if cfg.label == "soft" else lab.hard) for lab in labels]
       out["step_label"], out["step_mask"] = rewards.place_step_values(vals, ends, width)
       metrics["step_label_mean"] = float(np.sum(out["step_label"]) / max(np.sum(out["step_mask"]), 1.0))
@@ -139,7 +150,7 @@ class RewardModelTrainer:
     rl = self.rl
     batch = {k: rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
     with rl.scope():
-      scores = host_array(rl._rm_scores(params, batch))
+      scores = host_array(rl.reward_scores(params, batch))
     if self.kind == "prm":
       right = ((scores > 0.5) == (rows["step_label"] > 0.5)) * rows["step_mask"]
       return float(right.sum() / max(rows["step_mask"].sum(), 1.0))

@@ -54,9 +54,19 @@ def register_reward(name: str, reward: Reward) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class Graded:
+  """A batch's rule verdicts: `correct` [B] 0/1 (what accuracy, RFT / DPO data and reward-model labels read) and
+  `reward` [B] (the rule reward: `correct`, or unformatted_reward where there is no boxed answer), `timeouts` in
+  this batch (graded wrong)."""
+  correct: np.ndarray
+  reward: np.ndarray
+  timeouts: int = 0
+
+
 class RuleReward:
   """The rule reward through the evaluation grader's worker pool: `submit(texts, golds)` returns at once a Future of
-  rewards [B] float32, so grading runs while the device computes reference log-probs.
+  `Graded`, so grading runs while the device computes reference log-probs.
 
   Format rule: a completion without a `\\boxed{}` answer gets `unformatted_reward` without being graded (the answer
   format of the paper's SFT data), so a stray number earns nothing. Grading timeouts count as wrong and are reported.
@@ -67,7 +77,6 @@ class RuleReward:
     self.unformatted_reward = float(unformatted_reward)
     self._own = grader is None
     self.grader = grader or Grader(mode=mode)
-    self.timeouts = 0
 
   def submit(self, texts: Sequence[str], golds: Sequence[str]) -> concurrent.futures.Future:
     if len(texts) != len(golds):
@@ -82,15 +91,16 @@ class RuleReward:
       except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
         out.set_exception(e)
         return
-      r = np.full(len(texts), self.unformatted_reward, np.float32)
-      r[formatted] = np.asarray(list(verdicts), np.float32)
-      self.timeouts += verdicts.timeouts
-      out.set_result(r)
+      correct = np.zeros(len(texts), np.float32)
+      correct[formatted] = np.asarray(list(verdicts), np.float32)
+      reward = np.full(len(texts), self.unformatted_reward, np.float32)
+      reward[formatted] = correct[formatted]
+      out.set_result(Graded(correct=correct, reward=reward, timeouts=verdicts.timeouts))
 
     inner.add_done_callback(done)
     return out
 
-  def __call__(self, texts: Sequence[str], golds: Sequence[str]) -> np.ndarray:
+  def __call__(self, texts: Sequence[str], golds: Sequence[str]) -> Graded:
     return self.submit(texts, golds).result()
 
   def close(self):

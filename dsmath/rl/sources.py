@@ -6,13 +6,15 @@ offline samples of the initial (SFT) policy that RFT and DPO train on.
                     ablations (SFT vs RFT vs ... on the same RL task).
   offline_samples   RFT: k samples a question from the initial policy, drawn once; the correct ones, deduplicated.
   offline_pairs     DPO: (correct, incorrect) pairs of those samples; the initial policy is the reference.
-The offline dataset is built once before step 0 and kept in the checkpoint's host arrays ("offline/<key>").
+The offline dataset is built once before step 0 and written once, atomically, to <run>/offline_data.npz (it never
+changes, so checkpoints do not carry it); a resumed run reads it back.
 """
 from __future__ import annotations
 
 import jax
 import numpy as np
 
+from dsmath.files import write_atomic
 from dsmath.model.sharding import host_array
 from dsmath.rl import tasks as task_lib
 from dsmath.rl.step import Experience, RLStep
@@ -36,9 +38,10 @@ def gold_experience(rl: RLStep, indices: np.ndarray) -> Experience:
       too_long += 1
       continue
     comp[r, :len(ids)], mask[r, :len(ids)] = ids, 1.0
-  tokens, pmask, _, _ = rl._gather_prompts(rl.prompt_tokens, rl.prompt_mask, np.asarray(indices, np.int32))
+  tokens, pmask, _, _ = rl.gather_prompts(rl.prompt_tokens, rl.prompt_mask, rl.replicated(np.asarray(indices,
+                                                                                                   np.int32)))
   lengths = mask.sum(1).astype(np.int32)
-  batch = {"prompt": rl.to_rows(host_array(tokens)), "prompt_mask": rl.to_rows(host_array(pmask)),
+  batch = {"prompt": rl.reshard_rows(tokens), "prompt_mask": rl.reshard_rows(pmask),
            "completion": rl.to_rows(comp), "mask": rl.to_rows(mask),
            "rewards": rl.to_rows(np.ones((len(indices), 1), np.float32))}
   return Experience(batch=batch, texts=[q.solution for q in questions], question_index=np.asarray(indices),
@@ -50,32 +53,46 @@ def gold_experience(rl: RLStep, indices: np.ndarray) -> Experience:
 class OfflineData:
   """RFT / DPO data sampled once from the initial policy (Table 10: q ~ P_sft(Q), o ~ pi_sft(O|q))."""
 
-  def __init__(self, rl: RLStep):
-    self.rl = rl
+  def __init__(self, rl: RLStep, path):
+    self.rl, self.path = rl, path
     self.pairs = rl.run.method.data == "offline_pairs"
     self.per_batch = rl.cfg.rollout.prompts_per_step  # questions (RFT) or pairs (DPO) a batch
     self.metrics: dict = {}
+    self.data: dict = {}
 
-  def build(self, state: dict, seed: int) -> dict:
-    """Samples k outputs for rl.steps x prompts_per_step questions (a stream of its own), grades them, keeps the
-    correct deduplicated ones (RFT) or (correct, incorrect) pairs (DPO, with the initial policy's log-probs as the
-    reference). Returns host arrays "offline/<key>"."""
+  def load(self) -> None:
+    with np.load(self.path, allow_pickle=False) as z:
+      self.data = {k: z[k] for k in z.files}
+
+  def build(self, state: dict, seed: int) -> None:
+    """Samples k outputs for offline.questions questions (a stream of its own), grades them, keeps the correct
+    deduplicated ones (RFT) or (correct, incorrect) pairs (DPO, with the initial policy's log-probs as the
+    reference), and writes them to `path`."""
+    self.data = self._sample(state, seed)
+
+    def write(tmp):
+      with open(tmp, "wb") as f:
+        np.savez(f, **self.data)
+
+    write_atomic(self.path, write)
+
+  def _sample(self, state: dict, seed: int) -> dict:
     rl = self.rl
     k = rl.run.samples_per_question
     n = min(len(rl.task.train), rl.cfg.offline.questions or rl.cfg.rl.steps * rl.cfg.rollout.prompts_per_step)
     indices = task_lib.stream_indices(seed + 1, len(rl.task.train), 0, n)
     key = jax.random.fold_in(jax.random.key(seed + 15485863), 0)
     chunks = []
-    step = 32  # questions a sampler call
-    for start in range(0, n, step):
-      part = indices[start:start + step]
+    per_call = 32  # questions a sampler call
+    for start in range(0, n, per_call):
+      part = indices[start:start + per_call]
       rows, lengths_d, _ = rl.sample(state["policy"]["params"], part, jax.random.fold_in(key, start), k)
       texts, tokens, lengths = rl.texts(rows, lengths_d)
       host = {name: host_array(v) for name, v in rows.items()}
-      correct = rl.rule(texts, [rl.task.train[i].answer for i in np.repeat(part, k)])
+      correct = rl.grade(texts, [rl.task.train[i].answer for i in np.repeat(part, k)]).correct
       if self.pairs:
         with rl.scope():
-          host["ref_logp"] = host_array(rl._logp(state["policy"]["params"], rows))
+          host["ref_logp"] = host_array(rl.logprobs(state["policy"]["params"], rows))
       chunks.append((host, texts, correct))
     host = {name: np.concatenate([c[0][name] for c in chunks]) for name in chunks[0][0]}
     texts = [t for c in chunks for t in c[1]]
@@ -101,15 +118,13 @@ class OfflineData:
                     "offline_rows": float(len(keep) * (2 if self.pairs else 1))}
     names = ("prompt", "prompt_mask", "completion", "mask") + (("ref_logp",) if self.pairs else ())
     if self.pairs:
-      return {f"offline/{name}": np.stack([host[name][order[:, 0]], host[name][order[:, 1]]], axis=1)
-              for name in names}
-    return {f"offline/{name}": host[name][order] for name in names}
+      return {name: np.stack([host[name][order[:, 0]], host[name][order[:, 1]]], axis=1) for name in names}
+    return {name: host[name][order] for name in names}
 
-  def batch(self, arrays: dict, step: int) -> Experience:
+  def batch(self, step: int) -> Experience:
     """The batch of `step`: consecutive rows of the offline dataset, cycling; a short last batch is padded with
     masked rows so every batch has one shape."""
-    rl = self.rl
-    data = {k[len("offline/"):]: v for k, v in arrays.items() if k.startswith("offline/")}
+    rl, data = self.rl, self.data
     n = len(data["prompt"])
     size = self.per_batch * (1 if self.pairs else rl.run.samples_per_question)
     idx = (step * size + np.arange(size)) % n

@@ -105,6 +105,12 @@ class RLStep:
     self.group = run.samples_per_question
     self.temperature = cfg.rollout.temperature
     self.completion_len = cfg.rollout.max_new_tokens
+    rows = cfg.rollout.prompts_per_step * self.group
+    dp = engine.Layout(self.mesh, self.rules).dp
+    if rows % (dp * cfg.rl.grad_accum_steps) and run.method.data == "policy":
+      raise ValueError(f"a step's {rows} completions (rollout.prompts_per_step x {self.group} samples) do not split "
+                       f"into rl.grad_accum_steps={cfg.rl.grad_accum_steps} micro-batches over {dp} data-parallel "
+                       f"devices")
     if task.prompt_len + self.completion_len > model_cfg.max_positions:
       raise ValueError(f"prompt width {task.prompt_len} (task.prompt_budget) + rollout.max_new_tokens "
                        f"{self.completion_len} exceed the model's max_positions={model_cfg.max_positions}")
@@ -119,6 +125,8 @@ class RLStep:
       value, metrics = loss(loss_cfg, logp, batch)
       m = batch["mask"]
       metrics["entropy"] = (ent * m).sum() / jnp.maximum(m.sum(), 1.0)
+      if loss_cfg.aggregation == "token":  # micro-batches weigh by their tokens: the step's loss is the global
+        metrics["loss_weight"] = m.sum()    # token mean, however rl.grad_accum_steps splits the batch
       return value, metrics
 
     accum = cfg.rl.grad_accum_steps
@@ -144,11 +152,11 @@ class RLStep:
     scored = lambda fn, params_sh: jax.jit(_in_microbatches(fn, accum), in_shardings=(params_sh, batch_sh),  # noqa
                                            out_shardings=batch_sh)
     param_sh, head_sh = self.policy.state_shardings["params"], self.head_layout[1]
-    self._logp = scored(lambda p, b: policy.completion_logprobs(model_cfg, p, b["prompt"], b["prompt_mask"],
+    self.logprobs = scored(lambda p, b: policy.completion_logprobs(model_cfg, p, b["prompt"], b["prompt_mask"],
                                                                 b["completion"], b["mask"], temperature)[0], param_sh)
-    self._values = scored(lambda p, b: policy.completion_scalars(model_cfg, p, b["prompt"], b["prompt_mask"],
+    self.values = scored(lambda p, b: policy.completion_scalars(model_cfg, p, b["prompt"], b["prompt_mask"],
                                                                  b["completion"], b["mask"], before_token=True), head_sh)
-    self._rm_scores = scored(lambda p, b: rewards.reward_model_scores(model_cfg, p, b["prompt"], b["prompt_mask"],
+    self.reward_scores = scored(lambda p, b: rewards.reward_model_scores(model_cfg, p, b["prompt"], b["prompt_mask"],
                                                                       b["completion"], b["mask"]), head_sh)
     rep = msharding.replicated(self.mesh)
     self.prompt_tokens = jax.device_put(task.prompt_tokens, rep)
@@ -168,6 +176,10 @@ class RLStep:
   def replicated(self, x) -> jax.Array:
     """A host array (the same on every process) onto every device: an explicit host -> device copy."""
     return msharding.global_array(x, msharding.replicated(self.mesh))
+
+  def reshard_rows(self, x: jax.Array) -> jax.Array:
+    """A device array [R, ...] laid out over the data axes (no host copy)."""
+    return self.layout.batch(x)
 
   def to_rows(self, x) -> jax.Array:
     """A host array [R, ...] (the same on every process) onto the mesh, rows over the data axes."""
@@ -194,11 +206,11 @@ class RLStep:
     return jax.jit(lambda p: jax.tree.map(jnp.copy, p), in_shardings=(sh,), out_shardings=sh)(params)
 
   def new_head_state(self, train_step: TrainStep, optimizer, body_params, seed: int) -> dict:
-    """A scalar-head model's train state whose body starts from `body_params` (a copy) and head from `seed`."""
-    head = {"w": jax.random.normal(jax.random.key(seed), (self.model_cfg.hidden_size,), jnp.float32) * 0.01,
-            "b": jnp.zeros((), jnp.float32)}
+    """A scalar-head model's train state whose body starts from `body_params` (copied into the state) and head
+    from `seed`."""
+    params = policy.scalar_head_from_policy(body_params, jax.random.key(seed), self.model_cfg.hidden_size)
     with self.scope():
-      return new_state(train_step, self.model_cfg, optimizer, seed, params={"body": body_params, "head": head})
+      return new_state(train_step, self.model_cfg, optimizer, seed, params=params)
 
   def abstract_state(self) -> dict:
     """ShapeDtypeStructs with shardings of `init_state`'s result, allocating nothing (a checkpoint's restore
@@ -218,7 +230,7 @@ class RLStep:
   # -- rollout --------------------------------------------------------------------------------------------------------
 
   @functools.partial(jax.jit, static_argnums=(0,))
-  def _gather_prompts(self, prompt_tokens, prompt_mask, indices):
+  def gather_prompts(self, prompt_tokens, prompt_mask, indices):
     """Left-padded prompt rows of `indices` and the same rows right-padded for the sampler, with lengths."""
     tokens, mask = prompt_tokens[indices], prompt_mask[indices]
     p = tokens.shape[1]
@@ -241,7 +253,7 @@ class RLStep:
 
   def _sample_chunk(self, params, indices: np.ndarray, key: jax.Array, num_samples: int, row_offset: int) -> tuple:
     b = len(indices)
-    tokens, mask, right, lengths = self._gather_prompts(self.prompt_tokens, self.prompt_mask, self.replicated(
+    tokens, mask, right, lengths = self.gather_prompts(self.prompt_tokens, self.prompt_mask, self.replicated(
         np.asarray(indices, np.int32)))
     repeat_first = b % self.data_parallel != 0
     if repeat_first:  # the sampler splits prompts over the data axes: sample every row as its own prompt
@@ -270,6 +282,17 @@ class RLStep:
     decode = self.tokenizer.decode
     return [decode(tokens[r, :lengths[r]].tolist()) for r in range(len(lengths))], tokens, lengths
 
+  # -- grading --------------------------------------------------------------------------------------------------------
+
+  def submit_grading(self, texts: Sequence[str], golds: Sequence[str]) -> "_Grading":
+    """Starts the rule grading of `texts` (returns at once). With several processes only process 0 grades and its
+    verdicts are broadcast: a wall-clock grading timeout on one host must not make the hosts' rewards differ."""
+    lead = jax.process_index() == 0
+    return _Grading(self.rule.submit(texts, golds) if lead else None, len(texts))
+
+  def grade(self, texts: Sequence[str], golds: Sequence[str]) -> rewards.Graded:
+    return self.submit_grading(texts, golds).result()
+
   # -- experience -----------------------------------------------------------------------------------------------------
 
   def online_experience(self, state: dict, indices: np.ndarray, key: jax.Array) -> Experience:
@@ -286,14 +309,17 @@ class RLStep:
     """Rewards, reference log-probs, values and advantages of sampled rows (rows stay on the device)."""
     t0 = time.perf_counter()
     golds = [self.task.train[i].answer for i in qidx]
-    pending = self.rule.submit(texts, golds)  # graded in worker processes while the device works below
+    pending = self.submit_grading(texts, golds)  # graded in worker processes while the device works below
     batch = dict(rows)
     with self.scope():
+      if self.cfg.rollout.recompute_old_logp:  # pi_old by teacher forcing, as the update computes pi_theta
+        batch["old_logp"] = self.logprobs(state["policy"]["params"], rows)
+        metrics["old_logp_gap"] = _mean_abs_gap(batch["old_logp"], rows["old_logp"], rows["mask"])
       if self.run.needs_reference:
-        batch["ref_logp"] = self._logp(state["ref"], rows)
+        batch["ref_logp"] = self.logprobs(state["ref"], rows)
       if self.value is not None:
-        batch["old_values"] = self._values(state["value"]["params"], rows)
-      scores = self._rm_scores(state["reward_model"]["params"], rows) if self.run.needs_reward_model else None
+        batch["old_values"] = self.values(state["value"]["params"], rows)
+      scores = self.reward_scores(state["reward_model"]["params"], rows) if self.run.needs_reward_model else None
     step_mask = None
     if self.reward is not None and self.reward.process:
       ends = rewards.step_ends(texts, tokens, lengths, self.tokenizer.decode, self.cfg.rl.step_separator)
@@ -306,18 +332,22 @@ class RLStep:
         step_mask = rewards.place_step_values([[1.0] * len(e) for e in ends], ends, tokens.shape[1])[1]
         batch["step_rewards"] = scores * self.to_rows(step_mask)
       batch["step_mask"] = self.to_rows(step_mask)
-    correct = pending.result()
+    graded = pending.result()
+    correct = graded.correct
     if scores is not None and not self.reward.process:
       reward = msharding.host_array(policy.last_token_scalar(scores, rows["mask"])).astype(np.float32)
     elif self.reward is not None and self.reward.fn is not None:
       reward = np.asarray(self.reward.fn(texts, golds, tokens, lengths), np.float32)
     else:
-      reward = correct.copy()
+      reward = graded.reward.copy()
     if self.run.overlong_buffer:
       reward = reward + rewards.overlong_penalty(lengths, truncated, self.completion_len, self.run.overlong_buffer,
                                                  self.cfg.reward.overlong_penalty)
     batch["rewards"] = self.to_rows(reward[:, None])
-    metrics = {**metrics, "scoring_s": time.perf_counter() - t0, "grading_timeouts": float(self.rule.timeouts)}
+    batch["correct"] = self.to_rows(correct[:, None])
+    metrics = {**metrics, "scoring_s": time.perf_counter() - t0, "grading_timeouts": float(graded.timeouts)}
+    if "old_logp_gap" in metrics:
+      metrics["old_logp_gap"] = float(msharding.host_array(metrics["old_logp_gap"]))
     return Experience(batch=batch, texts=list(texts), question_index=np.asarray(qidx), rewards=reward,
                       correct=np.asarray(correct, np.float32), lengths=lengths, truncated=truncated, metrics=metrics)
 
@@ -326,16 +356,16 @@ class RLStep:
     b = dict(exp.batch)
     if self.estimator is not None:
       adv = self._advantages(self.run.estimator, {k: v for k, v in b.items()
-                                                  if k in ("rewards", "mask", "step_rewards", "step_mask", "values",
-                                                           "old_logp", "ref_logp", "old_values")})
+                                                  if k in ("rewards", "correct", "mask", "step_rewards", "step_mask",
+                                                           "values", "old_logp", "ref_logp", "old_values")})
       b.update(adv)
-    for k in ("rewards", "step_rewards", "step_mask"):
+    for k in ("rewards", "correct", "step_rewards", "step_mask"):
       b.pop(k, None)
     return dataclasses.replace(exp, batch=b)
 
   @functools.partial(jax.jit, static_argnums=(0, 1))
   def _advantages(self, name, b):
-    b = dict(b, rewards=b["rewards"][:, 0])
+    b = dict(b, rewards=b["rewards"][:, 0], **({"correct": b["correct"][:, 0]} if "correct" in b else {}))
     if "old_values" in b:
       b["values"] = b["old_values"]
     out = adv_lib.ESTIMATORS[name].fn(b, self.group, self.cfg.advantage, self.cfg.ppo)
@@ -368,7 +398,13 @@ class RLStep:
       live = np.concatenate([np.ones(len(chosen) * self.group), np.zeros(len(pad) * self.group)]).astype(np.float32)
       out.batch["mask"] = out.batch["mask"] * self.to_rows(live[:, None])
     out.metrics.update(refill_rounds=float(rounds), kept_groups=float(len(chosen)), padded_groups=float(len(pad)),
-                       sampled_groups=float(len(kept) + len(dropped)))
+                       sampled_groups=float(len(kept) + len(dropped)),
+                       rollout_s=sum(p.metrics["rollout_s"] for p in parts),
+                       scoring_s=sum(p.metrics["scoring_s"] for p in parts),
+                       grading_timeouts=sum(p.metrics["grading_timeouts"] for p in parts))
+    # what was sampled, before the groups without signal were dropped (the trained batch's own figures are the
+    # plain reward_mean / accuracy / ...)
+    out.metrics.update({f"sampled_{k}": v for k, v in rollout_metrics(full, self.group).items()})
     return out
 
   # -- update ---------------------------------------------------------------------------------------------------------
@@ -415,7 +451,31 @@ class RLStep:
     self.rule.close()
 
 
+class _Grading:
+  """A pending grading; `result()` -> rewards.Graded, the same on every process."""
+
+  def __init__(self, future, n: int):
+    self.future, self.n = future, n
+
+  def result(self) -> rewards.Graded:
+    local = self.future.result() if self.future is not None else None
+    if jax.process_count() == 1:
+      return local
+    from jax.experimental import multihost_utils
+    packed = np.zeros((3, self.n), np.float32)
+    if local is not None:
+      packed[0], packed[1], packed[2, 0] = local.correct, local.reward, local.timeouts
+    packed = np.asarray(multihost_utils.broadcast_one_to_all(packed))
+    return rewards.Graded(correct=packed[0], reward=packed[1], timeouts=int(packed[2, 0]))
+
+
 _increment = jax.jit(lambda x: x + 1)  # on the device: no host scalar crosses over
+
+
+@jax.jit
+def _mean_abs_gap(a, b, mask):
+  """Mean |a - b| over completion tokens: how far the sampler's log-probs are from teacher forcing's."""
+  return (jnp.abs(a - b) * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
 def _in_microbatches(fn: Callable, n: int) -> Callable:

@@ -151,13 +151,19 @@ def read_questions(name: str, src: QuestionSource, split: str, bad: BadRows, str
   return out
 
 
-def synthetic_questions(task: TaskConfig, seed: int, split: str) -> list[Question]:
+def synthetic_questions(task: TaskConfig, seed: int, split: str, name: str = "synthetic") -> list[Question]:
   s = task.synthetic
   n, which = (s.num_train, "train") if split == "train" else (s.num_test, s.heldout_split)
   problems = synthetic.make_split(which, n, seed, s.difficulty, s.test_fraction,
                                   validation_fraction=s.validation_fraction)
-  return [Question(question=p.question, answer=p.answer, source="synthetic", origin=f"synthetic/{which}/{i}",
+  return [Question(question=p.question, answer=p.answer, source=name, origin=f"synthetic/{which}/{i}",
                    solution=p.solution) for i, p in enumerate(problems)]
+
+
+def benchmark_name(task: TaskConfig, source: str) -> str:
+  """What evaluation calls a source's questions: its kind for the built-in sets, its own name for a JSONL."""
+  kind = task.sources[source].kind
+  return source if kind == "jsonl" else kind
 
 
 def prompt_function(task: TaskConfig, benchmark: str) -> Callable[[Record], str]:
@@ -182,8 +188,7 @@ class Task:
   bad_rows: dict
 
   def benchmark_of(self, q: Question) -> str:
-    src = self.config.sources[q.source]
-    return src.kind if src.kind != "jsonl" else q.source
+    return benchmark_name(self.config, q.source)
 
   def records(self, questions: Sequence[Question]) -> list[Record]:
     return [as_record(q, self.benchmark_of(q)) for q in questions]
@@ -200,8 +205,8 @@ def build_task(task: TaskConfig, tokenizer, seed: int) -> Task:
   train, test = [], []
   for name, src in task.sources.items():
     if src.kind == "synthetic":
-      train += synthetic_questions(task, seed, "train")
-      test += synthetic_questions(task, seed, "test")
+      train += synthetic_questions(task, seed, "train", name)
+      test += synthetic_questions(task, seed, "test", name)
     else:
       train += read_questions(name, src, "train", bad, strict)
       test += read_questions(name, src, "test", bad, strict)
@@ -210,7 +215,7 @@ def build_task(task: TaskConfig, tokenizer, seed: int) -> Task:
   fns = {}
 
   def encode(q: Question) -> list[int]:
-    bench = q.source if task.sources[q.source].kind == "jsonl" else task.sources[q.source].kind
+    bench = benchmark_name(task, q.source)
     fn = fns.setdefault(bench, prompt_function(task, bench))
     return [tokenizer.bos_id] + list(tokenizer.encode(fn(as_record(q, bench))))
 
@@ -235,6 +240,8 @@ def build_task(task: TaskConfig, tokenizer, seed: int) -> Task:
       bad.add("prompt longer than the budget", q.origin, f"{n} > {budget} tokens")
     else:
       test_keep.append(q)
+  if not keep:
+    raise ValueError(f"config.task.prompt_budget={budget}: every training prompt is longer ({bad.as_dict()})")
   width = -(-budget // 8) * 8  # a multiple of 8: friendlier shapes, one compilation
   tokens = np.full((len(keep), width), tokenizer.pad_id, np.int32)
   mask = np.zeros((len(keep), width), np.float32)

@@ -69,7 +69,8 @@ def microbatches(batch: dict, n: int) -> dict:
   def split(x):
     b = x.shape[0]
     if b % n:
-      raise ValueError(f"batch of {b} rows does not split into train.grad_accum_steps={n} micro-batches")
+      raise ValueError(f"batch of {b} rows does not split into {n} micro-batches (config.train.grad_accum_steps, "
+                       f"or config.rl.grad_accum_steps for the RL stage)")
     return jnp.swapaxes(x.reshape(b // n, n, *x.shape[1:]), 0, 1)
   return jax.tree.map(split, batch)
 
