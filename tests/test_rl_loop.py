@@ -5,6 +5,7 @@ keeps its batch on the device, and a bad config names its key.
 One parent run (the paradigm's SFT entry on the toy task, with run.json) is built once for the module; every RL run
 starts from it through `init_from`, as the recipe's stages do.
 """
+import dataclasses
 import json
 import math
 
@@ -56,6 +57,7 @@ def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
   run = load_run(tmp_path)  # the policy is handed on like every training stage's
   assert run.job == "rl" and run.step == 1 and run.parents == (str(sft_run),)
   assert run.model == load_run(sft_run).model and run.tokenizer == load_run(sft_run).tokenizer
+  assert summary["config"]["model"] == run.config["model"] == dataclasses.asdict(run.model)  # the model that ran
 
 
 def test_iterative_rl_resets_ref_and_replays_reward_model_data(tmp_path, sft_run):

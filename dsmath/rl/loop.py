@@ -132,9 +132,12 @@ class RLLoop:
   """Drives an RLStep over iterations and steps with checkpoints, evaluation and metrics (see the module docstring)."""
 
   def __init__(self, run: RLRun, workdir):
+    self.workdir = epath.Path(workdir)
+    self.model_cfg, self.parent, tokenizer, self.tokenizer_ref, self.parents = _policy_source(run.config, self.workdir)
+    # The recorded config (summary, run.json) names the model that ran: init_from's, not the schema's default.
+    run = dataclasses.replace(run, config=dataclasses.replace(run.config, model=self.model_cfg))
     cfg = run.config
-    self.run, self.cfg, self.workdir = run, cfg, epath.Path(workdir)
-    self.model_cfg, self.parent, tokenizer, self.tokenizer_ref, self.parents = _policy_source(cfg, self.workdir)
+    self.run, self.cfg = run, cfg
     self.task = task_lib.build_task(cfg.task, tokenizer, cfg.seed)
     bad = self.task.bad_rows
     if bad["total"]:  # left out, never silently: counted by reason in the summary, located here and there
