@@ -55,5 +55,6 @@ def get_config():
       {"name": "seed", "levels": [{"name": str(s), "set": {"rl/seed": s, "rl/init_from": "{base_s%d}/sft" % s}}
                                   for s in SEEDS]},
   ]
-  c.aggregate = {"group_by": ["method"], "metrics": accuracy_metrics(), "curves": CURVES}
+  c.aggregate = {"group_by": ["method"], "metrics": accuracy_metrics(), "curves": CURVES,
+                 "compare_to": "method=grpo_os"}  # differences paired on the seed (one SFT model)
   return c

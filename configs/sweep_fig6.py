@@ -44,5 +44,6 @@ def get_config():
            "path": "reward_model.first_heldout_label_accuracy"},
           {"name": "PRM step-label accuracy (held-out), last round", "stage": "rl",
            "path": "reward_model.last_heldout_label_accuracy"}],
-      "curves": CURVES}
+      "curves": CURVES,
+      "compare_to": "iterations=one"}
   return c

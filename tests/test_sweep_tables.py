@@ -86,3 +86,19 @@ def test_aggregate_groups_over_seeds_and_plots(tmp_path):
   assert any("different code versions" in line for line in lines)
   plot_curve(res["curves"]["loss"], tmp_path / "loss.png")
   assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_differences_match_replicates(tmp_path):
+  cells = _make_cells(tmp_path)  # arm b = arm a + 1.0 on every seed: a paired difference of exactly 1, no spread
+  spec = {"group_by": ["arm"], "compare_to": "arm=a",
+          "metrics": [{"name": "final loss", "stage": "train", "path": "final.loss", "lower_is_better": True}]}
+  complete = {c.name for c in cells} - {"arm=a__seed=0"}
+  res = aggregate(cells, spec, complete)
+  d = res["paired"]["metrics"]["final loss"]["arm=b"]
+  assert d["n"] == 2 and d["replicates"] == ["seed=1", "seed=2"]  # seed 0 has no baseline cell: not paired
+  assert d["values"] == pytest.approx([1.0, 1.0]) and d["half_width"] == pytest.approx(0.0)
+  unpaired = res["metrics"]["final loss"]["groups"]
+  assert unpaired["arm=b"]["mean"] - unpaired["arm=a"]["mean"] == pytest.approx(0.95)  # unmatched means differ
+  assert "Paired difference from arm=a" in markdown_table(res) and "| arm=b | +1.0000 ± 0.0000" in markdown_table(res)
+  with pytest.raises(KeyError, match="compare_to='arm=c'"):
+    aggregate(cells, {**spec, "compare_to": "arm=c"}, complete)

@@ -121,6 +121,9 @@ class AggregateConfig:
   metrics: tuple[MetricSpec, ...] = ()
   curves: tuple[CurveSpec, ...] = ()
   confidence: float = 0.95
+  # A group (e.g. "method=grpo_os") every other group is compared with, replicate by replicate (cells matched on
+  # the levels of the axes not in group_by, e.g. the seed): paired differences cancel what replicates share.
+  compare_to: str = ""
 
   def __post_init__(self):
     if not 0 < self.confidence < 1:

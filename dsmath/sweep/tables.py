@@ -10,6 +10,8 @@ config.aggregate (dsmath.sweep.grid.AggregateConfig):
              the JSONL `file` of the stage (the last record of each step wins: resumed runs re-log steps); averaged
              over replicates at the steps every replicate has.
   confidence 0.95 by default.
+  compare_to a group name: also every other group's paired difference from it per metric (cells matched on their
+             replicate levels, e.g. the same seed), mean and t-interval of the differences.
 The results carry their provenance: the aggregating process's, and the code versions the stages ran at (read from
 their summaries), so a table mixing commits says so.
 """
@@ -143,6 +145,30 @@ def aggregate(cells: Sequence[Cell], agg_config, complete: set[str]) -> dict:
       table[g] = {"steps": steps, "mean": [r["mean"] for r in rows], "low": [r["low"] for r in rows],
                   "high": [r["high"] for r in rows], "n": len(series)}
     out["curves"][spec.name] = {"spec": config_lib.to_dict(spec), "groups": table}
+  if cfg.compare_to:
+    out["paired"] = paired_differences(groups, cfg, conf)
+  return out
+
+
+def _replicate_key(cell: Cell, group_by: Sequence[str]) -> str:
+  return ",".join(f"{a}={v}" for a, v in cell.levels if a not in group_by)
+
+
+def paired_differences(groups: Mapping[str, Sequence[Cell]], cfg: AggregateConfig, conf: float) -> dict:
+  """{baseline, metrics: {name: {group: t_interval of (group - baseline) over matched replicates}}}."""
+  if cfg.compare_to not in groups:
+    raise KeyError(f"aggregate.compare_to={cfg.compare_to!r} is not a group; groups are {sorted(groups)}")
+  out = {"baseline": cfg.compare_to, "metrics": {}}
+  for spec in cfg.metrics:
+    base = {_replicate_key(c, cfg.group_by): cell_metric(c, spec)
+            for c in groups[cfg.compare_to] if _has_stage(c, spec.stage)}
+    table = {}
+    for g, members in groups.items():
+      pairs = [(c, _replicate_key(c, cfg.group_by)) for c in members if _has_stage(c, spec.stage)]
+      diffs = [cell_metric(c, spec) - base[k] for c, k in pairs if k in base]
+      if g != cfg.compare_to and diffs:
+        table[g] = {**t_interval(diffs, conf), "replicates": [k for c, k in pairs if k in base]}
+    out["metrics"][spec.name] = table
   return out
 
 
@@ -208,4 +234,25 @@ def markdown_table(result: Mapping, digits: int = 4) -> str:
   note += " " + "; ".join(f"{n}: {d}" for n, d in dirs.items()) + "." if names else ""
   if result["missing"]:
     note += f"\nMissing (failed or not run) cells: {', '.join(result['missing'])}."
-  return "\n".join(lines) + "\n" + note + "\n"
+  return "\n".join(lines) + "\n" + note + "\n" + _paired_table(result, digits)
+
+
+def _paired_table(result: Mapping, digits: int) -> str:
+  paired = result.get("paired")
+  if not paired:
+    return ""
+  names = list(paired["metrics"])
+  conf = int(round(100 * result["confidence"]))
+  lines = ["", f"Paired difference from {paired['baseline']} (same replicate: mean ± half-width [{conf}% t-interval]"
+           " (n); an interval excluding 0 resolves the difference):", "",
+           "| group | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+  for g in result["groups"]:
+    if g == paired["baseline"]:
+      continue
+    cells = []
+    for name in names:
+      r = paired["metrics"][name].get(g)
+      cells.append("n/a" if r is None else f"{r['mean']:+.{digits}f} ± {_fmt(r['half_width'], digits)} "
+                                           f"[{_fmt(r['low'], digits)}, {_fmt(r['high'], digits)}] (n={r['n']})")
+    lines.append(f"| {g} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
