@@ -102,3 +102,14 @@ def test_paired_differences_match_replicates(tmp_path):
   assert "Paired difference from arm=a" in markdown_table(res) and "| arm=b | +1.0000 ± 0.0000" in markdown_table(res)
   with pytest.raises(KeyError, match="compare_to='arm=c'"):
     aggregate(cells, {**spec, "compare_to": "arm=c"}, complete)
+
+
+def test_metric_from_a_recipe_stage_summary(tmp_path):
+  cells = _make_cells(tmp_path)
+  for i, c in enumerate(cells):  # a recipe cell keeps each stage's summary in a subdirectory
+    (Path(c.stages[0].workdir) / "grpo").mkdir()
+    (Path(c.stages[0].workdir) / "grpo" / "summary.json").write_text(json.dumps({"gain": {"gain": 0.1 * i}}))
+  spec = {"group_by": ["arm"], "metrics": [{"name": "gain", "stage": "train", "path": "gain.gain",
+                                            "summary": "grpo/summary.json"}]}
+  res = aggregate(cells, spec, {c.name for c in cells})
+  assert res["metrics"]["gain"]["groups"]["arm=b"]["values"] == pytest.approx([0.3, 0.4, 0.5])

@@ -102,6 +102,7 @@ class MetricSpec:
   file: str = ""
   step_key: str = "step"
   lower_is_better: bool = False
+  summary: str = "summary.json"  # the JSON read without `file`, relative to the stage dir (a recipe: "grpo/...")
 
 
 @dataclasses.dataclass(frozen=True)

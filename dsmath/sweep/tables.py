@@ -3,8 +3,9 @@ metric-vs-step curves with interval bands.
 
 config.aggregate (dsmath.sweep.grid.AggregateConfig):
   group_by   [axis name]: rows of the table; the other axes (seeds) are the replicates averaged over.
-  metrics    [MetricSpec {name, stage, path, file?, lower_is_better?}]: a scalar per cell. From <stage
-             dir>/summary.json at the dotted `path` (list indices allowed: `a.0.b`), or, with file (a JSONL of
+  metrics    [MetricSpec {name, stage, path, file?, summary?, lower_is_better?}]: a scalar per cell. From <stage
+             dir>/<summary> (default summary.json; "grpo/summary.json" reads a recipe's stage) at the dotted
+             `path` (list indices allowed: `a.0.b`), or, with file (a JSONL of
              {step, ...} records, e.g. metrics.jsonl), the value of key `path` in the last record holding it.
   curves     [CurveSpec {name, stage, file, key, step_key?, title?}]: per cell the (step, value) series of `key` in
              the JSONL `file` of the stage (the last record of each step wins: resumed runs re-log steps); averaged
@@ -96,8 +97,8 @@ def cell_metric(cell: Cell, spec: MetricSpec) -> float:
     if not series:
       raise KeyError(f"{d / spec.file}: no record holds {spec.path!r}")
     return series[max(series)]
-  summary = json.loads((d / "summary.json").read_text())
-  return float(get_path(summary, spec.path, str(d / "summary.json")))
+  summary = json.loads((d / spec.summary).read_text())
+  return float(get_path(summary, spec.path, str(d / spec.summary)))
 
 
 def _group_key(cell: Cell, group_by: Sequence[str]) -> str:
