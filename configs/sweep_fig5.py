@@ -26,9 +26,12 @@ def setup(seed: int) -> dict:
 def accuracy_metrics(stage: str = "rl") -> list:
   out = []
   for kind in ("greedy", "sampled"):
+    # Paired with a baseline run from the same SFT model, only "after" differs (a gain's difference is the same).
     out += [{"name": f"{kind} accuracy after RL", "stage": stage, "path": f"test_accuracy_{kind}_after"},
-            {"name": f"{kind} gain over the SFT model", "stage": stage, "path": f"test_accuracy_{kind}_gain.gain"},
-            {"name": f"{kind} accuracy of the SFT model", "stage": stage, "path": f"test_accuracy_{kind}_before"}]
+            {"name": f"{kind} gain over the SFT model", "stage": stage, "path": f"test_accuracy_{kind}_gain.gain",
+             "paired": False},
+            {"name": f"{kind} accuracy of the SFT model", "stage": stage, "path": f"test_accuracy_{kind}_before",
+             "paired": False}]
   return out
 
 

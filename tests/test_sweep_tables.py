@@ -100,6 +100,8 @@ def test_paired_differences_match_replicates(tmp_path):
   unpaired = res["metrics"]["final loss"]["groups"]
   assert unpaired["arm=b"]["mean"] - unpaired["arm=a"]["mean"] == pytest.approx(0.95)  # unmatched means differ
   assert "Paired difference from arm=a" in markdown_table(res) and "| arm=b | +1.0000 ± 0.0000" in markdown_table(res)
+  spec["metrics"].append({"name": "shared", "stage": "train", "path": "final.loss", "paired": False})
+  assert list(aggregate(cells, spec, complete)["paired"]["metrics"]) == ["final loss"]
   with pytest.raises(KeyError, match="compare_to='arm=c'"):
     aggregate(cells, {**spec, "compare_to": "arm=c"}, complete)
 

@@ -103,6 +103,7 @@ class MetricSpec:
   step_key: str = "step"
   lower_is_better: bool = False
   summary: str = "summary.json"  # the JSON read without `file`, relative to the stage dir (a recipe: "grpo/...")
+  paired: bool = True  # in aggregate.compare_to's paired table (off for a value the groups share by design)
 
 
 @dataclasses.dataclass(frozen=True)

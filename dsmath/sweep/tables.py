@@ -160,7 +160,7 @@ def paired_differences(groups: Mapping[str, Sequence[Cell]], cfg: AggregateConfi
   if cfg.compare_to not in groups:
     raise KeyError(f"aggregate.compare_to={cfg.compare_to!r} is not a group; groups are {sorted(groups)}")
   out = {"baseline": cfg.compare_to, "metrics": {}}
-  for spec in cfg.metrics:
+  for spec in (m for m in cfg.metrics if m.paired):
     base = {_replicate_key(c, cfg.group_by): cell_metric(c, spec)
             for c in groups[cfg.compare_to] if _has_stage(c, spec.stage)}
     table = {}
