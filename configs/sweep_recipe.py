@@ -5,7 +5,7 @@ Each cell runs the whole recipe with its pre-training, SFT and GRPO stages seede
 teacher's SFT set and the corpus are the recipe's own, the same for every seed). Table: the GRPO stage's held-out
 accuracy (200 synthetic test questions, greedy and 4 samples at T = 0.7) before and after RL with the paired gain,
 and the recipe's wall time. Curves over RL steps: the reward, the fraction of groups without learning signal (zero
-reward variance), the policy's entropy, held-out accuracy.
+reward variance), the policy's entropy, the KL to the reference, held-out accuracy.
 """
 from configs.sweep_fig5 import accuracy_metrics
 from dsmath.config import config_dict
@@ -35,6 +35,7 @@ def get_config():
       _curve("reward_mean", "GRPO training reward (mean over the step's rollouts)"),
       _curve("zero_std_group_fraction", "Groups with zero reward variance (no learning signal)"),
       _curve("entropy", "Policy entropy (nats/token) of the rollouts"),
+      _curve("kl_ref", "KL(pi_theta || pi_ref) estimate per token (the pull toward the SFT model)"),
       _curve("test_accuracy_greedy", "Held-out greedy accuracy vs RL step"),
       _curve("test_accuracy_sampled", "Held-out sampled accuracy (T = 0.7) vs RL step")]}
   return c
