@@ -54,7 +54,11 @@ def get_config():
   c.stages = [{"name": "rl", "config": "configs/toy.py:rl:grpo_toy", "overrides": {"eval.every": 50}}]
   c.axes = [
       {"name": "method", "levels": [{"name": name, "set": {"rl:config": f"configs/toy.py:rl:{cfg}"}}
-                                    for name, cfg in METHODS]},
+                                    for name, cfg in METHODS] + [
+          # DAPO's overlong shaping (buffer 25% of max_new_tokens) also penalises this task's longest right
+          # solutions (up to 26 of 32 tokens): the same method without it separates the two effects.
+          {"name": "dapo_no_overlong", "set": {"rl:config": "configs/toy.py:rl:dapo_toy",
+                                               "rl/reward.overlong_buffer": 0}}]},
       {"name": "seed", "levels": [{"name": str(s), "set": {"rl/seed": s, "rl/init_from": "{base_s%d}/sft" % s}}
                                   for s in SEEDS]},
   ]
