@@ -32,6 +32,11 @@ def get_config():
       {"name": "iterations", "levels": [
           {"name": "one", "set": {"rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}},
           {"name": "two", "set": {"rl/rl.iterations": 2, "rl/rl.steps": TOTAL_STEPS // 2}},
+          # Diagnosis: the same single iteration with a reward model trained on 16x the labelled samples
+          # (256 questions x 4 samples) for 4x the steps: does a better PRM stop the policy from exploiting it?
+          {"name": "one_big_rm", "set": {"rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS,
+                                         "rl/reward_model.questions": 256, "rl/reward_model.samples_per_question": 4,
+                                         "rl/reward_model.steps": 200}},
       ]},
       {"name": "seed", "levels": [{"name": str(s), "set": {"rl/seed": s,
                                                             "rl/init_from": os.path.join(FIG5_SETUP, f"base_s{s}",
