@@ -46,7 +46,7 @@ def get_config():
       "group_by": ["iterations"],
       "metrics": accuracy_metrics() + [
           {"name": "PRM step-label accuracy (held-out), first round", "stage": "rl",
-           "path": "reward_model.first_heldout_label_accuracy"},
+           "path": "reward_model.first_heldout_label_accuracy", "paired": False},  # one iteration's, shared
           {"name": "PRM step-label accuracy (held-out), last round", "stage": "rl",
            "path": "reward_model.last_heldout_label_accuracy"}],
       "curves": CURVES,
