@@ -36,7 +36,8 @@ METRIC_KEYS = ("reward_mean", "reward_std", "accuracy", "zero_std_group_fraction
 @pytest.mark.parametrize("name,extra", [
     ("rft_toy", ()), ("online_rft_toy", ()), ("dpo_toy", ("margin", "reward_accuracy")),
     ("ppo_toy", ("value_loss", "clip_fraction")), ("grpo_toy", ("kl_ref", "clip_fraction")),
-    ("grpo_ps_toy", ("kl_ref",)), ("grpo_orm_toy", ("kl_ref",)), ("grpo_prm_toy", ("kl_ref",)),
+    ("grpo_ps_toy", ("kl_ref", "step_reward_mean")), ("grpo_orm_toy", ("kl_ref",)),
+    ("grpo_prm_toy", ("kl_ref", "step_reward_mean")),
     ("dr_grpo_toy", ("kl_ref",)), ("dapo_toy", ("kept_groups", "refill_rounds")), ("gspo_toy", ("clip_fraction",)),
     ("rloo_toy", ("kl_ref",))])
 def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):

@@ -359,9 +359,14 @@ class RLStep:
                                                   if k in ("rewards", "correct", "mask", "step_rewards", "step_mask",
                                                            "values", "old_logp", "ref_logp", "old_values")})
       b.update(adv)
+    metrics = dict(exp.metrics)
+    if "step_rewards" in b:  # what the process reward says of the steps; beside accuracy it shows a policy
+      # exploiting a learned PRM (this rises while accuracy falls)
+      total = msharding.host_array(jnp.stack([jnp.sum(b["step_rewards"]), jnp.sum(b["step_mask"])]))
+      metrics["step_reward_mean"] = float(total[0] / max(total[1], 1.0))
     for k in ("rewards", "correct", "step_rewards", "step_mask"):
       b.pop(k, None)
-    return dataclasses.replace(exp, batch=b)
+    return dataclasses.replace(exp, batch=b, metrics=metrics)
 
   @functools.partial(jax.jit, static_argnums=(0, 1))
   def _advantages(self, name, b):
