@@ -39,6 +39,8 @@ def run_job(config, workdir: str) -> dict:
   """Runs config.job in workdir and writes its summary, with the run's wall time (`job_seconds`) and provenance
   (commit, dirty tree, package versions, machine), to workdir/summary.json, atomically, once."""
   from dsmath.runs import provenance  # imports JAX: after the stage has configured it (distributed, platforms)
+  if "://" not in str(workdir):  # orbax (and the run.json links between runs) need absolute local paths
+    workdir = str(Path(workdir).absolute())
   Path(workdir).mkdir(parents=True, exist_ok=True)
   t0 = time.monotonic()
   summary = resolve(config.job)(config, workdir)

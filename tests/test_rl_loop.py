@@ -221,3 +221,12 @@ def test_dynamic_sampling_refills_groups_without_signal(rl_parent_run):
     assert int(live.sum()) == int(exp.metrics["kept_groups"])  # padding is masked out of the loss
   finally:
     step.close()
+
+
+def test_a_relative_workdir_runs(tmp_path, sft_run, monkeypatch):
+  """`experiments.run ... --workdir runs/grpo` (README): orbax needs absolute paths; the job makes them so."""
+  from dsmath.jobs import run_job
+  monkeypatch.chdir(tmp_path)
+  summary = run_job(config("grpo_toy", sft_run), "runs/grpo")
+  assert summary["status"] == "completed" and (tmp_path / "runs" / "grpo" / "checkpoints").is_dir()
+  assert load_run("runs/grpo").step == 1
