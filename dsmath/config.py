@@ -133,7 +133,7 @@ def _coerce(tp, value, path: str):
     kt, vt = args if args else (Any, Any)
     return types.MappingProxyType({_coerce(kt, k, f"{path} key"): _coerce(vt, v, f"{path}.{k}")
                                    for k, v in value.items()})
-  raise NotImplementedError(f"{path}: the config schema uses a type dsmath.config cannot check: {tp!r}")
+  raise TypeError(f"{path}: the config schema uses a type dsmath.config cannot check: {tp!r} (a schema bug)")
 
 
 def _hints(cls) -> dict:

@@ -361,9 +361,8 @@ class RLStep:
       b.update(adv)
     metrics = dict(exp.metrics)
     if "step_rewards" in b:  # what the process reward says of the steps; beside accuracy it shows a policy
-      # exploiting a learned PRM (this rises while accuracy falls)
-      total = msharding.host_array(jnp.stack([jnp.sum(b["step_rewards"]), jnp.sum(b["step_mask"])]))
-      metrics["step_reward_mean"] = float(total[0] / max(total[1], 1.0))
+      # exploiting a learned PRM (this rises while accuracy falls). A device scalar: read after the update.
+      metrics["step_reward_mean"] = jnp.sum(b["step_rewards"]) / jnp.maximum(jnp.sum(b["step_mask"]), 1.0)
     for k in ("rewards", "correct", "step_rewards", "step_mask"):
       b.pop(k, None)
     return dataclasses.replace(exp, batch=b, metrics=metrics)
@@ -446,7 +445,8 @@ class RLStep:
   def train_on(self, state: dict, exp: Experience, t0: Optional[float] = None) -> tuple[dict, dict]:
     t0 = time.perf_counter() if t0 is None else t0
     state, m = self.update(state, exp)
-    metrics = {**exp.metrics, **m, **rollout_metrics(exp, self.group)}
+    late = {k: float(msharding.host_array(v)) for k, v in exp.metrics.items() if isinstance(v, jax.Array)}
+    metrics = {**exp.metrics, **late, **m, **rollout_metrics(exp, self.group)}
     metrics["step_s"] = time.perf_counter() - t0
     metrics["tokens_per_s"] = float(np.sum(exp.lengths)) * self.cfg.rl.mu / max(metrics["step_s"], 1e-9)
     metrics["learning_rate"] = float(self.schedule(int(jax.device_get(state["policy"]["step"])) - 1))

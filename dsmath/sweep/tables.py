@@ -147,28 +147,25 @@ def aggregate(cells: Sequence[Cell], agg_config, complete: set[str]) -> dict:
                   "high": [r["high"] for r in rows], "n": len(series)}
     out["curves"][spec.name] = {"spec": config_lib.to_dict(spec), "groups": table}
   if cfg.compare_to:
-    out["paired"] = paired_differences(groups, cfg, conf)
+    out["paired"] = paired_differences(out, cells, cfg, conf)
   return out
 
 
-def _replicate_key(cell: Cell, group_by: Sequence[str]) -> str:
-  return ",".join(f"{a}={v}" for a, v in cell.levels if a not in group_by)
-
-
-def paired_differences(groups: Mapping[str, Sequence[Cell]], cfg: AggregateConfig, conf: float) -> dict:
-  """{baseline, metrics: {name: {group: t_interval of (group - baseline) over matched replicates}}}."""
-  if cfg.compare_to not in groups:
-    raise KeyError(f"aggregate.compare_to={cfg.compare_to!r} is not a group; groups are {sorted(groups)}")
+def paired_differences(result: Mapping, cells: Sequence[Cell], cfg: AggregateConfig, conf: float) -> dict:
+  """{baseline, metrics: {name: {group: t_interval of (group - baseline) over matched replicates}}}, from the
+  per-cell values in aggregate()'s `result`; cells are matched on the levels of the axes not in group_by."""
+  if cfg.compare_to not in result["groups"]:
+    raise KeyError(f"aggregate.compare_to={cfg.compare_to!r} is not a group; groups are {sorted(result['groups'])}")
+  replicate = {c.name: ",".join(f"{a}={v}" for a, v in c.levels if a not in cfg.group_by) for c in cells}
   out = {"baseline": cfg.compare_to, "metrics": {}}
   for spec in (m for m in cfg.metrics if m.paired):
-    base = {_replicate_key(c, cfg.group_by): cell_metric(c, spec)
-            for c in groups[cfg.compare_to] if _has_stage(c, spec.stage)}
-    table = {}
-    for g, members in groups.items():
-      pairs = [(c, _replicate_key(c, cfg.group_by)) for c in members if _has_stage(c, spec.stage)]
-      diffs = [cell_metric(c, spec) - base[k] for c, k in pairs if k in base]
-      if g != cfg.compare_to and diffs:
-        table[g] = {**t_interval(diffs, conf), "replicates": [k for c, k in pairs if k in base]}
+    by_group = {g: dict(zip((replicate[n] for n in r["cells"]), r["values"]))
+                for g, r in result["metrics"][spec.name]["groups"].items()}
+    base, table = by_group.get(cfg.compare_to, {}), {}
+    for g, values in by_group.items():
+      keys = [k for k in values if k in base]
+      if g != cfg.compare_to and keys:
+        table[g] = {**t_interval([values[k] - base[k] for k in keys], conf), "replicates": keys}
     out["metrics"][spec.name] = table
   return out
 
