@@ -16,6 +16,7 @@ import pwd
 import re
 import secrets
 import shutil
+import stat
 import signal
 import socket
 import string
@@ -435,6 +436,17 @@ def _remove(made):
       shutil.rmtree(d, ignore_errors=True)
 
 
+def _others_can_enter(path) -> bool:
+  """Whether every directory from / down to `path` lets other users through (o+x)."""
+  path = os.path.abspath(path)
+  while True:
+    if not os.stat(path).st_mode & stat.S_IXOTH:
+      return False
+    if path == os.path.dirname(path):
+      return True
+    path = os.path.dirname(path)
+
+
 def _repo_dir(made, owner=None):
   """A directory inside the repository, under build/ (ignored by git); build/ itself goes too if made here."""
   build = os.path.join(REPO, "build")
@@ -519,10 +531,10 @@ def test_layouts_as_ordinary_user(kit, user):
     if ROOT:
       opt = _dir_in("/opt", user)
       made.append(opt)
-      repo = _repo_dir(made, user)
       cases += [("venv in /opt", _venv(base, f"{opt}/v", user=user)),
-                ("venv in the repo", _venv(base, f"{repo}/v", user=user)),
                 ("conda-style prefix in /opt", _condalike(f"{opt}/conda"))]
+      if _others_can_enter(REPO):  # a clone inside a private (0700) directory is no place for another user's venv
+        cases.append(("venv in the repo", _venv(base, f"{_repo_dir(made, user)}/v", user=user)))
     who = user if ROOT else None
     _check_layouts(kit, [(label, py, mode, who, True) for label, py in cases
                          for mode in (["namespace"] if NS else []) + ["rlimits"]])
