@@ -101,11 +101,20 @@ def test_closed_grader_refuses_work():
     g.grade_many(["$x$"], ["x"])
 
 
+def _read_proc(path: Path) -> bytes:
+  # Threads and processes come and go while we read /proc (other tests' graders wind down): a vanished entry is
+  # simply not there, not an error.
+  try:
+    return path.read_bytes()
+  except (FileNotFoundError, ProcessLookupError):
+    return b""
+
+
 def _worker_pids() -> list[int]:
   pids = []
   for task in Path("/proc/self/task").iterdir():
-    for pid in (task / "children").read_text().split():
-      if "dsmath.grading._worker" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+    for pid in _read_proc(task / "children").split():
+      if b"dsmath.grading._worker" in _read_proc(Path(f"/proc/{pid.decode()}/cmdline")):
         pids.append(int(pid))
   return pids
 
