@@ -1,34 +1,35 @@
-"""GRPO vs PPO: peak memory and step time of one training step on the same model, batch and lengths, in one run.
+"""GRPO vs PPO: step time and per-device memory of one RL step on the same model, task, reward and number of
+completions, in one run, through dsmath's public RL API only.
 
-The paper's claim: GRPO drops PPO's value model (a second transformer with its optimizer state, its forward at rollout
-and its update), so it needs less memory and time. Both steps here start after sampling (the rollout is the same
-for both): GRPO = reference log-probs + policy update; PPO = reference log-probs + values + GAE + policy update +
-value update. Memory = resident train state (params + AdamW moments of every trained model, plus the frozen reference)
-+ the compiled steps' temporary buffers (XLA memory analysis), which is what the step needs at its peak.
+The paper's claim (sec. 4.1): GRPO drops PPO's value model (a second transformer with its AdamW state, its forward over
+the rollout and its update), so it needs less memory and time. Both sides run the RL loop's own step, `state, metrics
+= rl_step(state, questions)` (`dsmath.rl.RLStep`): rollout, reward, reference log-probs (and for PPO the values and
+GAE), advantages, the donated policy update (and for PPO the value update). Same weights, the same reward (fraction of
+even token ids, forced full-length completions), the same completions per step: GRPO samples G for each of P
+questions, PPO one for each of P x G questions (the paper's PPO samples one output a question). Steps alternate
+between the two so load changes on the machine hit both alike; medians after one warm-up step each.
+
+Memory comes from `dsmath.rl.plan.plan_rl`: every program of the step compiled for the same device, XLA's memory
+analysis; peak = resident RL state (params + AdamW moments of each trained model, the frozen reference) + the largest
+phase's extra bytes (arguments that are not state, fresh outputs, scratch).
 
 python -m benchmarks.rl_grpo_vs_ppo [--model S] [--prompts 16] [--group 8] [--prompt-len 64] [--completion-len 128]
 """
 import argparse
 import statistics
+import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dsmath import model
-from dsmath.rl import advantages, losses, policy
-from dsmath.train import OptimizerConfig, build_step_fn, init_state, make_optimizer
+from dsmath import rl
+from dsmath.rl.plan import plan_rl
+from benchmarks.rl_words import HFTokenizerAdapter, build_tokenizer, rl_config, word_prompts
 from benchmarks.shapes import add_grpo_shape_args
 
-
-def nbytes(tree) -> int:
-  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
-
-
-def temp_bytes(jitted, *args) -> int:
-  analysis = jitted.lower(*args).compile().memory_analysis()
-  return int(analysis.temp_size_in_bytes) if analysis is not None else 0
+MIB = 2 ** 20
 
 
 def main():
@@ -36,77 +37,52 @@ def main():
   add_grpo_shape_args(ap)
   args = ap.parse_args()
   cfg = model.ModelConfig.preset(args.model)
-  b, p, c = args.prompts * args.group, args.prompt_len, args.completion_len
-  rng = np.random.default_rng(0)
-  batch = {"prompt": jnp.asarray(rng.integers(4, cfg.vocab_size, (b, p)), jnp.int32),
-           "prompt_mask": jnp.ones((b, p), jnp.float32),
-           "completion": jnp.asarray(rng.integers(4, cfg.vocab_size, (b, c)), jnp.int32),
-           "mask": jnp.asarray((np.arange(c)[None] < rng.integers(c // 2, c + 1, b)[:, None]), jnp.float32),
-           "old_logp": jnp.asarray(np.log(rng.uniform(0.01, 1, (b, c))), jnp.float32)}
-  rewards = jnp.asarray(rng.integers(0, 2, b), jnp.float32)
-  lcfg = losses.LossConfig(beta=0.04)
-  opt, _ = make_optimizer(OptimizerConfig(peak_lr=1e-6, schedule="constant", warmup_steps=0), 1)
+  tok = HFTokenizerAdapter(build_tokenizer(cfg.vocab_size))
+  rows = args.prompts * args.group
+  texts = word_prompts(cfg.vocab_size, rows * (args.reps + 1), args.prompt_len)
   params = jax.jit(model.init_params, static_argnums=0)(cfg, jax.random.key(0))
-  ref = jax.tree.map(jnp.copy, params)
-  logp_fn = jax.jit(lambda prm, bt: policy.completion_logprobs(cfg, prm, bt["prompt"], bt["prompt_mask"],
-                                                               bt["completion"], bt["mask"])[0])
-  value_fn = jax.jit(lambda prm, bt: policy.completion_scalars(cfg, prm, bt["prompt"], bt["prompt_mask"],
-                                                               bt["completion"], bt["mask"], True))
-
-  def policy_loss(name):
-    def fn(prm, bt, key):
-      lp = policy.completion_logprobs(cfg, prm, bt["prompt"], bt["prompt_mask"], bt["completion"], bt["mask"])[0]
-      return losses.POLICY_LOSSES[name](lcfg, lp, bt)
-    return fn
-
-  def value_loss(prm, bt, key):
-    v = policy.completion_scalars(cfg, prm, bt["prompt"], bt["prompt_mask"], bt["completion"], bt["mask"], True)
-    return losses.ppo_value_loss(lcfg, v, bt)
-
-  grpo_update = jax.jit(build_step_fn(opt, policy_loss("grpo")))
-  ppo_update = jax.jit(build_step_fn(opt, policy_loss("ppo")))
-  v_update = jax.jit(build_step_fn(opt, value_loss))
-  gae = jax.jit(advantages.gae)
-  pstate = init_state(params, opt, 0)
-  vstate = init_state(policy.scalar_head_from_policy(jax.tree.map(jnp.copy, params), jax.random.key(1),
-                                                     cfg.hidden_size), opt, 0)
-
-  def grpo_step(state):
-    bt = dict(batch, ref_logp=logp_fn(ref, batch),
-              advantages=advantages.grpo_outcome(rewards, batch["mask"], group_size=args.group))
-    state, m = grpo_update(state, bt)
-    jax.block_until_ready(m)
-    return state, bt
-
-  def ppo_step(state, vst):
-    ref_lp = logp_fn(ref, batch)
-    values = value_fn(vst["params"], batch)
-    tok_r = advantages.ppo_token_rewards(rewards, batch["old_logp"], ref_lp, batch["mask"], 0.04)
-    adv, ret = gae(tok_r, values, batch["mask"], 1.0, 0.95)
-    bt = dict(batch, ref_logp=ref_lp, advantages=adv, returns=ret, old_values=values)
-    state, m = ppo_update(state, bt)
-    vst, vm = v_update(vst, bt)
-    jax.block_until_ready((m, vm))
-    return state, vst, bt
-
-  pstate, gbt = grpo_step(pstate)  # warm-up / compile
-  pstate, vstate, pbt = ppo_step(pstate, vstate)
-  g_times, p_times = [], []
-  for _ in range(args.reps):  # interleaved so load changes on the shared machine hit both alike
-    t = time.perf_counter()
-    pstate, _ = grpo_step(pstate)
-    g_times.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    pstate, vstate, _ = ppo_step(pstate, vstate)
-    p_times.append(time.perf_counter() - t)
-  g_mem = nbytes(pstate) + nbytes(ref) + max(temp_bytes(grpo_update, pstate, gbt), temp_bytes(logp_fn, ref, batch))
-  p_mem = (nbytes(pstate) + nbytes(ref) + nbytes(vstate) +
-           max(temp_bytes(ppo_update, pstate, pbt), temp_bytes(v_update, vstate, pbt), temp_bytes(logp_fn, ref, batch),
-               temp_bytes(value_fn, vstate["params"], batch)))
-  g_med, p_med = statistics.median(g_times), statistics.median(p_times)
-  print(f"| model {args.model}, {args.prompts} prompts x G {args.group}, prompt {p}, completion {c} | "
-        f"GRPO {g_med * 1e3:.0f} ms, {g_mem / 2**20:.1f} MiB | PPO {p_med * 1e3:.0f} ms, {p_mem / 2**20:.1f} MiB | "
-        f"PPO/GRPO time {p_med / g_med:.2f}x, memory {p_mem / g_mem:.2f}x |")
+  per_step = {"grpo": args.prompts, "ppo": rows}  # questions a step: the same number of completions
+  steps, states, plans = {}, {}, {}
+  for method in ("grpo", "ppo"):
+    config = rl_config(texts, tempfile.mkdtemp(prefix=f"rl_grpo_vs_ppo_{method}_"), method=method,
+                       questions_per_step=per_step[method], group=args.group, completion_len=args.completion_len)
+    run = rl.resolve_rl_config(config)
+    task = rl.build_task(run.config.task, tok, seed=0)
+    assert task.prompt_len == args.prompt_len, task.prompt_len
+    steps[method] = rl.RLStep(run, cfg, task, total_updates=args.reps + 1)
+    states[method] = steps[method].init_state(params, seed=0)
+    plans[method] = plan_rl(run, cfg, steps[method].mesh, prompt_len=task.prompt_len)
+  times = {m: [] for m in steps}
+  parts = {m: [] for m in steps}
+  for step in range(args.reps + 1):
+    for method, rl_step in steps.items():
+      q = per_step[method]
+      t0 = time.perf_counter()
+      states[method], m = rl_step(states[method], np.arange(step * q, (step + 1) * q))
+      jax.block_until_ready(states[method]["policy"]["params"])
+      total = time.perf_counter() - t0
+      assert m["completion_len_mean"] == args.completion_len, m
+      print(f"{method} step {step}: {total:.2f} s (rollout {m['rollout_s']:.2f} s, scoring {m['scoring_s']:.2f} s, "
+            f"update {m['update_s']:.2f} s)", flush=True)
+      if step:  # step 0 = warm-up (compilation)
+        times[method].append(total)
+        parts[method].append((m["rollout_s"], m["scoring_s"], m["update_s"]))
+  for s in steps.values():
+    s.close()
+  med = {m: statistics.median(t) for m, t in times.items()}
+  part = {m: [statistics.median(x) for x in zip(*p)] for m, p in parts.items()}
+  for method, p in plans.items():
+    print(f"{method}: resident " + ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in p.resident.items()) +
+          "; phases (extra MiB) " + ", ".join(f"{ph.name} {ph.extra_bytes / MIB:.1f}" for ph in p.phases))
+  g, p = plans["grpo"], plans["ppo"]
+  ms = lambda t: f"{t * 1e3:.0f} ms"  # noqa: E731
+  cell = lambda m: (f"{ms(med[m])} (rollout {ms(part[m][0])}, scoring {ms(part[m][1])}, update {ms(part[m][2])}); "  # noqa
+                    f"resident {plans[m].resident_bytes / MIB:.1f} MiB, peak {plans[m].peak_bytes / MIB:.1f} MiB")
+  print(f"| model {args.model}, {rows} completions (GRPO {args.prompts} x G {args.group}, PPO {rows} x 1), prompt "
+        f"{args.prompt_len}, completion {args.completion_len} | GRPO {cell('grpo')} | PPO {cell('ppo')} | "
+        f"PPO/GRPO time {med['ppo'] / med['grpo']:.2f}x (after the rollout "
+        f"{(med['ppo'] - part['ppo'][0]) / (med['grpo'] - part['grpo'][0]):.2f}x), resident "
+        f"{p.resident_bytes / g.resident_bytes:.2f}x, peak {p.peak_bytes / g.peak_bytes:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ TRL: `trainer.train()` for 1 + reps steps; a callback times each step, a subclas
 python -m benchmarks.rl_grpo_vs_trl [--prompts 16] [--group 8] [--prompt-len 64] [--completion-len 128] [--reps 5]
 """
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -23,54 +22,11 @@ import numpy as np
 
 from dsmath import model
 from dsmath import rl
-from dsmath.rl import rewards
+from benchmarks.rl_words import HFTokenizerAdapter, build_tokenizer, even_fraction, rl_config, word_prompts
 from benchmarks.shapes import add_grpo_shape_args
-
-SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3; the rest are words "w<id>"
-
-
-class HFTokenizerAdapter:
-  """The dsmath tokenizer face (encode/decode/ids) over an HF fast tokenizer, so both sides read the same text."""
-
-  def __init__(self, hf_tok):
-    self.hf = hf_tok
-    self.vocab_size = len(hf_tok)
-    self.pad_id, self.bos_id, self.unk_id = 0, 1, 3
-    self.eos_id = None  # completions run to the full length, as TRL's min_new_tokens forces on the peer
-
-  def encode(self, text):
-    return self.hf.encode(text, add_special_tokens=False)
-
-  def decode(self, ids):
-    return self.hf.decode(list(ids), skip_special_tokens=False)
-
-
-def build_tokenizer(vocab_size: int):
-  from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-  from transformers import PreTrainedTokenizerFast
-  vocab = {t: i for i, t in enumerate(SPECIALS)}
-  vocab.update({f"w{i}": i for i in range(len(SPECIALS), vocab_size)})
-  tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-  tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
-  return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-                                 unk_token="<unk>")
-
-
-def even_fraction(ids, mask=None) -> np.ndarray:
-  """Reward [R]: the fraction of even token ids in each completion."""
-  ids = np.asarray(ids)
-  mask = np.ones(ids.shape, np.float32) if mask is None else np.asarray(mask)
-  return ((ids % 2 == 0) * mask).sum(-1) / np.maximum(mask.sum(-1), 1.0)
-
 
 def trl_reward(completions, completion_ids, **kwargs):
   return [float(even_fraction(ids)) for ids in completion_ids]
-
-
-def dsmath_reward(texts, golds, tokens, lengths):
-  mask = np.arange(tokens.shape[1])[None] < np.asarray(lengths)[:, None]
-  return even_fraction(tokens, mask)
 
 
 def main():
@@ -84,28 +40,14 @@ def main():
   cfg = model.ModelConfig.preset(args.model)
   hf_tok = build_tokenizer(cfg.vocab_size)
   tok = HFTokenizerAdapter(hf_tok)
-  rng = np.random.default_rng(0)
   n_prompts = args.prompts * (args.reps + 1)  # fresh prompts per step on both sides
-  words = rng.integers(len(SPECIALS), cfg.vocab_size, (n_prompts, args.prompt_len - 1))
-  texts = [" ".join(f"w{i}" for i in row) for row in words]
+  texts = word_prompts(cfg.vocab_size, n_prompts, args.prompt_len)
   assert all(len(tok.encode(t)) == args.prompt_len - 1 for t in texts[:4])
 
   # -- dsmath: the public rl_step, one GRPO step per call -------------------------------------------------------------
   workdir = tempfile.mkdtemp(prefix="rl_grpo_vs_trl_")
-  questions = os.path.join(workdir, "questions.jsonl")
-  with open(questions, "w") as f:
-    f.writelines(json.dumps({"question": t, "answer": "0"}) + "\n" for t in texts)
-  rewards.register_reward("even_fraction", rewards.Reward(False, False, "fraction of even token ids", dsmath_reward))
-  config = rl.default_config()
-  config.task.sources = {"words": {"kind": "jsonl", "train_path": questions}}
-  config.task.prompt = "plain"  # the question; the newline is whitespace to the word-level tokenizer
-  config.rl.method = "grpo"
-  config.rl.reward = "even_fraction"
-  config.rollout.group_size = args.group
-  config.rollout.prompts_per_step = args.prompts
-  config.rollout.max_new_tokens = args.completion_len
-  config.loss.beta = 0.04
-  config.optimizer.weight_decay = 0.0  # TRL's default
+  config = rl_config(texts, workdir, method="grpo", questions_per_step=args.prompts, group=args.group,
+                     completion_len=args.completion_len)
   run = rl.resolve_rl_config(config)
   task = rl.build_task(run.config.task, tok, seed=0)
   assert task.prompt_len == args.prompt_len, task.prompt_len

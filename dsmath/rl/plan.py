@@ -1,12 +1,12 @@
-"""The RL stage on paper: per-device memory of the paper's GRPO at 7B on a mesh, compiled ahead of time, allocating
-nothing.
+"""The RL stage on paper: per-device memory of an RL run (the paper's GRPO or PPO at 7B) on a mesh, compiled ahead
+of time, allocating nothing.
 
-Everything is abstract: the RL state (policy params + AdamW state, the frozen reference, the reward model's params
-and AdamW state) and the batches are ShapeDtypeStructs with the run's shardings, and the very programs the RL loop
-runs are lowered and compiled for the mesh (`dsmath.rl.RLStep`): the rollout (prefill of the prompts, then the
-decode loop over the KV cache, on stacked params as on accelerators), the scoring of the rollout by the reference
-and the reward model (micro-batched), and the policy update (micro-batched, donated state). XLA's `memory_analysis()`
-gives each program's per-device bytes.
+Everything is abstract: the RL state (policy params + AdamW state, the frozen reference, the reward model's or the
+value model's params and AdamW state) and the batches are ShapeDtypeStructs with the run's shardings, and the very
+programs the RL loop runs are lowered and compiled for the mesh (`dsmath.rl.RLStep`): the rollout (prefill of the
+prompts, then the decode loop over the KV cache, on stacked params as on accelerators), the scoring of the rollout by
+the reference, the reward model and the value model (micro-batched), and the policy and value updates (micro-batched,
+donated state). XLA's `memory_analysis()` gives each program's per-device bytes.
 
 What lives on a device at once: the whole RL state, always (`resident`), plus the largest phase's own extra bytes
 (its non-state arguments, outputs that are not donated buffers, and scratch). The peak estimate is resident + the
@@ -150,10 +150,17 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
       if rm is not None:
         rm_params = state["reward_model"]["params"]
         phases.append(_phase("reward-model scores", rl.reward_scores.lower(rm_params, scored).compile(), rm_params))
+      if rl.value is not None:
+        v_params = state["value"]["params"]
+        phases.append(_phase("value-model scores", rl.values.lower(v_params, scored).compile(), v_params))
       update = {**scored, "old_logp": arr((rows, c), jnp.float32), "advantages": arr((rows, c), jnp.float32)}
       if run.needs_reference:
         update["ref_logp"] = arr((rows, c), jnp.float32)
+      if rl.value is not None:  # GAE's returns and the values they came from (the value loss clips around them)
+        update.update(returns=arr((rows, c), jnp.float32), old_values=arr((rows, c), jnp.float32))
     phases.append(_phase("policy update", rl.policy.lower(state["policy"], update).compile(), state["policy"]))
+    if rl.value is not None:
+      phases.append(_phase("value-model update", rl.value.lower(state["value"], update).compile(), state["value"]))
     resident = {"policy params": _bytes(state["policy"]["params"]),
                 "policy AdamW state": _bytes(state["policy"]["opt_state"])}
     if run.needs_reference:
@@ -162,7 +169,8 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
       resident["reward model params"] = _bytes(state["reward_model"]["params"])
       resident["reward model AdamW state"] = _bytes(state["reward_model"]["opt_state"])
     if "value" in state:
-      resident["value model state"] = _bytes(state["value"])
+      resident["value model params"] = _bytes(state["value"]["params"])
+      resident["value model AdamW state"] = _bytes(state["value"]["opt_state"])
     return RLPlan(mesh_shape=tuple(rl.mesh.shape[a] for a in msharding.MESH_AXES),
                   num_params=model.count_params(model.abstract_params(model_cfg)), rows=rows, rollout_rows=rows_roll,
                   prompt_len=p, completion_len=c, resident=resident, phases=tuple(phases))

@@ -1,0 +1,103 @@
+"""The RL plan (dsmath.rl.plan) of the 7B RL config at a reduced width on 4 simulated devices: the resident state is
+exactly the models each method needs, every phase the step runs is compiled, the peak is resident + the largest
+phase; and `experiments.plan` prints it as a table."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dsmath.model import ModelConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(vocab_size=1024, hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4, num_kv_heads=2,
+             head_dim=32)
+COMMON = dict(SMALL={f"model.{k}": v for k, v in SMALL.items()}, OTHER={
+    "task.prompt_budget": 16, "rollout.max_new_tokens": 16, "rl.grad_accum_steps": 2, "rollout.max_rows": 8,
+    "reward_model.batch": 8, "mesh.shape": (1, 4, 1)})
+METHODS = {"grpo": {"rl.method": "grpo", "rollout.prompts_per_step": 4, "rollout.group_size": 4},
+           "ppo": {"rl.method": "ppo", "rollout.prompts_per_step": 16}}  # PPO: one sample a question, 16 rows too
+
+PLAN = r"""
+import dataclasses, json, sys
+import jax
+jax.config.update("jax_platforms", "cpu")
+jax.config.update("jax_num_cpu_devices", 4)
+from configs.grpo_7b import get_config
+from dsmath.model import sharding
+from dsmath.rl import plan, resolve_rl_config
+out = {}
+for name, overrides in json.loads(sys.argv[1]).items():
+  c = get_config()
+  for key, value in overrides.items():
+    node = c
+    *path, leaf = key.split(".")
+    for p in path:
+      node = node[p]
+    node[leaf] = tuple(value) if isinstance(value, list) else value
+  run = resolve_rl_config(c)
+  p = plan.plan_rl(run, run.config.model, sharding.make_mesh((1, 4, 1), jax.devices()))
+  out[name] = dict(resident=p.resident, phases=[dataclasses.asdict(ph) | {"extra": ph.extra_bytes} for ph in p.phases],
+                   peak=p.peak_bytes, rows=p.rows)
+print(json.dumps(out))
+"""
+
+
+def _env():
+  return {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+
+
+@pytest.fixture(scope="module")
+def plans():
+  runs = {m: {**COMMON["SMALL"], **COMMON["OTHER"], **o} for m, o in METHODS.items()}
+  proc = subprocess.run([sys.executable, "-c", PLAN, json.dumps(runs)], cwd=ROOT, capture_output=True, text=True,
+                        timeout=600, env=_env())
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("method", ["grpo", "ppo"])
+def test_rl_plan_holds_each_models_state_and_compiles_every_phase(plans, method):
+  p = plans[method]
+  n = ModelConfig(**SMALL).num_params()
+  norms = (2 * SMALL["num_layers"] + 1) * SMALL["hidden_size"]  # RMSNorm scales: replicated, whole on each device
+  params = (n - norms) * 4 // 4 + norms * 4  # float32, the matrices over 4 fsdp shards
+  assert p["rows"] == 16
+  assert p["resident"]["policy params"] == params
+  assert 0 <= p["resident"]["policy AdamW state"] - 2 * params <= 64  # AdamW's two moments + optax's step counters
+  assert p["resident"]["reference params"] == params
+  heads = ["reward model"] + (["value model"] if method == "ppo" else [])
+  assert sorted(p["resident"]) == sorted(["policy params", "policy AdamW state", "reference params"] +
+                                         [f"{h} {part}" for h in heads for part in ("params", "AdamW state")])
+  for h in heads:  # a scalar-head model: the policy's params as its body and a replicated [H] + [] head
+    assert p["resident"][f"{h} params"] == params + (SMALL["hidden_size"] + 1) * 4, h
+    assert 0 <= p["resident"][f"{h} AdamW state"] - 2 * p["resident"][f"{h} params"] <= 64
+  names = [ph["name"] for ph in p["phases"]]
+  want = ["rollout: prefill", "rollout: decode (KV cache)", "reference log-probs", "reward-model scores"]
+  want += ["value-model scores", "policy update", "value-model update"] if method == "ppo" else ["policy update"]
+  assert names == want
+  for ph in p["phases"]:
+    assert ph["temp_bytes"] > 0, ph
+  assert p["peak"] == sum(p["resident"].values()) + max(ph["extra"] for ph in p["phases"])
+
+
+def test_grpo_needs_less_than_ppo_by_the_value_model(plans):
+  # the paper's point (sec. 4.1): GRPO drops PPO's value model, its AdamW state and its forward and update
+  g, p = plans["grpo"]["resident"], plans["ppo"]["resident"]
+  assert sum(p.values()) - sum(g.values()) == p["value model params"] + p["value model AdamW state"]
+
+
+def test_plan_command_prints_the_rl_table():
+  args = [f"--config.{k}={v}" for k, v in {**COMMON["SMALL"], **COMMON["OTHER"], **METHODS["ppo"]}.items()
+          if k != "mesh.shape"]
+  proc = subprocess.run([sys.executable, "-m", "experiments.plan", "--config", "configs/grpo_7b.py", *args,
+                         "--config.mesh.shape=(1,4,1)", "--meshes=2,2,1"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=600, env=_env())
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  out = proc.stdout
+  assert "RL: ppo (reward orm, models {'reference': True, 'value': True, 'reward_model': True})" in out
+  assert "| per device | mesh (1, 4, 1) | mesh (2, 2, 1) |" in out
+  for row in ("resident: value model AdamW state", "+ value-model update", "**peak estimate**", "fits H100 80GB"):
+    assert f"| {row}" in out, row
+  assert "smallest mesh that fits TPU v5p (95 GiB): (1, 4, 1)" in out
