@@ -6,7 +6,7 @@ Sections (configs/grpo_toy.py shows a full toy config; configs/grpo_7b.py the pa
   task           the question set (GSM8K / MATH train, the synthetic task, any JSONL), its prompt format and budget.
   rl             the method (a key of dsmath.rl.methods.METHODS) and what it may override: reward, advantage estimator,
                  policy loss; iterations x steps, mu updates per step, grading mode.
-  rollout        questions per step, group size G, lengths, temperature, dynamic sampling.
+  rollout        questions per step, group size G, lengths, temperature, dynamic sampling, tool rounds.
   loss, advantage, reward, reward_model, ppo, offline   the methods' hyper-parameters.
   optimizer      the policy's AdamW (the paper: lr 1e-6 constant, the pre-training betas).
   eval           held-out accuracy on the task's test split during RL (greedy and sampled).
@@ -115,10 +115,20 @@ class RolloutConfig:
   # pi_old: the sampler's log-probs (free), or recomputed by teacher forcing at training precision (a forward more;
   # worth it under bf16, where the two differ by more than GSPO's 3e-4 clip; `old_logp_gap` logs the difference)
   recompute_old_logp: bool = False
+  # Tool-integrated rollouts (dsmath.sample.tools): a closed python block pauses sampling, the program runs in the
+  # evaluation sandbox and its output block is appended (context for the model, never trained on: the loss mask
+  # holds the model's own tokens only); tool_rounds programs at most per completion, 0 = no tools. max_new_tokens
+  # counts the model's tokens; each output block adds at most tool_output_tokens.
+  tool_rounds: int = 0
+  tool_output_tokens: int = 256
+  tool_timeout_s: float = 5.0
+  tool_isolation: Literal["auto", "namespace", "rlimits"] = "auto"
 
   def __post_init__(self):
     if self.prompts_per_step < 1 or self.group_size < 1 or self.max_new_tokens < 1:
       raise ValueError("prompts_per_step, group_size and max_new_tokens must be >= 1")
+    if self.tool_rounds < 0 or self.tool_output_tokens < 1 or not self.tool_timeout_s > 0:
+      raise ValueError("tool_rounds must be >= 0, tool_output_tokens >= 1 and tool_timeout_s > 0")
     if not self.temperature > 0:
       raise ValueError(f"temperature must be > 0, got {self.temperature}")
     if self.max_rows < 0:

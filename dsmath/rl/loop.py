@@ -94,7 +94,8 @@ class HeldOut:
     if not self.sources:
       return {}
     rl, out = self.rl, {}
-    common = dict(max_new_tokens=rl.completion_len, batch_rows=self.cfg.batch_rows, mesh=rl.mesh, rules=rl.rules)
+    common = dict(max_new_tokens=rl.completion_len, batch_rows=self.cfg.batch_rows, mesh=rl.mesh, rules=rl.rules,
+                  tools=rl.tools)  # a tool-integrated policy is evaluated with its programs run, as it was trained
     runs = []
     if self.cfg.greedy:
       runs.append(("greedy", sample.Greedy(), 1))

@@ -165,6 +165,7 @@ def resolve_rl_config(config: Any) -> RLRun:
     raise ConfigError(f"config.reward.overlong_buffer={buffer}: the overlong penalty shapes outcome rewards of "
                       f"sampled outputs; rl.method={rl.method!r} with reward {reward!r} has none to shape "
                       f"(set reward.overlong_buffer=0)")
+  _check_tools(cfg, rl.method, method, reward)
   # pi_ref is kept only where the step reads it: DPO's reference log-probs are computed once, offline.
   needs_ref = method.data == "policy" and (losses.reads_reference(policy_loss, loss) or
                                            (method.value_model and cfg.ppo.kl_beta > 0))
@@ -174,3 +175,21 @@ def resolve_rl_config(config: Any) -> RLRun:
                needs_reward_model=bool(reward) and rewards.REWARDS[reward].learned)
 
 
+
+
+def _check_tools(cfg: RLStageConfig, name: str, method: Method, reward: str) -> None:
+  """Tool-integrated rollouts: the tool prompt needs its programs run, and the tool rows (model tokens with output
+  blocks between them) are trained by the online methods on rule outcome rewards. PPO's GAE, step rewards and the
+  reward models' and offline samplers' rows assume completions the model wrote whole."""
+  rounds = cfg.rollout.tool_rounds
+  if cfg.task.prompt == "tool" and not rounds:
+    raise ConfigError("config.task.prompt='tool' asks the model to write python blocks whose outputs it then reads: "
+                      "set config.rollout.tool_rounds >= 1 so rollouts (and held-out evaluation) run them in the "
+                      "sandbox, or choose another prompt format")
+  if not rounds:
+    return
+  r = rewards.REWARDS[reward] if reward else None
+  if method.data != "policy" or method.value_model or r is None or r.process or r.learned:
+    raise ConfigError(f"config.rollout.tool_rounds={rounds}: tool-integrated rollouts train online methods without a "
+                      f"value model on rule outcome rewards; rl.method={name!r} with reward {reward!r} is not one "
+                      f"(set rollout.tool_rounds=0, or use e.g. grpo, dr_grpo, dapo, gspo, rloo, online_rft)")

@@ -104,6 +104,9 @@ def planning_task(tokenizer_ids: tuple[int, int], prompt_len: int) -> Task:
 def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional[int] = None) -> RLPlan:
   """Compiles the rollout, scoring and update of `run` for `mesh` on abstract shapes and reports per-device memory."""
   cfg = run.config
+  if cfg.rollout.tool_rounds:
+    raise ValueError("rollout.tool_rounds: the plan compiles rollouts without tools (a tool round's cache extension "
+                     "is not planned); plan with rollout.tool_rounds=0")
   prompt_len = prompt_len or cfg.task.prompt_budget
   rl = RLStep(run, model_cfg, planning_task((0, 1), prompt_len), mesh=mesh, total_updates=cfg.rl.steps)
   try:

@@ -8,7 +8,10 @@ Where the data lives: the task's prompt arrays are on the device; a step gathers
 with the KV-cache engine (params sharded as in training, the cache over batch and KV heads), and keeps completions,
 log-probs, rewards, advantages and the update batch on the device. Only the completion tokens come to the host, to
 be decoded for the grader (which grades in worker processes while the device computes reference log-probs); the
-rewards go back as one [R] array.
+rewards go back as one [R] array. Tool-integrated rollouts (rollout.tool_rounds) are the exception: their programs run
+on the host between decode rounds (dsmath.sample.tools), so those rows come to the host and go back once; their batch
+holds `context_mask` (every completion token the model reads: its own and the output blocks) beside `mask` (the
+tokens it wrote, the only ones a loss trains on).
 
 The state is a dict pytree of sharded arrays (what the checkpoint saves):
   policy        the policy's train state (dsmath.train: params, opt_state, step, rng, num_skipped)
@@ -40,6 +43,7 @@ from dsmath.rl.methods import RLRun
 from dsmath.rl.tasks import Task
 from dsmath.sample import engine
 from dsmath.sample.strategies import Temperature
+from dsmath.sample.tools import ToolConfig, generate_with_tools
 from dsmath.train.optimizer import make_optimizer
 from dsmath.train.step import (TrainStep, make_train_step, microbatches, new_state, sharded_abstract_state,
                                unmicrobatch)
@@ -104,26 +108,36 @@ class RLStep:
     self.tokenizer = task.tokenizer
     self.group = run.samples_per_question
     self.temperature = cfg.rollout.temperature
-    self.completion_len = cfg.rollout.max_new_tokens
+    self.completion_len = cfg.rollout.max_new_tokens  # tokens the model writes
+    self.tools = ToolConfig(max_rounds=cfg.rollout.tool_rounds, max_output_tokens=cfg.rollout.tool_output_tokens,
+                            timeout_s=cfg.rollout.tool_timeout_s,
+                            isolation=cfg.rollout.tool_isolation) if cfg.rollout.tool_rounds else None
+    # the completion rows' width: the model's tokens plus, with tools, every output block it may read
+    self.completion_width = self.completion_len + (
+        self.tools.max_rounds * self.tools.max_output_tokens if self.tools else 0)
+    if self.tools and jax.process_count() > 1:
+      raise ValueError("rollout.tool_rounds: tool-integrated rollouts run their programs on one host; this run has "
+                       f"{jax.process_count()} processes")
     rows = cfg.rollout.prompts_per_step * self.group
     dp = engine.Layout(self.mesh, self.rules).dp
     if rows % (dp * cfg.rl.grad_accum_steps) and run.method.data == "policy":
       raise ValueError(f"a step's {rows} completions (rollout.prompts_per_step x {self.group} samples) do not split "
                        f"into rl.grad_accum_steps={cfg.rl.grad_accum_steps} micro-batches over {dp} data-parallel "
                        f"devices")
-    if task.prompt_len + self.completion_len > model_cfg.max_positions:
+    if task.prompt_len + self.completion_width > model_cfg.max_positions:
       raise ValueError(f"prompt width {task.prompt_len} (task.prompt_budget) + rollout.max_new_tokens "
-                       f"{self.completion_len} exceed the model's max_positions={model_cfg.max_positions}")
+                       f"{self.completion_len} (+ rollout.tool_rounds x tool_output_tokens) exceed the model's "
+                       f"max_positions={model_cfg.max_positions}")
     self.estimator = adv_lib.ESTIMATORS[run.estimator] if run.estimator else None
     self.reward = rewards.REWARDS[run.reward] if run.reward else None
     self.optimizer, self.schedule = make_optimizer(cfg.optimizer, max(total_updates, 1))
     temperature, loss_cfg, loss = self.temperature, run.loss, losses.POLICY_LOSSES[run.policy_loss]
 
     def policy_loss(params, batch, rng):
-      logp, ent = policy.completion_logprobs(model_cfg, params, batch["prompt"], batch["prompt_mask"],
-                                             batch["completion"], batch["mask"], temperature)
-      value, metrics = loss(loss_cfg, logp, batch)
       m = batch["mask"]
+      logp, ent = policy.completion_logprobs(model_cfg, params, batch["prompt"], batch["prompt_mask"],
+                                             batch["completion"], attended(batch), temperature)
+      value, metrics = loss(loss_cfg, logp * m, batch)
       metrics["entropy"] = (ent * m).sum() / jnp.maximum(m.sum(), 1.0)
       if loss_cfg.aggregation == "token":  # micro-batches weigh by their tokens: the step's loss is the global
         metrics["loss_weight"] = m.sum()    # token mean, however rl.grad_accum_steps splits the batch
@@ -140,7 +154,7 @@ class RLStep:
 
       def value_loss(params, batch, rng):
         values = policy.completion_scalars(model_cfg, params, batch["prompt"], batch["prompt_mask"],
-                                           batch["completion"], batch["mask"], before_token=True)
+                                           batch["completion"], attended(batch), before_token=True)
         return losses.ppo_value_loss(loss_cfg, values, batch)
 
       self.value_optimizer = value_opt
@@ -152,12 +166,12 @@ class RLStep:
     scored = lambda fn, params_sh: jax.jit(_in_microbatches(fn, accum), in_shardings=(params_sh, batch_sh),  # noqa
                                            out_shardings=batch_sh)
     param_sh, head_sh = self.policy.state_shardings["params"], self.head_layout[1]
-    self.logprobs = scored(lambda p, b: policy.completion_logprobs(model_cfg, p, b["prompt"], b["prompt_mask"],
-                                                                b["completion"], b["mask"], temperature)[0], param_sh)
+    self.logprobs = scored(lambda p, b: b["mask"] * policy.completion_logprobs(
+        model_cfg, p, b["prompt"], b["prompt_mask"], b["completion"], attended(b), temperature)[0], param_sh)
     self.values = scored(lambda p, b: policy.completion_scalars(model_cfg, p, b["prompt"], b["prompt_mask"],
-                                                                 b["completion"], b["mask"], before_token=True), head_sh)
+                                                                 b["completion"], attended(b), before_token=True), head_sh)
     self.reward_scores = scored(lambda p, b: rewards.reward_model_scores(model_cfg, p, b["prompt"], b["prompt_mask"],
-                                                                      b["completion"], b["mask"]), head_sh)
+                                                                      b["completion"], attended(b)), head_sh)
     rep = msharding.replicated(self.mesh)
     self.prompt_tokens = jax.device_put(task.prompt_tokens, rep)
     self.prompt_mask = jax.device_put(task.prompt_mask, rep)
@@ -255,6 +269,8 @@ class RLStep:
     b = len(indices)
     tokens, mask, right, lengths = self.gather_prompts(self.prompt_tokens, self.prompt_mask, self.replicated(
         np.asarray(indices, np.int32)))
+    if self.tools is not None:
+      return self._sample_with_tools(params, tokens, mask, right, lengths, key, num_samples, row_offset)
     repeat_first = b % self.data_parallel != 0
     if repeat_first:  # the sampler splits prompts over the data axes: sample every row as its own prompt
       right, lengths = jnp.repeat(right, num_samples, axis=0), jnp.repeat(lengths, num_samples)
@@ -267,6 +283,27 @@ class RLStep:
                                layout=self.layout, row_offset=row_offset,
                                decode_segments=self.cfg.rollout.decode_segments or None)
     return self._rows(tokens, mask, out["tokens"], out["lengths"], out["logprobs"], out["reasons"], num_samples)
+
+  def _sample_with_tools(self, params, tokens, mask, right, lengths, key, num_samples: int, row_offset: int) -> tuple:
+    """Tool-integrated sampling (programs run on the host between decode rounds): rows padded to completion_width,
+    `mask` = the model's tokens, `context_mask` = every completion token."""
+    out = generate_with_tools(self.model_cfg, params, msharding.host_array(right), tokenizer=self.tokenizer,
+                              max_new_tokens=self.completion_len, strategy=Temperature(self.temperature),
+                              num_samples=num_samples, eos_id=self.tokenizer.eos_id, tools=self.tools, rng=key,
+                              prompt_lengths=msharding.host_array(lengths), pad_id=self.tokenizer.pad_id,
+                              mesh=self.mesh, rules=self.rules, row_offset=row_offset,
+                              decode_segments=self.cfg.rollout.decode_segments or None)
+    r, w = out.tokens.shape
+    pad = lambda x, fill: np.pad(x, ((0, 0), (0, self.completion_width - w)), constant_values=fill)  # noqa: E731
+    model_mask = pad(out.model_mask, False).astype(np.float32)
+    context = (np.arange(self.completion_width)[None] < out.lengths[:, None]).astype(np.float32)
+    rows = {"prompt": jnp.repeat(tokens, num_samples, axis=0), "prompt_mask": jnp.repeat(mask, num_samples, axis=0)}
+    rows = {k: self.reshard_rows(v) for k, v in rows.items()}
+    rows.update(completion=self.to_rows(pad(out.tokens, self.tokenizer.pad_id)), mask=self.to_rows(model_mask),
+                context_mask=self.to_rows(context),
+                old_logp=self.to_rows(pad(out.logprobs, 0.0) * model_mask))
+    truncated = np.array([f == "length" for f in out.finish_reasons])
+    return rows, self.to_rows(out.lengths), self.to_rows(truncated)
 
   @functools.partial(jax.jit, static_argnums=(0, 7))
   def _rows(self, tokens, mask, completion, lengths, logprobs, reasons, num_samples):
@@ -302,8 +339,10 @@ class RLStep:
     texts, tokens, lengths = self.texts(rows, lengths_d)
     t_rollout = time.perf_counter() - t0
     qidx = np.repeat(np.asarray(indices), self.group)
-    return self.score(state, rows, texts, tokens, lengths, msharding.host_array(truncated_d), qidx,
-                      {"rollout_s": t_rollout})
+    metrics = {"rollout_s": t_rollout}
+    if self.tools is not None:  # output-block tokens a completion read (a device scalar, read after the update)
+      metrics["tool_tokens_mean"] = _tool_tokens_mean(rows)
+    return self.score(state, rows, texts, tokens, lengths, msharding.host_array(truncated_d), qidx, metrics)
 
   def score(self, state: dict, rows: dict, texts, tokens, lengths, truncated, qidx, metrics) -> Experience:
     """Rewards, reference log-probs, values and advantages of sampled rows (rows stay on the device)."""
@@ -340,8 +379,9 @@ class RLStep:
       reward = np.asarray(self.reward.fn(texts, golds, tokens, lengths), np.float32)
     else:
       reward = graded.reward.copy()
-    if self.run.overlong_buffer:
-      reward = reward + rewards.overlong_penalty(lengths, truncated, self.completion_len, self.run.overlong_buffer,
+    if self.run.overlong_buffer:  # on the tokens the model wrote (max_new_tokens counts those)
+      written = lengths if self.tools is None else msharding.host_array(jnp.sum(rows["mask"], axis=1)).astype(int)
+      reward = reward + rewards.overlong_penalty(written, truncated, self.completion_len, self.run.overlong_buffer,
                                                  self.cfg.reward.overlong_penalty)
     batch["rewards"] = self.to_rows(reward[:, None])
     batch["correct"] = self.to_rows(correct[:, None])
@@ -475,6 +515,17 @@ class _Grading:
 
 
 _increment = jax.jit(lambda x: x + 1)  # on the device: no host scalar crosses over
+
+
+def attended(batch: dict) -> jax.Array:
+  """The completion tokens a forward reads: with tools, the model's tokens and the output blocks (`context_mask`);
+  else the completion (`mask`)."""
+  return batch.get("context_mask", batch["mask"])
+
+
+@jax.jit
+def _tool_tokens_mean(rows: dict) -> jax.Array:
+  return jnp.mean(jnp.sum(rows["context_mask"] - rows["mask"], axis=1))
 
 
 @jax.jit

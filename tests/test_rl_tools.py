@@ -1,0 +1,111 @@
+"""Tool-integrated RL rollouts: the policy's python blocks run in the real sandbox during the rollout, the output
+block is context for the rest of the completion but never trained on, the reward grades the whole text, and the
+held-out evaluation runs the programs too. The policy is a tiny model crafted to write a program after a newline
+(tests/helpers/tool_model.py)."""
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from dsmath import rl
+from dsmath.config import ConfigError
+from dsmath.data import prompts as eval_prompts
+from dsmath.rl.loop import HeldOut
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from tool_model import ANSWER, CFG, byte_tokenizer, planted_params  # noqa: E402
+
+OUTPUT = eval_prompts.OUTPUT_OPEN + "42\n" + eval_prompts.BLOCK_CLOSE
+WANT = eval_prompts.PYTHON_OPEN + "print(6*7)\n" + eval_prompts.BLOCK_CLOSE + OUTPUT + ANSWER
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  d = tmp_path_factory.mktemp("rl_tools")
+  tok = byte_tokenizer(d / "tokenizer.json")
+  params = planted_params(tok, "\n")  # the plain prompt is the question and a newline: then the program
+  path = d / "questions.jsonl"
+  path.write_text("".join(json.dumps({"question": f"Q{i}: what is 6*7?", "answer": "42"}) + "\n" for i in range(4)))
+  return tok, params, str(path)
+
+
+def _config(path, **rollout):
+  c = rl.default_config()
+  c.task.sources = {"q": {"kind": "jsonl", "train_path": path, "test_path": path}}
+  c.task.prompt = "plain"
+  c.rl.method = "grpo"
+  c.rollout.prompts_per_step = 2
+  c.rollout.group_size = 2
+  c.rollout.max_new_tokens = 12
+  c.rollout.tool_rounds = 2
+  c.rollout.tool_output_tokens = 16
+  for k, v in rollout.items():
+    c.rollout[k] = v
+  return c
+
+
+def test_rollout_runs_the_programs_and_trains_only_on_the_models_tokens(setup):
+  tok, params, path = setup
+  run = rl.resolve_rl_config(_config(path))
+  task = rl.build_task(run.config.task, tok, seed=0)
+  rl_step = rl.RLStep(run, CFG, task, total_updates=2)
+  try:
+    state = rl_step.init_state(params, seed=0)
+    exp = rl_step.online_experience(state, np.arange(2), jax.random.key(1))
+    assert exp.texts == [WANT] * 4
+    assert list(exp.correct) == [1.0] * 4  # graded on the whole text, after the output block
+    b = {k: np.asarray(v) for k, v in exp.batch.items()}
+    width = 12 + 2 * 16  # the model's tokens + tool_rounds output blocks
+    assert b["completion"].shape == b["mask"].shape == b["context_mask"].shape == (4, width)
+    for r in range(4):
+      n = int(exp.lengths[r])
+      assert b["context_mask"][r].tolist() == [1.0] * n + [0.0] * (width - n)
+      # the output block is read, not trained on: exactly its tokens are out of the loss mask
+      assert tok.decode(b["completion"][r, :n][b["mask"][r, :n] == 0].tolist()) == OUTPUT
+      assert tok.decode(b["completion"][r, :n][b["mask"][r, :n] == 1].tolist()) == WANT.replace(OUTPUT, "")
+    # teacher forcing over prompt + whole completion (output block as context) gives the sampler's log-probs of the
+    # model's tokens: the update scores what was sampled, in the context it was sampled in
+    lp = np.asarray(rl_step.logprobs(state["policy"]["params"], exp.batch))
+    m = b["mask"] == 1
+    np.testing.assert_allclose(lp[m], b["old_logp"][m], atol=2e-4, rtol=0)
+    assert np.all(lp[~m] == 0) and np.all(b["old_logp"][~m] == 0)
+
+    state, metrics = rl_step(state, np.arange(2, 4))
+    assert metrics["accuracy"] == 1.0 and np.isfinite(metrics["loss"])
+    assert metrics["tool_tokens_mean"] == len(tok.encode(OUTPUT))
+    # held-out evaluation runs the programs as the rollout did
+    held = HeldOut(rl_step, seed=0)(state["policy"]["params"], step=1)
+    assert held["test_accuracy_greedy"] == 1.0 and held["test_accuracy_sampled"] == 1.0
+  finally:
+    rl_step.close()
+
+
+def test_without_tool_rounds_no_program_runs(setup):
+  # the control: the same policy and keys without tool rounds write the same tokens with no output block between
+  tok, params, path = setup
+  run = rl.resolve_rl_config(_config(path, tool_rounds=0))
+  rl_step = rl.RLStep(run, CFG, rl.build_task(run.config.task, tok, seed=0), total_updates=1)
+  try:
+    exp = rl_step.online_experience(rl_step.init_state(params, seed=0), np.arange(2), jax.random.key(1))
+    assert exp.texts == [WANT.replace(OUTPUT, "")] * 4
+    assert "context_mask" not in exp.batch
+  finally:
+    rl_step.close()
+
+
+def test_tool_config_errors_name_the_key(setup):
+  _, _, path = setup
+  c = _config(path, tool_rounds=0)
+  c.task.prompt = "tool"
+  with pytest.raises(ConfigError, match="rollout.tool_rounds >= 1"):
+    rl.resolve_rl_config(c)
+  for method in ("ppo", "grpo_ps", "rft"):
+    c = _config(path)
+    c.rl.method = method
+    with pytest.raises(ConfigError, match=f"rollout.tool_rounds=2.*rl.method='{method}'"):
+      rl.resolve_rl_config(c)
+  with pytest.raises(ConfigError, match="tool_rounds"):
+    rl.resolve_rl_config(_config(path, tool_rounds=-1))
