@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dsmath import rl
+from dsmath import model, rl
 from dsmath.config import ConfigError
 from dsmath.data import prompts as eval_prompts
 from dsmath.rl.loop import HeldOut
@@ -66,11 +67,21 @@ def test_rollout_runs_the_programs_and_trains_only_on_the_models_tokens(setup):
       # the output block is read, not trained on: exactly its tokens are out of the loss mask
       assert tok.decode(b["completion"][r, :n][b["mask"][r, :n] == 0].tolist()) == OUTPUT
       assert tok.decode(b["completion"][r, :n][b["mask"][r, :n] == 1].tolist()) == WANT.replace(OUTPUT, "")
-    # teacher forcing over prompt + whole completion (output block as context) gives the sampler's log-probs of the
-    # model's tokens: the update scores what was sampled, in the context it was sampled in
-    lp = np.asarray(rl_step.logprobs(state["policy"]["params"], exp.batch))
+    # the sampler's log-probs are teacher forcing's, and the forward the update and the reference run reads the
+    # output block as context: checked with random params (the planted model's tokens are near-certain whatever
+    # the context), against the model's logits over the plain sequence prompt + whole completion
     m = b["mask"] == 1
-    np.testing.assert_allclose(lp[m], b["old_logp"][m], atol=2e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(rl_step.logprobs(state["policy"]["params"], exp.batch))[m],
+                               b["old_logp"][m], atol=2e-4, rtol=0)
+    other = rl_step.copy_params(model.init_params(CFG, jax.random.key(7)))
+    lp = np.asarray(rl_step.logprobs(other, exp.batch))
+    for r in range(4):
+      n = int(exp.lengths[r])
+      seq = b["prompt"][r][b["prompt_mask"][r] == 1].tolist() + b["completion"][r, :n].tolist()
+      p = len(seq) - n
+      full = jax.nn.log_softmax(model.logits(CFG, other, jnp.asarray([seq]))[0], -1)
+      want = np.asarray(full[p - 1:len(seq) - 1][np.arange(n), b["completion"][r, :n]])
+      np.testing.assert_allclose(lp[r, :n][m[r, :n]], want[m[r, :n]], atol=1e-4, rtol=0)
     assert np.all(lp[~m] == 0) and np.all(b["old_logp"][~m] == 0)
 
     state, metrics = rl_step(state, np.arange(2, 4))
