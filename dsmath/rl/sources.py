@@ -17,7 +17,8 @@ import numpy as np
 from dsmath.files import write_atomic
 from dsmath.model.sharding import host_array
 from dsmath.rl import tasks as task_lib
-from dsmath.rl.step import Experience, RLStep
+from dsmath.rl.experience import Experience
+from dsmath.rl.step import RLStep
 
 
 def gold_experience(rl: RLStep, indices: np.ndarray) -> Experience:

@@ -39,6 +39,7 @@ from dsmath import model
 from dsmath.model import sharding as msharding
 from dsmath.rl import advantages as adv_lib
 from dsmath.rl import losses, policy, rewards
+from dsmath.rl.experience import Experience, attended, concat, rollout_metrics, take_rows
 from dsmath.rl.methods import RLRun
 from dsmath.rl.tasks import Task
 from dsmath.sample import engine
@@ -56,43 +57,6 @@ def scalar_head_layout(model_cfg: model.ModelConfig, mesh, rules) -> tuple:
                                      "b": jax.ShapeDtypeStruct((), jnp.float32)}}
   rep = msharding.replicated(mesh)
   return abstract, {"body": msharding.param_shardings(model_cfg, mesh, rules), "head": {"w": rep, "b": rep}}
-
-
-@dataclasses.dataclass
-class Experience:
-  """A step's training rows: `batch` holds device arrays [R, ...] (R = questions x samples) for the update; the rest
-  is what the host needed (texts for the grader) or reports."""
-  batch: dict
-  texts: list
-  question_index: np.ndarray  # [R] index into task.train
-  rewards: np.ndarray  # [R] host copy (metrics, dynamic sampling)
-  correct: np.ndarray  # [R] rule verdicts (accuracy, whatever the reward)
-  lengths: np.ndarray
-  truncated: np.ndarray
-  metrics: dict = dataclasses.field(default_factory=dict)
-  sampled: bool = True  # rows sampled in this step (rollout metrics apply); False for gold / offline rows
-
-  @property
-  def rows(self) -> int:
-    return len(self.texts)
-
-
-def _concat(parts: Sequence[Experience]) -> Experience:
-  first = parts[0]
-  if len(parts) == 1:
-    return first
-  batch = {k: jnp.concatenate([p.batch[k] for p in parts]) for k in first.batch}
-  cat = lambda k: np.concatenate([getattr(p, k) for p in parts])  # noqa: E731
-  return Experience(batch=batch, texts=[t for p in parts for t in p.texts], question_index=cat("question_index"),
-                    rewards=cat("rewards"), correct=cat("correct"), lengths=cat("lengths"),
-                    truncated=cat("truncated"), metrics=dict(first.metrics))
-
-
-def _take_rows(exp: Experience, rows: np.ndarray) -> Experience:
-  idx = jnp.asarray(rows)
-  return Experience(batch={k: v[idx] for k, v in exp.batch.items()}, texts=[exp.texts[i] for i in rows],
-                    question_index=exp.question_index[rows], rewards=exp.rewards[rows], correct=exp.correct[rows],
-                    lengths=exp.lengths[rows], truncated=exp.truncated[rows], metrics=dict(exp.metrics))
 
 
 class RLStep:
@@ -434,10 +398,10 @@ class RLStep:
         break
       rounds += 1
       exp = self.online_experience(state, refill(want), jax.random.fold_in(key, rounds))
-    full = _concat(parts)
+    full = concat(parts)
     chosen = kept[:want]
     pad = dropped[:want - len(chosen)]
-    out = _take_rows(full, np.concatenate(chosen + pad) if chosen + pad else np.arange(0))
+    out = take_rows(full, np.concatenate(chosen + pad) if chosen + pad else np.arange(0))
     if pad:
       live = np.concatenate([np.ones(len(chosen) * self.group), np.zeros(len(pad) * self.group)]).astype(np.float32)
       out.batch["mask"] = out.batch["mask"] * self.to_rows(live[:, None])
@@ -517,12 +481,6 @@ class _Grading:
 _increment = jax.jit(lambda x: x + 1)  # on the device: no host scalar crosses over
 
 
-def attended(batch: dict) -> jax.Array:
-  """The completion tokens a forward reads: with tools, the model's tokens and the output blocks (`context_mask`);
-  else the completion (`mask`)."""
-  return batch.get("context_mask", batch["mask"])
-
-
 @jax.jit
 def _tool_tokens_mean(rows: dict) -> jax.Array:
   return jnp.mean(jnp.sum(rows["context_mask"] - rows["mask"], axis=1))
@@ -544,17 +502,3 @@ def _in_microbatches(fn: Callable, n: int) -> Callable:
     return jax.tree.map(unmicrobatch, out)
 
   return run
-
-
-def rollout_metrics(exp: Experience, group: int) -> dict:
-  """What a step's rollout looked like: reward and accuracy, signal (zero-variance groups), lengths, truncation."""
-  if not exp.rows or not exp.sampled:
-    return {}
-  r = exp.rewards.astype(np.float32)
-  out = {"reward_mean": float(r.mean()), "reward_std": float(r.std()), "accuracy": float(exp.correct.mean()),
-         "completion_len_mean": float(exp.lengths.mean()), "completion_len_max": float(exp.lengths.max()),
-         "truncated_fraction": float(exp.truncated.mean())}
-  if group > 1 and exp.rows % group == 0:
-    g = r.reshape(-1, group)
-    out["zero_std_group_fraction"] = float(np.mean(g.max(1) == g.min(1)))
-  return out
