@@ -14,7 +14,8 @@ import pytest
 from dsmath import model, rl
 from dsmath.config import ConfigError
 from dsmath.data import prompts as eval_prompts
-from dsmath.rl.loop import HeldOut
+from dsmath.runs import load_run, write_run
+from dsmath.train import save_params
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 from tool_model import ANSWER, CFG, byte_tokenizer, planted_params  # noqa: E402
@@ -84,14 +85,32 @@ def test_rollout_runs_the_programs_and_trains_only_on_the_models_tokens(setup):
       np.testing.assert_allclose(lp[r, :n][m[r, :n]], want[m[r, :n]], atol=1e-4, rtol=0)
     assert np.all(lp[~m] == 0) and np.all(b["old_logp"][~m] == 0)
 
-    state, metrics = rl_step(state, np.arange(2, 4))
-    assert metrics["accuracy"] == 1.0 and np.isfinite(metrics["loss"])
-    assert metrics["tool_tokens_mean"] == len(tok.encode(OUTPUT))
-    # held-out evaluation runs the programs as the rollout did
-    held = HeldOut(rl_step, seed=0)(state["policy"]["params"], step=1)
-    assert held["test_accuracy_greedy"] == 1.0 and held["test_accuracy_sampled"] == 1.0
   finally:
     rl_step.close()
+
+
+def test_rl_stage_with_tools_from_a_run(setup, tmp_path):
+  # the whole stage (python -m experiments.run with a job "rl" config): from a finished run, two tool-integrated GRPO
+  # steps, held-out evaluation before and after with the programs run, checkpoints, run.json
+  tok, params, path = setup
+  parent = tmp_path / "sft"
+  save_params(parent, 0, params)
+  write_run(parent, job="sft", model=CFG, tokenizer={"kind": "hf", "path": tok.path}, step=0, config={})
+  c = _config(path)
+  c.init_from = str(parent)
+  c.rl.steps = 2
+  c.eval.num_questions = 4
+  c.checkpoint.every = 1
+  summary = rl.run(c, tmp_path / "rl")
+  assert summary["status"] == "completed" and summary["steps"] == 2
+  # the evaluation runs the programs too (without them the policy never reads an output)
+  for kind in ("greedy", "sampled"):
+    assert summary[f"test_accuracy_{kind}_before"] == summary[f"test_accuracy_{kind}_after"] == 1.0
+  rows = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+  train = [r for r in rows if not r.get("evaluation")]
+  assert len(train) == 2
+  assert all(r["accuracy"] == 1.0 and r["tool_tokens_mean"] == len(tok.encode(OUTPUT)) for r in train), train
+  assert load_run(tmp_path / "rl").config["rollout"]["tool_rounds"] == 2
 
 
 def test_without_tool_rounds_no_program_runs(setup):
