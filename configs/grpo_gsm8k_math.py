@@ -6,7 +6,9 @@ one update per exploration.
   python -m experiments.run --config configs/grpo_gsm8k_math.py --workdir runs/grpo_math \\
       --config.init_from=runs/<your SFT run>        # model and tokenizer come from that run's run.json
 The paper's reward was a learned model: --config.rl.reward=orm (or prm for process supervision, iterations=2 for
-iterative RL). Pods: set mesh.shape and distributed (see configs/grpo_7b.py and launch/tpu_pod.sh).
+iterative RL). Tool-integrated RL (the policy's python blocks run in the sandbox during rollouts and evaluation):
+--config.task.prompt=tool --config.rollout.tool_rounds=4. Pods: set mesh.shape and distributed (see
+configs/grpo_7b.py and launch/tpu_pod.sh).
 """
 from dsmath.rl.config import default_config
 
