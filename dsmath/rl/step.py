@@ -233,14 +233,14 @@ class RLStep:
     b = len(indices)
     tokens, mask, right, lengths = self.gather_prompts(self.prompt_tokens, self.prompt_mask, self.replicated(
         np.asarray(indices, np.int32)))
+    if (b * num_samples) % self.data_parallel:
+      raise ValueError(f"{b} questions x {num_samples} samples = {b * num_samples} rows do not split over the "
+                       f"{self.data_parallel} data-parallel devices (rollout.prompts_per_step, rollout.group_size)")
     if self.tools is not None:
       return self._sample_with_tools(params, tokens, mask, right, lengths, key, num_samples, row_offset)
     repeat_first = b % self.data_parallel != 0
     if repeat_first:  # the sampler splits prompts over the data axes: sample every row as its own prompt
       right, lengths = jnp.repeat(right, num_samples, axis=0), jnp.repeat(lengths, num_samples)
-    if (b * num_samples) % self.data_parallel:
-      raise ValueError(f"{b} questions x {num_samples} samples = {b * num_samples} rows do not split over the "
-                       f"{self.data_parallel} data-parallel devices (rollout.prompts_per_step, rollout.group_size)")
     out = engine.sample_arrays(self.model_cfg, params, right, lengths, max_new_tokens=self.completion_len,
                                strategy=Temperature(self.temperature), num_samples=1 if repeat_first else num_samples,
                                rng=key, eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id,
