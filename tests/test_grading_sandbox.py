@@ -117,6 +117,24 @@ def test_ignoring_signals_does_not_survive_cpu_limit(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_cpu_limit_is_told_by_cpu_time_not_wall_time(mode):
+  # Two threads hashing (hashlib releases the GIL) spend CPU time faster than wall time: the CPU limit ends the
+  # program before 1 s of wall time has passed, and it is still reported as the CPU limit, not as an unknown kill.
+  code = """
+  import hashlib, threading
+  data = bytes(1 << 24)
+  def spin():
+    while True:
+      hashlib.sha256(data).digest()
+  for _ in range(2):
+    threading.Thread(target=spin, daemon=True).start()
+  spin()
+  """
+  r = _run(code, mode, timeout_s=60.0, cpu_s=1)
+  assert r.status == "timeout" and "CPU" in r.message, r
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_python_fork_bomb(mode):
   t = time.monotonic()
   r = _run("import os\nwhile True:\n  os.fork()\n", mode, timeout_s=3.0)

@@ -737,17 +737,13 @@ def _execute(code: str, mode: str, interp: _Interpreter, *, timeout_s: float, me
                                f"{why}; stderr: {err[-1500:]!r}. Mounted read-only for it: "
                                f"{[d for _, d in interp.binds]}.{_readable_hint(mode, interp)}")
     start = time.monotonic()
-    timed_out = False
-    try:
-      proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-      timed_out = True
+    timed_out, cpu_used = _wait_with_cpu(proc, timeout_s)
     wall = time.monotonic() - start
     _kill_group(proc)  # even on success: stray children must not outlive the program
     stdout, out_size = _decode(out_path, max_output_bytes)
     stderr_raw, err_size = _decode(err_path, max_output_bytes + 4096)
     r = _classify(proc.returncode, timed_out, mode == "namespace", stdout, stderr_raw, out_size, err_size,
-                  max_output_bytes, timeout_s, cpu_s, memory_mb, wall)
+                  max_output_bytes, timeout_s, cpu_s, memory_mb, wall, cpu_used)
     return dataclasses.replace(r, isolation=mode, warning=_rlimits_warning(landlock) if shared_host else "")
   finally:
     if proc is not None and proc.returncode is None:
@@ -778,6 +774,34 @@ def _wait_ready(fd: int, timeout: float):
       return os.read(fd, 1) == b"S"
 
 
+def _wait_with_cpu(proc: subprocess.Popen, timeout_s: float) -> tuple[bool, float]:
+  """Waits up to timeout_s for `proc` and reaps it with wait4: (timed out, CPU seconds of the process and of the
+  descendants it reaped, i.e. the program's, which runs under the wrapper in namespace mode). The CPU time tells a
+  kill by RLIMIT_CPU from any other SIGKILL; wall time cannot (start-up CPU counts before the clock starts, and
+  threads spend CPU time faster than wall time)."""
+  deadline = time.monotonic() + timeout_s
+  try:
+    pidfd = os.pidfd_open(proc.pid)
+  except (AttributeError, OSError):  # no pidfd (old kernel): poll
+    pidfd = -1
+  try:
+    while True:
+      pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+      if pid:
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return False, usage.ru_utime + usage.ru_stime
+      left = deadline - time.monotonic()
+      if left <= 0:
+        return True, 0.0
+      if pidfd >= 0:
+        select.select([pidfd], [], [], left)
+      else:
+        time.sleep(min(0.005, left))
+  finally:
+    if pidfd >= 0:
+      os.close(pidfd)
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
   try:
     os.killpg(proc.pid, signal.SIGKILL)
@@ -794,7 +818,7 @@ def _decode(path: str, limit: int) -> tuple[str, int]:
 
 
 def _classify(rc: int, timed_out: bool, use_ns: bool, stdout: str, stderr_raw: str, out_size: int, err_size: int,
-              max_out: int, timeout_s: float, cpu: int, memory_mb: int, wall: float) -> ExecResult:
+              max_out: int, timeout_s: float, cpu: int, memory_mb: int, wall: float, cpu_used: float) -> ExecResult:
   marks = [ln[len(_SANDBOX_MARK):] for ln in stderr_raw.splitlines() if ln.startswith(_SANDBOX_MARK)]
   stderr = "\n".join(ln for ln in stderr_raw.splitlines() if not ln.startswith(_SANDBOX_MARK))[:max_out]
   if use_ns and 128 < rc <= 128 + 64:  # sh reports death by signal N as 128+N
@@ -807,7 +831,10 @@ def _classify(rc: int, timed_out: bool, use_ns: bool, stdout: str, stderr_raw: s
 
   if timed_out:
     return res("timeout", f"killed after the wall-clock limit of {timeout_s:g}s")
-  if sig in (signal.SIGXCPU,) or (sig == signal.SIGKILL and wall >= cpu):
+  # RLIMIT_CPU (hard == soft) ends the program with SIGKILL once its CPU time reaches the limit. A SIGKILL after that
+  # much CPU time (threads spend it faster than wall time) or wall time (the CPU time read back can fall short of the
+  # limit when many sandboxes run at once) is taken for it; a SIGKILL before either is something else's.
+  if sig in (signal.SIGXCPU,) or (sig == signal.SIGKILL and max(cpu_used, wall) >= cpu - 0.05):
     return res("timeout", f"killed after the CPU-time limit of {cpu}s")
   if sig == signal.SIGXFSZ or out_size > max_out or err_size > max_out + 4096 or "File too large" in stderr:
     return res("output_limit", f"output exceeded {max_out} bytes")
