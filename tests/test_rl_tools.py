@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 from dsmath import model, rl
+from dsmath.rl import rewards
+from dsmath.sample import text as sample_text
+from dsmath.sample.tools import generate_with_tools
 from dsmath.config import ConfigError
 from dsmath.data import prompts as eval_prompts
 from dsmath.runs import load_run, write_run
@@ -34,7 +37,7 @@ def setup(tmp_path_factory):
   return tok, params, str(path)
 
 
-def _config(path, **rollout):
+def _config(path, **rollout):  # GRPO with tool rounds on the questions at `path`
   c = rl.default_config()
   c.task.sources = {"q": {"kind": "jsonl", "train_path": path, "test_path": path}}
   c.task.prompt = "plain"
@@ -51,7 +54,10 @@ def _config(path, **rollout):
 
 def test_rollout_runs_the_programs_and_trains_only_on_the_models_tokens(setup):
   tok, params, path = setup
-  run = rl.resolve_rl_config(_config(path))
+  c = _config(path, dynamic_sampling="off")
+  c.rl.method = "dapo"  # its overlong shaping counts the tokens the model wrote, not the output blocks it read
+  c.reward.overlong_buffer = 10
+  run = rl.resolve_rl_config(c)
   task = rl.build_task(run.config.task, tok, seed=0)
   rl_step = rl.RLStep(run, CFG, task, total_updates=2)
   try:
@@ -59,6 +65,10 @@ def test_rollout_runs_the_programs_and_trains_only_on_the_models_tokens(setup):
     exp = rl_step.online_experience(state, np.arange(2), jax.random.key(1))
     assert exp.texts == [WANT] * 4
     assert list(exp.correct) == [1.0] * 4  # graded on the whole text, after the output block
+    written = len(tok.encode(WANT.replace(OUTPUT, ""))) + 1  # and EOS
+    shaped = 1.0 + rewards.overlong_penalty(np.full(4, written), np.zeros(4, bool), 12, 10)
+    assert list(exp.rewards) == pytest.approx(list(shaped)) and not np.allclose(
+        shaped, 1.0 + rewards.overlong_penalty(exp.lengths, np.zeros(4, bool), 12, 10))
     b = {k: np.asarray(v) for k, v in exp.batch.items()}
     width = 12 + 2 * 16  # the model's tokens + tool_rounds output blocks
     assert b["completion"].shape == b["mask"].shape == b["context_mask"].shape == (4, width)
@@ -89,10 +99,17 @@ def test_rollout_runs_the_programs_and_trains_only_on_the_models_tokens(setup):
     rl_step.close()
 
 
-def test_rl_stage_with_tools_from_a_run(setup, tmp_path):
+def test_rl_stage_with_tools_from_a_run(setup, tmp_path, monkeypatch):
   # the whole stage (python -m experiments.run with a job "rl" config): from a finished run, two tool-integrated GRPO
   # steps, held-out evaluation before and after with the programs run, checkpoints, run.json
   tok, params, path = setup
+  evaluated = []  # what the held-out evaluation generated (the planted policy answers right with or without tools)
+
+  def spy(*args, **kwargs):
+    out = generate_with_tools(*args, **kwargs)
+    evaluated.extend(out.texts)
+    return out
+  monkeypatch.setattr(sample_text, "generate_with_tools", spy)
   parent = tmp_path / "sft"
   save_params(parent, 0, params)
   write_run(parent, job="sft", model=CFG, tokenizer={"kind": "hf", "path": tok.path}, step=0, config={})
@@ -106,10 +123,12 @@ def test_rl_stage_with_tools_from_a_run(setup, tmp_path):
   # the evaluation runs the programs too (without them the policy never reads an output)
   for kind in ("greedy", "sampled"):
     assert summary[f"test_accuracy_{kind}_before"] == summary[f"test_accuracy_{kind}_after"] == 1.0
+  assert len(evaluated) == 2 * 2 * 4 and set(evaluated) == {WANT}  # before and after, greedy and sampled, 4 questions
   rows = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
   train = [r for r in rows if not r.get("evaluation")]
   assert len(train) == 2
-  assert all(r["accuracy"] == 1.0 and r["tool_tokens_mean"] == len(tok.encode(OUTPUT)) for r in train), train
+  assert all(r["accuracy"] == 1.0 and r["tool_tokens_mean"] == len(tok.encode(OUTPUT)) and
+             r["model_tokens_mean"] == len(tok.encode(WANT.replace(OUTPUT, ""))) + 1 for r in train), train
   assert load_run(tmp_path / "rl").config["rollout"]["tool_rounds"] == 2
 
 
@@ -137,5 +156,13 @@ def test_tool_config_errors_name_the_key(setup):
     c.rl.method = method
     with pytest.raises(ConfigError, match=f"rollout.tool_rounds=2.*rl.method='{method}'"):
       rl.resolve_rl_config(c)
+  c = _config(path, tool_rounds=0)
+  c.task.prompt, c.rl.method = "tool", "rft"
+  with pytest.raises(ConfigError, match="rl.method='rft'.*samples without running"):
+    rl.resolve_rl_config(c)
+  # the paradigm's SFT (also rl.sft_warmup_steps of a tool run) samples nothing: tool rounds reach its evaluation only
+  c = _config(path)
+  c.task.prompt, c.rl.method = "tool", "sft"
+  assert rl.resolve_rl_config(c).config.rollout.tool_rounds == 2
   with pytest.raises(ConfigError, match="tool_rounds"):
     rl.resolve_rl_config(_config(path, tool_rounds=-1))

@@ -2,8 +2,8 @@
 paper Dr. GRPO (no std scaling) and RLOO (leave-one-out baseline); the unified paradigm's RFT / SFT coefficients.
 
 Layout: a batch holds groups of G consecutive completions of the same question (rows i*G .. i*G+G-1), right-padded
-to T tokens; `mask[b, t]` is 1 on completion tokens. All functions are pure and jittable; every output is zero on
-padding.
+to T tokens; `mask[b, t]` is 1 on the completion tokens the policy wrote (not on tool output blocks). All functions
+are pure and jittable; every output is zero on padding.
 
 `ESTIMATORS[name]` is an `Estimator`: `fn(batch, group_size, cfg, ppo) -> {"advantages": [B, T], ...}` over a batch
 dict ("rewards" [B], "mask", and "step_rewards"/"step_mask" for process rewards, "values"/"old_logp"/"ref_logp" for

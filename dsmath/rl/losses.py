@@ -11,7 +11,7 @@ The tests check that identity for every method; the trainer only ever uses the l
 
 Inputs (all [B, T], right-padded completions; rows of a GRPO batch are groups of G consecutive outputs):
   logp: log pi_theta(o_t | q, o_<t) of the sampled tokens (differentiable).
-  batch["mask"]: 1 on completion tokens.
+  batch["mask"]: 1 on the completion tokens the policy wrote (0 on padding and on tool output blocks it only read).
   batch["old_logp"]: log pi_old from the rollout (PPO, GRPO).   batch["ref_logp"]: log pi_ref (GRPO, DPO).
   batch["advantages"]: [B, T] (PPO, GRPO).   batch["weights"]: [B] per-output coefficient (SFT = 1, RFT = I(o)).
   DPO: rows [0, B/2) are the chosen outputs o+, rows [B/2, B) the rejected o- of the same questions, in order.

@@ -175,21 +175,23 @@ def resolve_rl_config(config: Any) -> RLRun:
                needs_reward_model=bool(reward) and rewards.REWARDS[reward].learned)
 
 
-
-
 def _check_tools(cfg: RLStageConfig, name: str, method: Method, reward: str) -> None:
   """Tool-integrated rollouts: the tool prompt needs its programs run, and the tool rows (model tokens with output
   blocks between them) are trained by the online methods on rule outcome rewards. PPO's GAE, step rewards and the
-  reward models' and offline samplers' rows assume completions the model wrote whole."""
+  reward models' and offline samplers' rows assume completions the model wrote whole. Gold-solution methods (the
+  paradigm's SFT, e.g. rl.sft_warmup_steps) sample nothing: tool rounds only reach their held-out evaluation."""
   rounds = cfg.rollout.tool_rounds
-  if cfg.task.prompt == "tool" and not rounds:
-    raise ConfigError("config.task.prompt='tool' asks the model to write python blocks whose outputs it then reads: "
-                      "set config.rollout.tool_rounds >= 1 so rollouts (and held-out evaluation) run them in the "
-                      "sandbox, or choose another prompt format")
-  if not rounds:
-    return
   r = rewards.REWARDS[reward] if reward else None
-  if method.data != "policy" or method.value_model or r is None or r.process or r.learned:
+  runs_tools = method.data == "policy" and not method.value_model and r is not None and not (r.process or r.learned)
+  if cfg.task.prompt == "tool" and not rounds:
+    if runs_tools or method.data == "gold":
+      raise ConfigError("config.task.prompt='tool' asks the model to write python blocks whose outputs it then reads: "
+                        "set config.rollout.tool_rounds >= 1 so rollouts and held-out evaluation run them in the "
+                        "sandbox, or choose another prompt format")
+    raise ConfigError(f"config.task.prompt='tool': rl.method={name!r} with reward {reward!r} samples without running "
+                      "the model's programs (tool rounds train online methods without a value model on rule outcome "
+                      "rewards): choose another prompt format, or such a method with config.rollout.tool_rounds >= 1")
+  if rounds and not runs_tools and method.data != "gold":
     raise ConfigError(f"config.rollout.tool_rounds={rounds}: tool-integrated rollouts train online methods without a "
                       f"value model on rule outcome rewards; rl.method={name!r} with reward {reward!r} is not one "
                       f"(set rollout.tool_rounds=0, or use e.g. grpo, dr_grpo, dapo, gspo, rloo, online_rft)")

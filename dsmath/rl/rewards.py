@@ -28,6 +28,8 @@ class Reward:
   learned: bool  # read from a trained reward model
   description: str
   # An outcome reward computed on the host: fn(texts, golds, completion tokens [R, C], lengths [R]) -> [R] float32.
+  # With tool rounds the tokens and lengths include the output blocks the policy read (C = rollout.max_new_tokens +
+  # tool_rounds x tool_output_tokens).
   # None for the built-in ones (the rule reward goes through the grader's workers; the learned ones run on device).
   fn: Callable | None = None
 

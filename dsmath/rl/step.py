@@ -257,7 +257,7 @@ class RLStep:
                               prompt_lengths=msharding.host_array(lengths), pad_id=self.tokenizer.pad_id,
                               mesh=self.mesh, rules=self.rules, row_offset=row_offset,
                               decode_segments=self.cfg.rollout.decode_segments or None)
-    r, w = out.tokens.shape
+    w = out.tokens.shape[1]
     pad = lambda x, fill: np.pad(x, ((0, 0), (0, self.completion_width - w)), constant_values=fill)  # noqa: E731
     model_mask = pad(out.model_mask, False).astype(np.float32)
     context = (np.arange(self.completion_width)[None] < out.lengths[:, None]).astype(np.float32)
@@ -304,8 +304,8 @@ class RLStep:
     t_rollout = time.perf_counter() - t0
     qidx = np.repeat(np.asarray(indices), self.group)
     metrics = {"rollout_s": t_rollout}
-    if self.tools is not None:  # output-block tokens a completion read (a device scalar, read after the update)
-      metrics["tool_tokens_mean"] = _tool_tokens_mean(rows)
+    if self.tools is not None:  # tokens the model wrote and output-block tokens it read (device scalars, read after
+      metrics["model_tokens_mean"], metrics["tool_tokens_mean"] = _tool_token_means(rows)  # the update)
     return self.score(state, rows, texts, tokens, lengths, msharding.host_array(truncated_d), qidx, metrics)
 
   def score(self, state: dict, rows: dict, texts, tokens, lengths, truncated, qidx, metrics) -> Experience:
@@ -482,8 +482,8 @@ _increment = jax.jit(lambda x: x + 1)  # on the device: no host scalar crosses o
 
 
 @jax.jit
-def _tool_tokens_mean(rows: dict) -> jax.Array:
-  return jnp.mean(jnp.sum(rows["context_mask"] - rows["mask"], axis=1))
+def _tool_token_means(rows: dict) -> tuple[jax.Array, jax.Array]:
+  return jnp.mean(jnp.sum(rows["mask"], axis=1)), jnp.mean(jnp.sum(rows["context_mask"] - rows["mask"], axis=1))
 
 
 @jax.jit
