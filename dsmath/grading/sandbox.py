@@ -776,9 +776,9 @@ def _wait_ready(fd: int, timeout: float):
 
 def _wait_with_cpu(proc: subprocess.Popen, timeout_s: float) -> tuple[bool, float]:
   """Waits up to timeout_s for `proc` and reaps it with wait4: (timed out, CPU seconds of the process and of the
-  descendants it reaped, i.e. the program's, which runs under the wrapper in namespace mode). The CPU time tells a
-  kill by RLIMIT_CPU from any other SIGKILL; wall time cannot (start-up CPU counts before the clock starts, and
-  threads spend CPU time faster than wall time)."""
+  descendants it reaped, i.e. the program's, which runs under the wrapper in namespace mode). `_classify` reads it
+  beside the wall time to tell a kill by RLIMIT_CPU: wall time alone misses it (start-up CPU counts before the clock
+  starts, and threads spend CPU time faster than wall time)."""
   deadline = time.monotonic() + timeout_s
   try:
     pidfd = os.pidfd_open(proc.pid)

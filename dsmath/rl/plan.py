@@ -171,7 +171,7 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
     if rm is not None:
       resident["reward model params"] = _bytes(state["reward_model"]["params"])
       resident["reward model AdamW state"] = _bytes(state["reward_model"]["opt_state"])
-    if "value" in state:
+    if rl.value is not None:
       resident["value model params"] = _bytes(state["value"]["params"])
       resident["value model AdamW state"] = _bytes(state["value"]["opt_state"])
     return RLPlan(mesh_shape=tuple(rl.mesh.shape[a] for a in msharding.MESH_AXES),
