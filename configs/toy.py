@@ -44,8 +44,11 @@ MODEL = {"preset": "tiny", "hidden_size": 128, "intermediate_size": 344, "num_la
 
 def rl_stage(parent: str, method_config: str = "grpo_toy") -> ml_collections.ConfigDict:
   """configs/<method_config>.py (an RL method on the toy task) with the recipe's RL settings, starting from the run
-  `parent`: its model config and tokenizer are that run's. The sweeps of Figures 5 and 6 use it for every arm."""
-  c = importlib.import_module(f"configs.{method_config}").get_config()
+  `parent`: its model config and tokenizer are that run's. The sweeps of Figures 5 and 6 use it for every arm. A
+  method config may name settings of its own that the recipe's RL stage keeps for it (`RECIPE_RL`, dotted keys: the
+  learned reward models' settings were chosen apart, EXPERIMENTS.md)."""
+  module = importlib.import_module(f"configs.{method_config}")
+  c = module.get_config()
   c.init_from = parent
   c.rl.sft_warmup_steps = 0
   c.task.synthetic.validation_fraction = VALIDATION_FRACTION
@@ -57,6 +60,12 @@ def rl_stage(parent: str, method_config: str = "grpo_toy") -> ml_collections.Con
   c.eval.samples = 4
   c.eval.every = 25
   c.checkpoint.every = 50
+  for key, value in getattr(module, "RECIPE_RL", {}).items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
   return c
 
 

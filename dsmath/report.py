@@ -63,18 +63,26 @@ def _smooth(y: list, window: int) -> list:
   return out
 
 
-def _rl_section(run: Path, name: str, summary: dict) -> list[str]:
-  """An RL stage: its reward curve (raw and smoothed), held-out accuracy over RL steps, and the paired gains."""
-  rows = read_jsonl(run / name / "metrics.jsonl")
+def _rl_section(stage_dir: Path, out_dir: Path, name: str, summary: dict) -> list[str]:
+  """An RL stage (its run directory `stage_dir`; plots go to `out_dir`): its reward curve (raw and smoothed),
+  held-out accuracy over RL steps, the paired gains; with a learned reward also the over-optimisation curve (the
+  reward model's score of the rollouts beside the rule grader's accuracy of the same rollouts) and, for a process
+  reward, the mean step score by step position."""
+  rows = read_jsonl(stage_dir / "metrics.jsonl")
   steps = [r for r in rows if "reward_mean" in r]
   evals = [r for r in rows if r.get("evaluation")]
   out = ["", f"## RL stage `{name}`: {summary.get('method')} (reward {summary.get('reward')!r}, estimator "
              f"{summary.get('estimator')!r}, loss {summary.get('policy_loss')!r})", ""]
   if steps:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     x = [r["step"] for r in steps]
     window = max(1, len(x) // 10)
-    for key, label in (("reward_mean", "reward"), ("accuracy", "rollout accuracy")):
+    keys = {k for r in steps for k in r}
+    proxy = "proxy_reward_mean" in keys
+    positions = sorted(k for k in keys if k.startswith("step_reward_pos")) + (
+        ["step_reward_last"] if "step_reward_last" in keys else [])
+    panels = 2 + proxy + bool(positions)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.5))
+    for key, label in (("reward_mean", "training reward"), ("accuracy", "rule accuracy")):
       y = [r[key] for r in steps]
       axes[0].plot(x, y, alpha=0.3, label=f"{label} (per step)")
       axes[0].plot(x, _smooth(y, window), label=f"{label} ({window}-step mean)")
@@ -84,13 +92,40 @@ def _rl_section(run: Path, name: str, summary: dict) -> list[str]:
       if pts:
         axes[1].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
     axes[1].set_xlabel("RL step"), axes[1].set_title("held-out accuracy")
+    if proxy:
+      ax = axes[2]
+      for key, label in (("proxy_reward_mean", "learned reward (proxy)"), ("accuracy", "rule accuracy")):
+        ax.plot(x, _smooth([r.get(key, float("nan")) for r in steps], window), label=f"{label} ({window}-step mean)")
+      for sp in summary.get("overoptimisation", {}).get("spans", []):
+        ax.axvspan(sp["start"], sp["end"], color="red", alpha=0.15)
+      ax.set_xlabel("RL step"), ax.set_title("over-optimisation: the same rollouts, two judges")
+    if positions:
+      ax = axes[-1]
+      for key in positions:
+        y = [r.get(key, float("nan")) for r in steps]
+        ax.plot(x, _smooth(y, window), label=key.replace("step_reward_", "step "))
+      ax.set_xlabel("RL step"), ax.set_title("process reward by step position")
     for ax in axes:
-      ax.grid(alpha=0.3), ax.legend(fontsize=8)
+      ax.grid(alpha=0.3)
+      if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    png = run / f"rl_{name}.png"
+    png = out_dir / f"rl_{name}.png"
     fig.savefig(png, dpi=100)
     plt.close(fig)
     out += [f"![RL curves of {name}]({png.name})", ""]
+  over = summary.get("overoptimisation")
+  if over:
+    out += [f"Learned reward vs rule accuracy of the rollouts (means of the first / last {over['window']} steps): "
+            f"proxy {over['proxy_first']:.3f} -> {over['proxy_last']:.3f}, rule accuracy {over['rule_first']:.3f} -> "
+            f"{over['rule_last']:.3f}.", ""]
+    if over["spans"]:
+      out += ["**Reward hacking**: the learned reward rose while the rule accuracy of the same rollouts fell over "
+              + "; ".join(f"steps {sp['start']}-{sp['end']} (proxy {sp['proxy_before']:.3f} -> "
+                          f"{sp['proxy_after']:.3f}, rule {sp['rule_before']:.3f} -> {sp['rule_after']:.3f})"
+                          for sp in over["spans"]) + ".", ""]
+    else:
+      out += ["No span where the learned reward rose while the rule accuracy fell.", ""]
   gains = [(k, summary.get(f"test_accuracy_{k}_before"), summary.get(f"test_accuracy_{k}_after"),
             summary.get(f"test_accuracy_{k}_gain")) for k in ("greedy", "sampled")]
   gains = [g for g in gains if g[1] is not None and g[2] is not None and isinstance(g[3], dict)]
@@ -102,6 +137,21 @@ def _rl_section(run: Path, name: str, summary: dict) -> list[str]:
       out.append(f"| {k} | {before:.3f} | {after:.3f} | {gain['gain']:+.3f} | [{ci[0]:+.3f}, {ci[1]:+.3f}] | "
                  f"{gain.get('n', '')} |")
   return out
+
+
+def write_rl_report(stage_dir, summary: dict) -> Path:
+  """<stage_dir>/report.md (+ its PNG) of one RL stage run alone, from its metrics.jsonl and summary."""
+  stage_dir = Path(stage_dir)
+  lines = ["# dsmath RL report", "", f"Run directory: `{stage_dir}`; status {summary.get('status')}, "
+           f"{summary.get('steps')} of {summary.get('total_steps')} steps."]
+  lines += _rl_section(stage_dir, stage_dir, "rl", summary)
+  rm = summary.get("reward_model")
+  if rm:
+    lines += ["", "Reward model label accuracy on held-out samples, per round: "
+              + ", ".join(f"{a:.3f}" for a in rm["heldout_label_accuracy"]) + "."]
+  path = stage_dir / "report.md"
+  write_text_atomic(path, "\n".join(lines) + "\n")
+  return path
 
 
 def _plot_pass_maj(curves: dict, path: Path, benchmark: str):
@@ -141,7 +191,7 @@ def write_recipe_report(config, run_dir: str, summaries: dict, timings: dict) ->
       lines.append(f"![{title}]({png.name})")
   for name in config.stage_order:
     if jobs[name] == "rl" and isinstance(summaries.get(name), dict):
-      lines += _rl_section(run, name, summaries[name])
+      lines += _rl_section(run / name, run, name, summaries[name])
   accuracy = rep.accuracy
   if accuracy:
     lines += ["", "## Held-out accuracy after each stage", "", "| after | benchmark | accuracy | 95% CI | n |",

@@ -124,6 +124,8 @@ def write_run(workdir, *, job: str, model: ModelConfig, tokenizer: Mapping[str, 
 def run_dir_of(path) -> epath.Path:
   """The run directory of `path`: itself, or the run above a checkpoints/ directory or one step directory."""
   path = epath.Path(path)
+  if "://" not in os.fspath(path):  # orbax restores from absolute local paths only (init_from may be relative)
+    path = epath.Path(os.path.abspath(os.fspath(path)))
   for candidate in (path, path.parent, path.parent.parent):
     if (candidate / RUN_FILE).exists():
       return candidate

@@ -55,7 +55,7 @@ def test_step_check_rewards_placed_at_step_ends():
     comp[b, :len(t)] = [ord(ch) for ch in t]
   ends = rewards.step_ends(texts, comp, lengths, _char_decode)
   assert ends == [[10, 20], [10, 20], [0]]
-  r, m = rewards.step_check_rewards(texts, [q] * 3, ends, 24)
+  r, m = rewards.place_step_values(rewards.step_check_values(texts, [q] * 3, ends), ends, 24)
   assert list(np.nonzero(m[0])[0]) == [10, 20] and list(r[0, [10, 20]]) == [1.0, 1.0]
   assert list(np.nonzero(m[1])[0]) == [10, 20] and list(r[1, [10, 20]]) == [0.0, 1.0]  # boxed matches its own step
   assert m[2].sum() == 1 and r[2].sum() == 0  # empty output: one zero step so it still counts in the group

@@ -11,6 +11,7 @@ GAE), plus what it needs, so the RL loop picks one by name and never branches on
 """
 import dataclasses
 import functools
+import types
 from typing import Callable
 
 import jax
@@ -52,16 +53,79 @@ def grpo_outcome(rewards: jax.Array, mask: jax.Array, *, group_size: int, scale_
   return centred.reshape(-1)[:, None] * mask.astype(jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("group_size", "scale_std", "ddof"))
+# ----------------------------------------------------------------------------------------------------------------------
+# Process credit assignment: step rewards -> the return of every token
+# ----------------------------------------------------------------------------------------------------------------------
+# A credit function maps step rewards r [B, T] (r_i^k at the end token of step k, 0 elsewhere), the step-end mask
+# [B, T] and the AdvantageConfig to returns G [B, T]: what the tokens of step k of o_i are credited with. Tokens after
+# the last step end get 0 (the RL step folds EOS into the last step, so a completion has none).
+
+
+def _next_end_index(step_mask: jax.Array) -> jax.Array:
+  """[B, T] index of the first step end at or after t (T where there is none)."""
+  t = step_mask.shape[1]
+  pos = jnp.where(step_mask > 0, jnp.arange(t)[None, :], t)
+  return jax.lax.cummin(pos, axis=1, reverse=True)
+
+
+def credit_sum(r, step_mask, cfg):
+  """The paper's sum form (sec. 4.1.3): G_t = sum of the step rewards r^k with index(k) >= t."""
+  return jnp.flip(jnp.cumsum(jnp.flip(r * step_mask, axis=1), axis=1), axis=1)
+
+
+def credit_min(r, step_mask, cfg):
+  """Min-form credit assignment (PURE, Cheng et al. 2025, "Stop Summation"): G_t = min of r^k over the steps with
+  index(k) >= t, so a trajectory is worth its worst remaining step and added steps can only lower it."""
+  big = jnp.finfo(jnp.float32).max
+  g = jax.lax.cummin(jnp.where(step_mask > 0, r, big), axis=1, reverse=True)
+  return jnp.where(g == big, 0.0, g)
+
+
+def credit_clip(r, step_mask, cfg):
+  """Clip mechanism (Gao et al. 2024, "On Designing Effective RL Reward at Training Time for LLM Reasoning"): each
+  step reward becomes min(r^k - eta, 0) (eta = advantage.clip_eta), then the sum form: no step adds to a return, so
+  extra steps cannot raise it (the return is upper-bounded by 0)."""
+  return credit_sum(jnp.minimum(r - cfg.clip_eta, 0.0), step_mask, cfg)
+
+
+def credit_delta(r, step_mask, cfg):
+  """Delta mechanism (Gao et al. 2024): step k's reward becomes r^k - r^{k+1}, so the sum form telescopes and a
+  token of step k is credited with r^{k(t)} - r^K. Gao et al. cross out the last step's reward and add the success
+  reward there; here the last step keeps r^K (so G_t = r^{k(t)}, bounded by the reward's range), and the success
+  reward is reward.verifier_weight's term."""
+  nxt = _next_end_index(step_mask)
+  return jnp.where(nxt < r.shape[1], jnp.take_along_axis(r * step_mask, jnp.minimum(nxt, r.shape[1] - 1), axis=1),
+                   0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Credit:
+  """fn(step_rewards [B, T], step_mask [B, T], cfg: AdvantageConfig) -> returns [B, T]."""
+  fn: Callable
+  description: str
+
+
+CREDIT: dict[str, Credit] = {
+    "sum": Credit(credit_sum, "the paper's sum of the normalised rewards of the steps ending at or after t"),
+    "min": Credit(credit_min, "PURE's min form: the worst reward of the steps ending at or after t"),
+    "clip": Credit(credit_clip, "Gao et al.'s clip: sum of min(r - eta, 0), never positive"),
+    "delta": Credit(credit_delta, "Gao et al.'s delta: r^k - r^{k+1} summed, i.e. the current step's reward"),
+}
+
+
+@functools.partial(jax.jit, static_argnames=("group_size", "scale_std", "ddof", "credit"))
 def grpo_process(step_rewards: jax.Array, step_mask: jax.Array, mask: jax.Array, *, group_size: int,
-                 scale_std: bool = True, eps: float = 1e-4, ddof: int = 1) -> jax.Array:
-  """Process supervision: A_{i,t} = sum of normalised step rewards of o_i whose end token index(j) >= t.
+                 scale_std: bool = True, eps: float = 1e-4, ddof: int = 1, credit: str = "sum",
+                 clip_eta: float = 0.5) -> jax.Array:
+  """Process supervision as the paper writes it (sec. 4.1.3): step rewards normalised with the mean and std over all
+  steps of all outputs in the group (the set R), then credited to tokens: with credit "sum",
+  A_{i,t} = sum of the normalised step rewards of o_i whose end token index(j) >= t.
 
   Args:
     step_rewards: [B, T] reward r_i^{index(j)} placed at the end token index(j) of each step j (0 elsewhere).
     step_mask: [B, T] 1 at each step's end token.
     mask: [B, T] completion-token mask.
-  The normalisation uses the mean and std over all steps of all outputs in the group (the set R of the paper).
+    credit: a key of CREDIT applied to the normalised rewards (the paper: "sum").
   Returns:
     [B, T] float32 advantages, zero on padding.
   """
@@ -77,9 +141,47 @@ def grpo_process(step_rewards: jax.Array, step_mask: jax.Array, mask: jax.Array,
     std = _std(jnp.sum(norm ** 2, axis=(1, 2), keepdims=True), count, ddof)
     norm = norm / (std + eps)
   norm = norm.reshape(step_rewards.shape)
-  # sum over steps ending at or after t: a reverse cumulative sum along time.
-  adv = jnp.flip(jnp.cumsum(jnp.flip(norm, axis=1), axis=1), axis=1)
-  return adv * mask.astype(jnp.float32)
+  cfg = types.SimpleNamespace(clip_eta=clip_eta)
+  return CREDIT[credit].fn(norm, step_mask.astype(jnp.float32), cfg) * mask.astype(jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("group_size", "scale_std", "ddof", "credit"))
+def grpo_process_relative(step_rewards: jax.Array, step_mask: jax.Array, mask: jax.Array, *, group_size: int,
+                          scale_std: bool = True, eps: float = 1e-4, ddof: int = 1, credit: str = "sum",
+                          clip_eta: float = 0.5) -> jax.Array:
+  """Group-relative process advantages: returns first, then a baseline per step position.
+
+  G_i^k = the return of step k of o_i under `credit` (CREDIT, on the raw step rewards); b^k = the mean of G_j^k over
+  the outputs j of the group that have a k-th step; A_{i,t} = (G_i^{k(t)} - b^{k(t)}) / (std + eps), with the std
+  of those centred values over all steps of the group. Outputs that are identical get exactly zero (their G_j^k are
+  equal at every k), and so does any position where the outputs that reach it agree, whatever the reward model's
+  drift along a solution. (The paper's form normalises each step reward over all steps of the group first, so a
+  drift along identical solutions moves every token of them.)
+
+  Args / returns: as grpo_process; k(t) = the step whose end is the first end at or after t.
+  """
+  b, t = step_rewards.shape
+  sm = step_mask.astype(jnp.float32)
+  cfg = types.SimpleNamespace(clip_eta=clip_eta)
+  g = CREDIT[credit].fn(step_rewards.astype(jnp.float32) * sm, sm, cfg)  # [B, T] returns, constant within a step
+  k_end = (jnp.cumsum(sm, axis=1) - 1).astype(jnp.int32)  # step index at each end token
+  seg = (jnp.arange(b)[:, None] * t + jnp.clip(k_end, 0, t - 1)).reshape(-1)
+  per_step = jax.ops.segment_sum((g * sm).reshape(-1), seg, num_segments=b * t).reshape(b, t)  # G_i^k [B, K = T]
+  has = jax.ops.segment_sum(sm.reshape(-1), seg, num_segments=b * t).reshape(b, t)  # 1 where o_i has a step k
+  v, h = _grouped(per_step, group_size), _grouped(has, group_size)  # [N, G, K]
+  n = h.sum(axis=1, keepdims=True)
+  base = (v * h).sum(axis=1, keepdims=True) / jnp.maximum(n, 1.0)
+  big = jnp.finfo(jnp.float32).max
+  agree = jnp.max(jnp.where(h > 0, v, -big), axis=1, keepdims=True) == jnp.min(jnp.where(h > 0, v, big), axis=1,
+                                                                               keepdims=True)
+  centred = jnp.where(agree, 0.0, v - base) * h
+  if scale_std:
+    std = _std(jnp.sum(centred ** 2, axis=(1, 2), keepdims=True), h.sum(axis=(1, 2), keepdims=True), ddof)
+    centred = centred / (std + eps)
+  k_tok = jnp.clip(jnp.cumsum(sm, axis=1) - sm, 0, t - 1).astype(jnp.int32)  # step index of each token
+  adv = jnp.take_along_axis(centred.reshape(b, t), k_tok, axis=1)
+  after_last = jnp.cumsum(sm, axis=1) - sm >= sm.sum(axis=1, keepdims=True)  # tokens past the last step end
+  return jnp.where(after_last, 0.0, adv) * mask.astype(jnp.float32)
 
 
 @jax.jit
@@ -168,7 +270,14 @@ def _grpo_outcome(b, g, cfg, ppo):
 
 def _grpo_process(b, g, cfg, ppo):
   return {"advantages": grpo_process(b["step_rewards"], b["step_mask"], b["mask"], group_size=g,
-                                     scale_std=cfg.scale_std, eps=cfg.eps, ddof=cfg.ddof)}
+                                     scale_std=cfg.scale_std, eps=cfg.eps, ddof=cfg.ddof, credit=cfg.credit,
+                                     clip_eta=cfg.clip_eta)}
+
+
+def _grpo_process_relative(b, g, cfg, ppo):
+  return {"advantages": grpo_process_relative(b["step_rewards"], b["step_mask"], b["mask"], group_size=g,
+                                              scale_std=cfg.scale_std, eps=cfg.eps, ddof=cfg.ddof, credit=cfg.credit,
+                                              clip_eta=cfg.clip_eta)}
 
 
 def _dr_grpo(b, g, cfg, ppo):
@@ -177,7 +286,8 @@ def _dr_grpo(b, g, cfg, ppo):
 
 
 def _dr_grpo_process(b, g, cfg, ppo):
-  return {"advantages": grpo_process(b["step_rewards"], b["step_mask"], b["mask"], group_size=g, scale_std=False)}
+  return {"advantages": grpo_process(b["step_rewards"], b["step_mask"], b["mask"], group_size=g, scale_std=False,
+                                     credit=cfg.credit, clip_eta=cfg.clip_eta)}
 
 
 def _gae(b, g, cfg, ppo):
@@ -190,6 +300,7 @@ def _gae(b, g, cfg, ppo):
 ESTIMATORS: dict[str, Estimator] = {
     "grpo_outcome": Estimator(_grpo_outcome),
     "grpo_process": Estimator(_grpo_process, process=True),
+    "grpo_process_relative": Estimator(_grpo_process_relative, process=True),
     "dr_grpo": Estimator(_dr_grpo),
     "dr_grpo_process": Estimator(_dr_grpo_process, process=True),
     "rloo": Estimator(lambda b, g, cfg, ppo: {"advantages": rloo(b["rewards"], b["mask"], group_size=g)}),

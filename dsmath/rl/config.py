@@ -123,6 +123,9 @@ class RolloutConfig:
   tool_output_tokens: int = 256
   tool_timeout_s: float = 5.0
   tool_isolation: Literal["auto", "namespace", "rlimits"] = "auto"
+  # <workdir>/rollouts.jsonl: every rollout's text, rule verdict, training reward and the reward model's scores;
+  # "learned" = in runs whose reward is a learned reward model (where the verdicts show what the model rewards)
+  log_rollouts: Literal["learned", "on", "off"] = "learned"
 
   def __post_init__(self):
     if self.prompts_per_step < 1 or self.group_size < 1 or self.max_new_tokens < 1:
@@ -153,6 +156,13 @@ class AdvantageConfig:
   scale_std: bool = True  # GRPO divides by the group std (Dr. GRPO is the estimator that does not)
   eps: float = 1e-4
   ddof: int = 1  # 1: the sample std (as TRL); 0: the population std
+  # Process supervision: how step rewards are credited to tokens (a key of dsmath.rl.advantages.CREDIT): "sum" (the
+  # paper), "min" (PURE), "clip" / "delta" (Gao et al. 2024); clip_eta is the clip mechanism's threshold.
+  credit: str = "sum"
+  clip_eta: float = 0.5
+  # Diagnosis only: groups whose rule verdicts all agree get zero advantage (reads the rule grader's verdicts, so a
+  # run with it is not driven by the learned reward alone)
+  zero_unanimous_groups: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +172,13 @@ class RewardConfig:
   # -overlong_penalty for truncated completions; -1 = the method's default (DAPO: max_new_tokens // 4), 0 = off
   overlong_buffer: int = -1
   overlong_penalty: float = 1.0
+  # A verifier term beside a learned or process reward: the rule outcome (1 right, 0 wrong) times this weight, added
+  # to the outcome reward, or to the last step's reward of a process reward (PURE, Cheng et al. 2025, mixes
+  # verifiable rewards into PRM-driven RL this way). 0 = the learned reward alone.
+  verifier_weight: float = 0.0
+  # Diagnosis only: step_drift x (k - 1) added to the k-th step's process reward (a reward model whose scores drift
+  # along a solution, reproduced on the rule step checker)
+  step_drift: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +190,7 @@ class RewardModelConfig:
   replay_fraction: float = 0.1  # iterative RL: share of historical rows in each new round
   label: Literal["hard", "soft"] = "hard"  # Math-Shepherd's hard (any completion correct) or soft estimate
   questions: int = 32  # training questions sampled per round
+  heldout_questions: int = 0  # other training questions whose samples measure the label accuracy; 0 = `questions`
   samples_per_question: int = 2
   shepherd_completions: int = 4  # completions from each step prefix that estimate its label
 

@@ -32,10 +32,13 @@ from etils import epath
 from dsmath import model, sample
 from dsmath.config import ConfigError
 from dsmath.eval.evaluate import evaluate
+from dsmath.report import read_jsonl, write_rl_report
+from dsmath.rl import overoptimisation
 from dsmath.rl import tasks as task_lib
 from dsmath.rl.checkpoint import RLCheckpointer
 from dsmath.rl.methods import RLRun, resolve_rl_config
 from dsmath.rl.reward_model import RewardModelTrainer
+from dsmath.rl.rollout_log import RolloutLog
 from dsmath.rl.sources import OfflineData, gold_experience
 from dsmath.rl.step import RLStep
 from dsmath.runs import load_run, write_run
@@ -44,6 +47,9 @@ from dsmath.train.loop import Interrupt
 from dsmath.train.metrics import MetricWriter
 
 log = logging.getLogger(__name__)
+# per-step metrics whose first- and last-window means the summary keeps (tables of sweeps read them)
+WINDOW_METRICS = ("reward_mean", "accuracy", "proxy_reward_mean", "step_reward_mean", "kl_ref", "entropy",
+                  "adv_share_unanimous", "steps_mean", "completion_len_mean", "zero_std_group_fraction")
 EVAL_KEY_OFFSET = 7919  # held-out sampling keys: fold_in(key(seed + this), step), never the training stream's
 
 
@@ -58,6 +64,8 @@ class HostState:
   consecutive_nonfinite: int = 0
   eval_before: dict = dataclasses.field(default_factory=dict)
   rm_history: list = dataclasses.field(default_factory=list)  # each reward-model round's metrics
+  proxy_trace: list = dataclasses.field(default_factory=list)  # [step, learned reward, rule accuracy] per step
+  warned_spans: list = dataclasses.field(default_factory=list)  # first steps of over-optimisation spans warned of
 
 
 def _policy_source(cfg, workdir):
@@ -224,6 +232,8 @@ class RLLoop:
     log.info("rl %s (%s, reward %r, estimator %r, loss %r): %s", cfg.rl.method, self.run.method.data,
              self.run.reward, self.run.estimator, self.run.policy_loss, origin)
     writer = MetricWriter(self.workdir, keep_rows=host.metric_rows if latest is not None else 0)
+    self.rollout_log = RolloutLog(self.workdir, keep_through_step=host.step if latest is not None else None,
+                                  enabled=rl.log_rollouts)
     status = "completed"
     try:
       with Interrupt() as interrupt:
@@ -241,16 +251,21 @@ class RLLoop:
     finally:
       self.checkpointer.close()
       writer.close()
+      self.rollout_log.close()
       rl.close()
     summary = {"status": status, "origin": origin, "steps": host.step, "total_steps": self.total,
                **self.run.as_dict(), "bad_rows": self.task.bad_rows, "num_train_questions": len(self.task.train),
                "num_test_questions": len(self.task.test), "prompt_len": self.task.prompt_len,
                "checkpoint": str(self.workdir / "checkpoints" / str(host.step))}
     summary.update(self._accuracy_summary(host, writer))
+    summary.update(self._window_means())
+    if host.proxy_trace:
+      summary["overoptimisation"] = self._overoptimisation(host)
     if host.rm_history:
       acc = [m["rm_heldout_label_accuracy"] for m in host.rm_history]
       summary["reward_model"] = {"rounds": len(acc), "heldout_label_accuracy": acc, "first_heldout_label_accuracy":
                                  acc[0], "last_heldout_label_accuracy": acc[-1]}
+    write_rl_report(self.workdir, summary)
     if status == "completed":
       write_run(self.workdir, job="rl", model=self.model_cfg, tokenizer=self.tokenizer_ref, step=host.step,
                 config=self.run.as_dict()["config"], parents=self.parents)
@@ -296,6 +311,9 @@ class RLLoop:
                                  f"is step {self.checkpointer.latest_step()} in {self.checkpointer.directory}")
     else:
       host.consecutive_nonfinite = 0
+    self.rollout_log.write(host.step, m.pop("rollouts", []))
+    if "proxy_reward_mean" in m:
+      host.proxy_trace.append([host.step, m["proxy_reward_mean"], m["accuracy"]])
     writer.write(host.step, {k: v for k, v in m.items() if isinstance(v, (int, float))}, iteration=it)
     host.metric_rows += 1
     return state
@@ -315,6 +333,8 @@ class RLLoop:
         host.eval_before = {**host.eval_before, **{f"after{k}": v for k, v in res.items() if k.startswith("_")}}
       writer.write(s, row, evaluation=True)
       host.metric_rows += 1
+    if host.proxy_trace and (s == self.total or s % cfg.checkpoint.every == 0):
+      self._overoptimisation(host)
     iteration_end = s % cfg.rl.steps == 0 and s < self.total
     if iteration_end and host.prepared_iteration < s // cfg.rl.steps:
       state, arrays = self._start_iteration(state, host, arrays, writer, s // cfg.rl.steps)
@@ -339,6 +359,36 @@ class RLLoop:
       host.metric_rows += 1
     host.prepared_iteration = iteration
     return state, arrays
+
+  def _window_means(self) -> dict:
+    """Means of the first and the last window of steps (overoptimisation.window_for) of what the rollouts looked
+    like, read back from metrics.jsonl (so a resumed run reports the same): `rollouts_first` / `rollouts_last`."""
+    rows = [r for r in read_jsonl(self.workdir / "metrics.jsonl") if "accuracy" in r and not r.get("evaluation")]
+    if not rows or jax.process_index() != 0:
+      return {}
+    window = overoptimisation.window_for(len(rows))
+    out = {}
+    for name, part in (("rollouts_first", rows[:window]), ("rollouts_last", rows[-window:])):
+      out[name] = {k: float(np.mean([r[k] for r in part if k in r])) for k in WINDOW_METRICS
+                   if any(k in r for r in part)}
+    return out
+
+  def _overoptimisation(self, host: HostState) -> dict:
+    """Reward hacking so far: spans where the learned (proxy) reward rose while the rollouts' rule accuracy fell,
+    warned of once each (with their steps); the summary's `overoptimisation` entry."""
+    steps, proxy, rule = (list(c) for c in zip(*host.proxy_trace))
+    window = overoptimisation.window_for(self.total)
+    spans = overoptimisation.divergent_spans(steps, proxy, rule, window=window)
+    for sp in spans:
+      if sp.start not in host.warned_spans:
+        host.warned_spans.append(sp.start)
+        log.warning("reward hacking: the learned reward rises while the rule grader's accuracy of the same rollouts "
+                    "falls, %s", sp.describe())
+    first, last = slice(0, window), slice(-window, None)
+    return {"proxy": "proxy_reward_mean", "rule": "accuracy", "window": window,
+            "proxy_first": float(np.mean(proxy[first])), "proxy_last": float(np.mean(proxy[last])),
+            "rule_first": float(np.mean(rule[first])), "rule_last": float(np.mean(rule[last])),
+            "spans": [dataclasses.asdict(sp) for sp in spans]}
 
   def _accuracy_summary(self, host: HostState, writer) -> dict:
     before = host.eval_before

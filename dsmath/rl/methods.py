@@ -63,6 +63,10 @@ METHODS: dict[str, Method] = {
 }
 
 
+# estimators whose baseline is the other samples of the same question
+_GROUP_ESTIMATORS = ("grpo_outcome", "grpo_process", "grpo_process_relative", "dr_grpo", "dr_grpo_process", "rloo")
+
+
 @dataclasses.dataclass(frozen=True)
 class RLRun:
   """The resolved RL stage: the checked config plus what the method decided, all concrete."""
@@ -147,7 +151,7 @@ def resolve_rl_config(config: Any) -> RLRun:
       raise ConfigError(f"config.{method.samples} must be >= 1, got {samples}")
   if method.data == "offline_pairs" and samples < 2:
     raise ConfigError(f"config.{method.samples} must be >= 2 for DPO pairs, got {samples}")
-  if estimator in ("grpo_outcome", "grpo_process", "dr_grpo", "dr_grpo_process", "rloo") and samples < 2:
+  if estimator in _GROUP_ESTIMATORS and samples < 2:
     raise ConfigError(f"config.{method.samples}={samples}: a group-relative advantage needs >= 2 samples a question")
   dynamic = {"method": method.dynamic_sampling, "on": True, "off": False}[cfg.rollout.dynamic_sampling]
   if dynamic and method.data != "policy":
@@ -165,6 +169,22 @@ def resolve_rl_config(config: Any) -> RLRun:
     raise ConfigError(f"config.reward.overlong_buffer={buffer}: the overlong penalty shapes outcome rewards of "
                       f"sampled outputs; rl.method={rl.method!r} with reward {reward!r} has none to shape "
                       f"(set reward.overlong_buffer=0)")
+  if cfg.reward.verifier_weight and (method.data != "policy" or not (process or (reward and
+                                                                            rewards.REWARDS[reward].learned))):
+    raise ConfigError(f"config.reward.verifier_weight={cfg.reward.verifier_weight}: the verifier term adds the rule "
+                      f"outcome to a learned or process reward of sampled outputs; rl.method={rl.method!r} with "
+                      f"reward {reward!r} has none (set reward.verifier_weight=0)")
+  if cfg.reward.step_drift and not process:
+    raise ConfigError(f"config.reward.step_drift={cfg.reward.step_drift} shifts process (step) rewards; the reward "
+                      f"{reward!r} gives one reward per output")
+  if cfg.advantage.credit not in advantages.CREDIT:
+    raise ConfigError(f"config.advantage.credit={cfg.advantage.credit!r} is unknown; valid: {sorted(advantages.CREDIT)}")
+  if cfg.advantage.credit != "sum" and not (estimator and advantages.ESTIMATORS[estimator].process):
+    raise ConfigError(f"config.advantage.credit={cfg.advantage.credit!r} assigns step rewards to tokens; the estimator "
+                      f"{estimator!r} reads outcome rewards (use a process reward, e.g. rl.reward='prm')")
+  if cfg.advantage.zero_unanimous_groups and not (estimator in _GROUP_ESTIMATORS and samples > 1):
+    raise ConfigError("config.advantage.zero_unanimous_groups zeroes groups of samples of one question; "
+                      f"the estimator {estimator!r} with {samples} sample(s) a question has none")
   _check_tools(cfg, rl.method, method, reward)
   # pi_ref is kept only where the step reads it: DPO's reference log-probs are computed once, offline.
   needs_ref = method.data == "policy" and (losses.reads_reference(policy_loss, loss) or

@@ -73,9 +73,10 @@ class RewardModelTrainer:
   def _questions(self, round_index: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(training questions, held-out questions) of a round: disjoint draws from the task's training questions."""
     n_all = len(self.rl.task.train)
-    n = min(self.cfg.questions, n_all // 2)
+    h = min(self.cfg.heldout_questions or self.cfg.questions, n_all // 2)  # at most half the questions held out
+    n = min(self.cfg.questions, n_all - h)
     order = np.random.default_rng([seed, 7, round_index]).permutation(n_all)
-    return np.sort(order[:n]), np.sort(order[n:2 * n])
+    return np.sort(order[:n]), np.sort(order[n:n + h])
 
   def new_rows(self, state: dict, round_index: int, seed: int, held_out: bool = False) -> tuple[dict, dict]:
     """Rows sampled from the current policy, labelled: ORM by the rule reward, PRM by Math-Shepherd. held_out: rows

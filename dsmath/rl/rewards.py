@@ -146,25 +146,29 @@ def place_step_values(step_values: Sequence[Sequence[float]], step_token_ends: S
 
 def step_ends(texts: Sequence[str], tokens: np.ndarray, lengths: np.ndarray, decode: Callable,
               separator: str = "\n") -> list[list[int]]:
-  """End token of every separator-delimited step of each completion; a completion with no step ends at its last
-  token (so it still enters the group statistics of process supervision)."""
+  """End token of every separator-delimited step of each completion. The last step ends at the completion's last
+  token, EOS included: every token the policy wrote belongs to a step, so the decision to stop is credited with the
+  last step's reward (a process advantage would otherwise leave EOS at zero). A completion with no step is one step
+  ending at its last token (so it still enters the group statistics of process supervision)."""
   out = []
   for b, text in enumerate(texts):
     _, char_ends = synthetic.split_steps(text, separator)
     toks = tokens[b, :lengths[b]].tolist()
-    out.append(token_ends(toks, char_ends, decode) if (char_ends and toks) else [max(int(lengths[b]) - 1, 0)])
+    last = max(int(lengths[b]) - 1, 0)
+    ends = token_ends(toks, char_ends, decode) if (char_ends and toks) else [last]
+    out.append(ends[:-1] + [last])
   return out
 
 
-def step_check_rewards(texts: Sequence[str], questions: Sequence[str], ends: Sequence[Sequence[int]], width: int,
-                       separator: str = "\n") -> tuple[np.ndarray, np.ndarray]:
-  """Process rewards of the synthetic task's rule checker (1 correct / 0 wrong step) at each step's end token; a
-  completion with no step gets one 0 at its last token."""
+def step_check_values(texts: Sequence[str], questions: Sequence[str], ends: Sequence[Sequence[int]],
+                      separator: str = "\n") -> list[list[float]]:
+  """The synthetic task's rule checker per step (1 correct / 0 wrong), one value per end in `ends`; a completion
+  with no step gets one 0."""
   vals = []
   for text, q, e in zip(texts, questions, ends):
     chk = synthetic.check_steps(text, q, separator)
     vals.append([float(c) for c in chk.correct] if chk.steps else [0.0] * len(e))
-  return place_step_values(vals, ends, width)
+  return vals
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -36,10 +36,11 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from dsmath import model
+from dsmath.data import synthetic
 from dsmath.model import sharding as msharding
 from dsmath.rl import advantages as adv_lib
 from dsmath.rl import losses, policy, rewards
-from dsmath.rl.experience import Experience, attended, concat, rollout_metrics, take_rows
+from dsmath.rl.experience import Experience, attended, concat, rollout_metrics, rollout_records, take_rows
 from dsmath.rl.methods import RLRun
 from dsmath.rl.tasks import Task
 from dsmath.sample import engine
@@ -140,6 +141,7 @@ class RLStep:
     self.prompt_tokens = jax.device_put(task.prompt_tokens, rep)
     self.prompt_mask = jax.device_put(task.prompt_mask, rep)
     self.rule = rewards.RuleReward(cfg.rl.grade_mode, cfg.reward.unformatted_reward)
+    self.log_rollouts = {"learned": run.needs_reward_model, "on": True, "off": False}[cfg.rollout.log_rollouts]
     self._batch_sh = batch_sh
 
   # -- layout ---------------------------------------------------------------------------------------------------------
@@ -309,7 +311,9 @@ class RLStep:
     return self.score(state, rows, texts, tokens, lengths, msharding.host_array(truncated_d), qidx, metrics)
 
   def score(self, state: dict, rows: dict, texts, tokens, lengths, truncated, qidx, metrics) -> Experience:
-    """Rewards, reference log-probs, values and advantages of sampled rows (rows stay on the device)."""
+    """Rewards, reference log-probs, values and advantages of sampled rows (rows stay on the device). Every rollout
+    is graded by the rule grader whatever the reward: with a learned reward the verdicts only measure (accuracy,
+    the rollout log, over-optimisation), unless reward.verifier_weight mixes them in."""
     t0 = time.perf_counter()
     golds = [self.task.train[i].answer for i in qidx]
     pending = self.submit_grading(texts, golds)  # graded in worker processes while the device works below
@@ -323,22 +327,31 @@ class RLStep:
       if self.value is not None:
         batch["old_values"] = self.values(state["value"]["params"], rows)
       scores = self.reward_scores(state["reward_model"]["params"], rows) if self.run.needs_reward_model else None
-    step_mask = None
-    if self.reward is not None and self.reward.process:
-      ends = rewards.step_ends(texts, tokens, lengths, self.tokenizer.decode, self.cfg.rl.step_separator)
-      if scores is None:  # the rule step checker
-        questions = [self.task.train[i].question for i in qidx]
-        step_r, step_mask = rewards.step_check_rewards(texts, questions, ends, tokens.shape[1],
-                                                       self.cfg.rl.step_separator)
-        batch["step_rewards"] = self.to_rows(step_r)
-      else:
-        step_mask = rewards.place_step_values([[1.0] * len(e) for e in ends], ends, tokens.shape[1])[1]
-        batch["step_rewards"] = scores * self.to_rows(step_mask)
-      batch["step_mask"] = self.to_rows(step_mask)
+    sep = self.cfg.rl.step_separator
+    metrics["steps_mean"] = float(np.mean([len(synthetic.split_steps(t, sep)[0]) for t in texts])) if texts else 0.0
+    process = self.reward is not None and self.reward.process
+    ends = rewards.step_ends(texts, tokens, lengths, self.tokenizer.decode, sep) if process else None
     graded = pending.result()
     correct = graded.correct
-    if scores is not None and not self.reward.process:
-      reward = msharding.host_array(policy.last_token_scalar(scores, rows["mask"])).astype(np.float32)
+    verifier = self.cfg.reward.verifier_weight * correct  # the rule outcome beside a learned / process reward
+    proxy = step_values = None
+    if process:
+      if scores is None:  # the rule step checker
+        questions = [self.task.train[i].question for i in qidx]
+        step_values = rewards.step_check_values(texts, questions, ends, sep)
+      else:
+        host_scores = msharding.host_array(scores)
+        step_values = [[float(host_scores[b, e]) for e in row] for b, row in enumerate(ends)]
+        proxy = np.array([np.mean(v) for v in step_values], np.float32)
+      drift = self.cfg.reward.step_drift  # diagnosis: a reward model's drift along a solution, made by hand
+      if drift:
+        step_values = [[v + drift * k for k, v in enumerate(row)] for row in step_values]
+      placed = [v[:-1] + [v[-1] + w] for v, w in zip(step_values, verifier)]  # the verifier term at the last step
+      step_r, step_mask = rewards.place_step_values(placed, ends, tokens.shape[1])
+      batch["step_rewards"], batch["step_mask"] = self.to_rows(step_r), self.to_rows(step_mask)
+    if scores is not None and not process:
+      proxy = msharding.host_array(policy.last_token_scalar(scores, rows["mask"])).astype(np.float32)
+      reward = proxy + verifier
     elif self.reward is not None and self.reward.fn is not None:
       reward = np.asarray(self.reward.fn(texts, golds, tokens, lengths), np.float32)
     else:
@@ -353,7 +366,8 @@ class RLStep:
     if "old_logp_gap" in metrics:
       metrics["old_logp_gap"] = float(msharding.host_array(metrics["old_logp_gap"]))
     return Experience(batch=batch, texts=list(texts), question_index=np.asarray(qidx), rewards=reward,
-                      correct=np.asarray(correct, np.float32), lengths=lengths, truncated=truncated, metrics=metrics)
+                      correct=np.asarray(correct, np.float32), lengths=lengths, truncated=truncated, metrics=metrics,
+                      proxy=proxy, step_scores=step_values)
 
   def finish(self, exp: Experience) -> Experience:
     """Advantages (the method's estimator) and the update batch: every leaf [R, T] (or [R, 1])."""
@@ -367,6 +381,10 @@ class RLStep:
     if "step_rewards" in b:  # what the process reward says of the steps; beside accuracy it shows a policy
       # exploiting a learned PRM (this rises while accuracy falls). A device scalar: read after the update.
       metrics["step_reward_mean"] = jnp.sum(b["step_rewards"]) / jnp.maximum(jnp.sum(b["step_mask"]), 1.0)
+    if "advantages" in b and "correct" in b and self.group > 1 and exp.rows % self.group == 0:
+      # how much of the gradient comes from groups whose outputs the rule grader judges alike: with the rule reward
+      # none; with a learned reward, signal the reward model finds where the verdicts see no difference
+      metrics["adv_share_unanimous"] = _unanimous_share(b["advantages"], b["correct"], self.group)
     for k in ("rewards", "correct", "step_rewards", "step_mask"):
       b.pop(k, None)
     return dataclasses.replace(exp, batch=b, metrics=metrics)
@@ -377,6 +395,9 @@ class RLStep:
     if "old_values" in b:
       b["values"] = b["old_values"]
     out = adv_lib.ESTIMATORS[name].fn(b, self.group, self.cfg.advantage, self.cfg.ppo)
+    if self.cfg.advantage.zero_unanimous_groups:  # diagnosis: only groups the rule grader splits carry signal
+      c = b["correct"].reshape(-1, self.group)
+      out["advantages"] = out["advantages"] * jnp.repeat(c.max(axis=1) > c.min(axis=1), self.group)[:, None]
     return {k: jax.lax.with_sharding_constraint(v, self._batch_sh) for k, v in out.items()}
 
   def dynamic_sample(self, state: dict, indices: np.ndarray, key: jax.Array,
@@ -451,6 +472,10 @@ class RLStep:
     state, m = self.update(state, exp)
     late = {k: float(msharding.host_array(v)) for k, v in exp.metrics.items() if isinstance(v, jax.Array)}
     metrics = {**exp.metrics, **late, **m, **rollout_metrics(exp, self.group)}
+    if self.log_rollouts and exp.sampled:  # per-rollout records (not a scalar: the loop writes them apart)
+      adv = exp.batch.get("advantages")
+      metrics["rollouts"] = rollout_records(exp, None if adv is None else msharding.host_array(
+          _row_advantages(adv, exp.batch["mask"])))
     metrics["step_s"] = time.perf_counter() - t0
     metrics["tokens_per_s"] = float(np.sum(exp.lengths)) * self.cfg.rl.mu / max(metrics["step_s"], 1e-9)
     metrics["learning_rate"] = float(self.schedule(int(jax.device_get(state["policy"]["step"])) - 1))
@@ -479,6 +504,22 @@ class _Grading:
 
 
 _increment = jax.jit(lambda x: x + 1)  # on the device: no host scalar crosses over
+
+
+@jax.jit
+def _row_advantages(advantages, mask):
+  """[R, 2]: each row's mean advantage over its tokens and its sum of |A|."""
+  m = mask.astype(jnp.float32)
+  return jnp.stack([(advantages * m).sum(1) / jnp.maximum(m.sum(1), 1.0), jnp.abs(advantages * m).sum(1)], axis=1)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _unanimous_share(advantages, correct, group: int):
+  """Share of sum |A| over a batch's tokens that falls in groups whose rule verdicts all agree."""
+  c = correct[:, 0].reshape(-1, group)
+  unanimous = jnp.repeat(c.max(axis=1) == c.min(axis=1), group)
+  per_row = jnp.abs(advantages).sum(axis=1)
+  return jnp.sum(jnp.where(unanimous, per_row, 0.0)) / jnp.maximum(per_row.sum(), 1e-30)
 
 
 @jax.jit
