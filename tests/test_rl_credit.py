@@ -154,3 +154,36 @@ def test_registry_entries_read_the_config():
   got = adv_lib.ESTIMATORS["grpo_process"].fn(batch, g, AdvantageConfig(credit="min"), PPOConfig())["advantages"]
   np.testing.assert_allclose(got, _paper_reference(vals, ends, t, g, "min", 1e-4, 1) * mask, rtol=2e-5, atol=2e-6)
   assert adv_lib.ESTIMATORS["grpo_process_relative"].process
+
+
+def test_learned_reward_settings_fail_naming_the_key():
+  from dsmath.config import ConfigError
+  from dsmath.rl.methods import resolve_rl_config
+  from tests.rl_configs import config
+  with pytest.raises(ConfigError, match=r"config\.advantage\.credit='mean' is unknown"):
+    resolve_rl_config(config("grpo_prm_toy", **{"advantage.credit": "mean"}))
+  with pytest.raises(ConfigError, match=r"config\.advantage\.credit='min'.*outcome"):
+    resolve_rl_config(config("grpo_orm_toy", **{"advantage.credit": "min", "rl.estimator": ""}))
+  with pytest.raises(ConfigError, match=r"config\.reward\.verifier_weight=1\.0.*'rule'"):
+    resolve_rl_config(config("grpo_toy", **{"reward.verifier_weight": 1.0}))
+  with pytest.raises(ConfigError, match=r"config\.reward\.step_drift"):
+    resolve_rl_config(config("grpo_orm_toy", **{"reward.step_drift": -0.02, "rl.estimator": ""}))
+  with pytest.raises(ConfigError, match=r"zero_unanimous_groups"):
+    resolve_rl_config(config("ppo_toy", **{"advantage.zero_unanimous_groups": True}))
+  run = resolve_rl_config(config("grpo_prm_toy", **{"reward.verifier_weight": 0.5, "rl.estimator":
+                                                      "grpo_process_relative", "advantage.credit": "delta"}))
+  assert run.estimator == "grpo_process_relative" and run.config.advantage.credit == "delta"
+
+
+def test_step_ends_fold_eos_into_the_last_step():
+  """The last step ends at the completion's last token, EOS included, so the decision to stop shares the last step's
+  reward; earlier steps end at their separators."""
+  from dsmath.rl import rewards
+  text = "7 + 3 = 10\n\\boxed{10}"
+  eos = 1
+  toks = np.zeros((1, 30), np.int32)
+  toks[0, :len(text)] = [ord(c) for c in text]
+  toks[0, len(text)] = eos
+  decode = lambda ids: "".join(chr(i) for i in ids if i != eos)  # noqa: E731 - EOS decodes to nothing
+  ends = rewards.step_ends([text], toks, np.array([len(text) + 1]), decode)
+  assert ends == [[10, len(text)]]  # step 1 at its newline, step 2 through EOS

@@ -106,6 +106,22 @@ def test_paired_differences_match_replicates(tmp_path):
     aggregate(cells, {**spec, "compare_to": "arm=c"}, complete)
 
 
+def test_comparisons_pair_each_group_with_its_own_baseline(tmp_path):
+  cells = _make_cells(tmp_path)  # arm b = arm a + 1.0 on every seed
+  spec = {"group_by": ["arm"], "comparisons": ["arm=b vs arm=a", "arm=a vs arm=b"],
+          "metrics": [{"name": "final loss", "stage": "train", "path": "final.loss", "lower_is_better": True}]}
+  res = aggregate(cells, spec, {c.name for c in cells})
+  got = res["comparisons"]["metrics"]["final loss"]
+  assert got["arm=b vs arm=a"]["values"] == pytest.approx([1.0, 1.0, 1.0])
+  assert got["arm=a vs arm=b"]["mean"] == pytest.approx(-1.0)
+  table = markdown_table(res)
+  assert "| arm=b vs arm=a | +1.0000 ± 0.0000" in table and "| arm=a vs arm=b | -1.0000" in table
+  with pytest.raises(KeyError, match="'arm=c' is not a group"):
+    aggregate(cells, {**spec, "comparisons": ["arm=c vs arm=a"]}, {c.name for c in cells})
+  with pytest.raises(ValueError, match="is not '<group> vs <baseline>'"):
+    aggregate(cells, {**spec, "comparisons": ["arm=b minus arm=a"]}, {c.name for c in cells})
+
+
 def test_metric_from_a_recipe_stage_summary(tmp_path):
   cells = _make_cells(tmp_path)
   for i, c in enumerate(cells):  # a recipe cell keeps each stage's summary in a subdirectory

@@ -266,6 +266,7 @@ class RLStageConfig:
   mesh: MeshConfig = config_lib.sub(MeshConfig)
   sharding: ShardingConfig = config_lib.sub(ShardingConfig)
   distributed: DistributedConfig = config_lib.sub(DistributedConfig)
+  progress: bool = True  # a progress bar of RL steps and reward-model rounds (quiet under CI)
   debug_step_sleep_s: float = 0.0  # test knob: sleep after each step so a kill lands mid-run (changes no result)
 
 

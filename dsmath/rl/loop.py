@@ -43,7 +43,7 @@ from dsmath.rl.sources import OfflineData, gold_experience
 from dsmath.rl.step import RLStep
 from dsmath.runs import load_run, write_run
 from dsmath.train import distributed
-from dsmath.train.loop import Interrupt
+from dsmath.train.loop import Interrupt, progress_bar
 from dsmath.train.metrics import MetricWriter
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,7 @@ class RLLoop:
     self.held_out = HeldOut(self.rl, cfg.seed) if cfg.eval.num_questions else None
     self.checkpointer = RLCheckpointer(self.workdir / "checkpoints", keep=cfg.checkpoint.keep,
                                        async_save=cfg.checkpoint.async_save)
+    self.last_heldout: dict = {}
 
   # -- state ----------------------------------------------------------------------------------------------------------
 
@@ -235,6 +236,7 @@ class RLLoop:
     self.rollout_log = RolloutLog(self.workdir, keep_through_step=host.step if latest is not None else None,
                                   enabled=rl.log_rollouts)
     status = "completed"
+    self.bar = progress_bar(self.total, host.step, cfg.progress, desc=f"rl {cfg.rl.method}")
     try:
       with Interrupt() as interrupt:
         if latest is None:
@@ -249,6 +251,7 @@ class RLLoop:
           if cfg.debug_step_sleep_s:
             time.sleep(cfg.debug_step_sleep_s)
     finally:
+      self.bar.close()
       self.checkpointer.close()
       writer.close()
       self.rollout_log.close()
@@ -316,6 +319,10 @@ class RLLoop:
       host.proxy_trace.append([host.step, m["proxy_reward_mean"], m["accuracy"]])
     writer.write(host.step, {k: v for k, v in m.items() if isinstance(v, (int, float))}, iteration=it)
     host.metric_rows += 1
+    self.bar.update(1)
+    shown = {"reward": m.get("reward_mean"), "acc": m.get("accuracy"), "proxy": m.get("proxy_reward_mean"),
+             "kl": m.get("kl_ref"), "tok/s": m.get("tokens_per_s"), **self.last_heldout}
+    self.bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if v is not None}, refresh=False)
     return state
 
   def _boundary(self, state, host: HostState, arrays, writer, force_save: bool = False):
@@ -333,6 +340,7 @@ class RLLoop:
         host.eval_before = {**host.eval_before, **{f"after{k}": v for k, v in res.items() if k.startswith("_")}}
       writer.write(s, row, evaluation=True)
       host.metric_rows += 1
+      self.last_heldout = {"heldout": row.get("test_accuracy_greedy", row.get("test_accuracy_sampled"))}
     if host.proxy_trace and (s == self.total or s % cfg.checkpoint.every == 0):
       self._overoptimisation(host)
     iteration_end = s % cfg.rl.steps == 0 and s < self.total

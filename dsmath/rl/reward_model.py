@@ -17,6 +17,7 @@ from dsmath.rl import rewards
 from dsmath.rl.step import RLStep
 from dsmath.sample import engine
 from dsmath.sample.strategies import Temperature
+from dsmath.train.loop import progress_bar
 from dsmath.train.optimizer import make_optimizer
 from dsmath.train.step import make_train_step, sharded_abstract_state
 
@@ -128,6 +129,7 @@ class RewardModelTrainer:
     n = len(data["prompt"])
     rm = state["reward_model"]
     m = {}
+    bar = progress_bar(cfg.steps, 0, self.rl.cfg.progress, desc=f"reward model round {round_index}")
     for s in range(cfg.steps):
       idx = np.random.default_rng([seed, 9, round_index, s]).choice(n, cfg.batch, replace=n < cfg.batch)
       batch = {k: self.rl.to_rows(data[k][idx]) for k in ("prompt", "prompt_mask", "completion", "mask",
@@ -135,6 +137,8 @@ class RewardModelTrainer:
       if self.kind == "prm":
         batch["step_mask"] = self.rl.to_rows(data["step_mask"][idx])
       rm, m = self.step(rm, batch)
+      bar.update(1)
+    bar.close()
     state = dict(state, reward_model=rm)
     replay = {k: np.concatenate([replay[k], new[k]]) for k in new} if replay else dict(new)
     m = {k: float(v) for k, v in jax.device_get(m).items()}

@@ -126,10 +126,16 @@ class AggregateConfig:
   # A group (e.g. "method=grpo_os") every other group is compared with, replicate by replicate (cells matched on
   # the levels of the axes not in group_by, e.g. the seed): paired differences cancel what replicates share.
   compare_to: str = ""
+  # Particular paired differences, each "<group> vs <baseline>" (e.g. "arm=two vs arm=one"), matched the same way:
+  # for grids with several baselines (each arm of Figure 6 against its own single-iteration arm).
+  comparisons: tuple[str, ...] = ()
 
   def __post_init__(self):
     if not 0 < self.confidence < 1:
       raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+    for c in self.comparisons:
+      if len(c.split(" vs ")) != 2:
+        raise ValueError(f"comparisons: {c!r} is not '<group> vs <baseline>'")
 
 
 @dataclasses.dataclass(frozen=True)

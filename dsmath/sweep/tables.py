@@ -148,7 +148,21 @@ def aggregate(cells: Sequence[Cell], agg_config, complete: set[str]) -> dict:
     out["curves"][spec.name] = {"spec": config_lib.to_dict(spec), "groups": table}
   if cfg.compare_to:
     out["paired"] = paired_differences(out, cells, cfg, conf)
+  if cfg.comparisons:
+    out["comparisons"] = paired_comparisons(out, cells, cfg, conf)
   return out
+
+
+def _replicate_values(result: Mapping, cells: Sequence[Cell], cfg: AggregateConfig, spec) -> dict:
+  """{group: {replicate key: value}} of one metric; the replicate key is the cell's levels outside group_by."""
+  replicate = {c.name: ",".join(f"{a}={v}" for a, v in c.levels if a not in cfg.group_by) for c in cells}
+  return {g: dict(zip((replicate[n] for n in r["cells"]), r["values"]))
+          for g, r in result["metrics"][spec.name]["groups"].items()}
+
+
+def _paired(values: Mapping, base: Mapping, conf: float) -> dict | None:
+  keys = [k for k in values if k in base]
+  return {**t_interval([values[k] - base[k] for k in keys], conf), "replicates": keys} if keys else None
 
 
 def paired_differences(result: Mapping, cells: Sequence[Cell], cfg: AggregateConfig, conf: float) -> dict:
@@ -156,17 +170,27 @@ def paired_differences(result: Mapping, cells: Sequence[Cell], cfg: AggregateCon
   per-cell values in aggregate()'s `result`; cells are matched on the levels of the axes not in group_by."""
   if cfg.compare_to not in result["groups"]:
     raise KeyError(f"aggregate.compare_to={cfg.compare_to!r} is not a group; groups are {sorted(result['groups'])}")
-  replicate = {c.name: ",".join(f"{a}={v}" for a, v in c.levels if a not in cfg.group_by) for c in cells}
   out = {"baseline": cfg.compare_to, "metrics": {}}
   for spec in (m for m in cfg.metrics if m.paired):
-    by_group = {g: dict(zip((replicate[n] for n in r["cells"]), r["values"]))
-                for g, r in result["metrics"][spec.name]["groups"].items()}
-    base, table = by_group.get(cfg.compare_to, {}), {}
-    for g, values in by_group.items():
-      keys = [k for k in values if k in base]
-      if g != cfg.compare_to and keys:
-        table[g] = {**t_interval([values[k] - base[k] for k in keys], conf), "replicates": keys}
-    out["metrics"][spec.name] = table
+    by_group = _replicate_values(result, cells, cfg, spec)
+    base = by_group.get(cfg.compare_to, {})
+    out["metrics"][spec.name] = {g: d for g, values in by_group.items() if g != cfg.compare_to
+                                 for d in [_paired(values, base, conf)] if d is not None}
+  return out
+
+
+def paired_comparisons(result: Mapping, cells: Sequence[Cell], cfg: AggregateConfig, conf: float) -> dict:
+  """{metrics: {name: {"<group> vs <baseline>": t_interval of the matched differences}}} for aggregate.comparisons."""
+  pairs = [tuple(c.split(" vs ")) for c in cfg.comparisons]
+  for pair in pairs:
+    for g in pair:
+      if g not in result["groups"]:
+        raise KeyError(f"aggregate.comparisons: {g!r} is not a group; groups are {sorted(result['groups'])}")
+  out = {"metrics": {}}
+  for spec in (m for m in cfg.metrics if m.paired):
+    by_group = _replicate_values(result, cells, cfg, spec)
+    out["metrics"][spec.name] = {f"{g} vs {b}": d for g, b in pairs
+                                 for d in [_paired(by_group.get(g, {}), by_group.get(b, {}), conf)] if d is not None}
   return out
 
 
@@ -232,7 +256,7 @@ def markdown_table(result: Mapping, digits: int = 4) -> str:
   note += " " + "; ".join(f"{n}: {d}" for n, d in dirs.items()) + "." if names else ""
   if result["missing"]:
     note += f"\nMissing (failed or not run) cells: {', '.join(result['missing'])}."
-  return "\n".join(lines) + "\n" + note + "\n" + _paired_table(result, digits)
+  return "\n".join(lines) + "\n" + note + "\n" + _paired_table(result, digits) + _comparisons_table(result, digits)
 
 
 def _paired_table(result: Mapping, digits: int) -> str:
@@ -253,4 +277,24 @@ def _paired_table(result: Mapping, digits: int) -> str:
       cells.append("n/a" if r is None else f"{r['mean']:+.{digits}f} ± {_fmt(r['half_width'], digits)} "
                                            f"[{_fmt(r['low'], digits)}, {_fmt(r['high'], digits)}] (n={r['n']})")
     lines.append(f"| {g} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _comparisons_table(result: Mapping, digits: int) -> str:
+  comp = result.get("comparisons")
+  if not comp:
+    return ""
+  names = list(comp["metrics"])
+  conf = int(round(100 * result["confidence"]))
+  rows = list(dict.fromkeys(k for name in names for k in comp["metrics"][name]))
+  lines = ["", f"Paired differences, group minus baseline (same replicate: mean ± half-width [{conf}% t-interval] "
+           "(n); an interval excluding 0 resolves the difference):", "",
+           "| group vs baseline | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+  for key in rows:
+    cells = []
+    for name in names:
+      r = comp["metrics"][name].get(key)
+      cells.append("n/a" if r is None else f"{r['mean']:+.{digits}f} ± {_fmt(r['half_width'], digits)} "
+                                           f"[{_fmt(r['low'], digits)}, {_fmt(r['high'], digits)}] (n={r['n']})")
+    lines.append(f"| {key} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

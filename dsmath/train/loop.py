@@ -15,6 +15,7 @@ as they were.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import statistics
 import threading
@@ -122,9 +123,11 @@ class Interrupt:
       signal.signal(signal.SIGINT, self._previous)
 
 
-def _progress(total: int, initial: int, enabled: bool):
+def progress_bar(total: int, initial: int, enabled: bool, desc: str | None = None):
+  """A tqdm bar of steps on process 0; quiet when disabled or under CI (the CI environment variable set)."""
   from tqdm import tqdm
-  return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
+  quiet = not enabled or jax.process_index() != 0 or bool(os.environ.get("CI"))
+  return tqdm(total=total, initial=initial, disable=quiet, unit="step", dynamic_ncols=True, desc=desc)
 
 
 def train_loop(cfg, workdir, *, model_cfg: ModelConfig, train_step: TrainStep, state: dict, iterator,
@@ -142,7 +145,7 @@ def train_loop(cfg, workdir, *, model_cfg: ModelConfig, train_step: TrainStep, s
   consecutive, nonfinite_steps, times, losses = 0, [], [], {}
   status = "completed"
   last_saved = step if checkpointer.latest_step() == step else None
-  bar = _progress(total, step, tc.progress and jax.process_index() == 0)
+  bar = progress_bar(total, step, tc.progress)
   try:
     with Interrupt() as interrupt:
       t_prev = time.perf_counter()
