@@ -265,3 +265,20 @@ def test_toy_subset_is_enough_for_the_toy_crawl(tmp_path):
 def test_toy_paths_read_the_benchmark_folder_when_there_is_one():
   assert resolve_path("toy:gsm8k/train.jsonl") == str(paths.data_source()[0] / "gsm8k" / "train.jsonl")
   assert resolve_path("shared:gsm8k/train.jsonl") == str(paths.shared_data_dir() / "gsm8k" / "train.jsonl")
+
+
+def test_the_toy_recipe_reads_no_benchmark_folder_of_its_own():
+  # README's first command must run from a bare clone: every data path of configs/toy.py is a `toy:` path, the
+  # generated sources or another stage's run, never `shared:` (which needs the benchmark folder).
+  from configs import toy as toy_recipe
+
+  def strings(node):
+    if isinstance(node, dict):
+      return [s for v in node.values() for s in strings(v)]
+    if isinstance(node, (list, tuple)):
+      return [s for v in node for s in strings(v)]
+    return [node] if isinstance(node, str) else []
+  values = strings(toy_recipe.get_config().to_dict())
+  assert not [v for v in values if v.startswith("shared:")]
+  assert toy_recipe.get_config().stages.corpus.data_dir == "toy:"
+  assert "toy:web/dclm_*_data.jsonl" in values
