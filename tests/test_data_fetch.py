@@ -3,6 +3,7 @@ upstream file shapes (dsmath.data.fetch), and the toy subset shipped for the toy
 here in the upstream shapes; no test touches the network (a guard makes any connection attempt fail)."""
 import io
 import json
+import os
 import random
 import socket
 import subprocess
@@ -282,3 +283,12 @@ def test_the_toy_recipe_reads_no_benchmark_folder_of_its_own():
   assert not [v for v in values if v.startswith("shared:")]
   assert toy_recipe.get_config().stages.corpus.data_dir == "toy:"
   assert "toy:web/dclm_*_data.jsonl" in values
+
+
+def test_a_run_without_its_data_stops_with_what_to_do(tmp_path):
+  env = {**os.environ, "DSMATH_SHARED_DATA": str(tmp_path / "missing")}
+  proc = subprocess.run([sys.executable, "-m", "experiments.run", "--config", "configs/corpus_toy.py", "--workdir",
+                         str(tmp_path / "run")], capture_output=True, text=True, env=env, cwd=paths.REPO_ROOT)
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(f"error: DSMATH_SHARED_DATA={tmp_path / 'missing'} is not")
+  assert "python -m dsmath.data.fetch" in proc.stderr
