@@ -1,4 +1,5 @@
-"""Corpus mining on the toy crawl built from ../shared/data (synthetic URLs, real texts); runs in well under 2 min."""
+"""Corpus mining on the toy crawl built from the benchmark folder, or without one from the subset shipped with dsmath
+(`toy:`, dsmath.paths): synthetic URLs, real texts; runs in well under 2 min."""
 import ml_collections
 
 from dsmath.corpus.pipeline import default_config
@@ -7,6 +8,7 @@ from dsmath.corpus.pipeline import default_config
 def get_config() -> ml_collections.ConfigDict:
   c = default_config()
   c.workdir = "runs/corpus_toy"
+  c.data_dir = "toy:"
   c.toy.enabled = True
   c.toy.seed = 0
   # The paper: 500k positives and 500k negatives; the toy seed is smaller than that.

@@ -7,8 +7,9 @@ configs/sft_stage_toy.py starts from this run.
 
 Mixture: the paper's stage 1 mixes 56% math web corpus / 4% AlgebraicStack / 10% arXiv / 20% GitHub code / 10%
 natural language (configs/pretrain_7b.py). The shared data has no code or arXiv, so the toy keeps the math-heavy
-shape: MATH train solutions + GSM8K train solutions (math, 90%) and Common Crawl pages (natural language, 10%). Only
-train splits are used; the optimizer is the paper's (AdamW 0.9/0.95, wd 0.1, clip 1.0, multi-step schedule), with
+shape: MATH train solutions + GSM8K train solutions (math, 90%) and Common Crawl pages (natural language, 10%), read
+through `toy:` paths (the benchmark folder, or without one the subset shipped in dsmath/data/toy_data). Only train
+splits are used; the optimizer is the paper's (AdamW 0.9/0.95, wd 0.1, clip 1.0, multi-step schedule), with
 a toy peak lr and warm-up since 200 steps of a 0.16M-parameter model are not 50k steps of a 7B one.
 """
 import ml_collections
@@ -22,9 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.model = {"preset": "tiny", "dtype": "float32"}
   c.data.sources = {
-      "math": {"path": "shared:math/train.jsonl", "formatter": "math", "weight": 0.6},
-      "math_word_problems": {"path": "shared:gsm8k/train.jsonl", "formatter": "gsm8k", "weight": 0.3},
-      "natural_language": {"path": "shared:web/dclm_*_data.jsonl", "text_field": "text", "weight": 0.1},
+      "math": {"path": "toy:math/train.jsonl", "formatter": "math", "weight": 0.6},
+      "math_word_problems": {"path": "toy:gsm8k/train.jsonl", "formatter": "gsm8k", "weight": 0.3},
+      "natural_language": {"path": "toy:web/dclm_*_data.jsonl", "text_field": "text", "weight": 0.1},
   }
   c.data.seq_len = 256
   c.data.batch_size = 8

@@ -145,7 +145,7 @@ def get_config(kind: str = "") -> ml_collections.ConfigDict:
       "math_corpus": {"path": "{run}/corpus/corpus/corpus-*.jsonl", "text_field": "text", "weight": 0.5},
       "synthetic": {"path": "{run}/sources/synthetic_train.jsonl", "text_field": "text", "weight": 0.3},
       "code": {"path": "{run}/sources/code.jsonl", "text_field": "text", "weight": 0.1},
-      "natural_language": {"path": "shared:web/dclm_*_data.jsonl", "text_field": "text", "weight": 0.1},
+      "natural_language": {"path": "toy:web/dclm_*_data.jsonl", "text_field": "text", "weight": 0.1},
   }
   pre.train.total_steps = 200
   s.pretrain = pre

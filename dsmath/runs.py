@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional
 
 from etils import epath
 
+from dsmath import paths
 from dsmath.config import resolve, to_dict
 from dsmath.files import write_json_atomic
 from dsmath.model import ModelConfig
@@ -76,7 +77,8 @@ def read_params(step_dir, target: Any) -> dict:
 
 @functools.lru_cache(maxsize=1)
 def provenance() -> dict:
-  """Where numbers came from: the dsmath commit and whether the tree had changes, package versions, the machine."""
+  """Where numbers came from: the dsmath commit and whether the tree had changes, package versions, the machine, the
+  data folder (dsmath.paths.data_source: the benchmark folder, or the toy subset shipped with the package)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
   def git(*args) -> str:
@@ -95,9 +97,13 @@ def provenance() -> dict:
     except metadata.PackageNotFoundError:
       pass
   import jax
+  try:
+    data = paths.data_source()[1]  # which folder, not its path (reports are committed; paths are this machine's)
+  except paths.DataNotFound:
+    data = "none ($DSMATH_SHARED_DATA names no folder)"
   return {
       "commit": commit or "unknown (not a git checkout)", "dirty": bool(status), "packages": versions,
-      "python": platform.python_version(),
+      "python": platform.python_version(), "data": data,
       "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(),
                   "backend": jax.default_backend(), "devices": jax.device_count(),
                   "device_kind": jax.devices()[0].device_kind, "processes": jax.process_count()},
@@ -169,4 +175,5 @@ def provenance_markdown(prov: Optional[Mapping[str, Any]] = None) -> list[str]:
           f"- code: `{p['commit']}`" + (" with uncommitted changes (dirty tree)" if p["dirty"] else " (clean tree)"),
           f"- machine: {m['platform']} ({m['processor']}, {m['cpu_count']} CPUs), {m['devices']} x {m['device_kind']} "
           f"on {m['backend']}, {m['processes']} process(es)",
-          f"- Python {p['python']}; " + ", ".join(f"{k} {v}" for k, v in sorted(p["packages"].items()))]
+          f"- Python {p['python']}; " + ", ".join(f"{k} {v}" for k, v in sorted(p["packages"].items()))] + (
+              [f"- data: {p['data']}"] if "data" in p else [])

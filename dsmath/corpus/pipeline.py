@@ -23,7 +23,7 @@ from dsmath.files import write_json_atomic, write_text_atomic
 
 @dataclasses.dataclass(frozen=True)
 class ToyConfig(toy.ToyParams):
-  """The toy crawl built from the shared data (synthetic URLs, real texts) instead of config.inputs."""
+  """The toy crawl built from config.data_dir (synthetic URLs, real texts) instead of config.inputs."""
   enabled: bool = False
 
   def params(self) -> toy.ToyParams:
@@ -65,7 +65,7 @@ class IterationConfig:
 class DecontamConfig:
   n: int = 10
   max_removed_fraction: float = 0.5  # a page losing more than this is dropped
-  benchmarks: tuple[str, ...] = ()  # benchmark files under the shared data; () = every benchmark
+  benchmarks: tuple[str, ...] = ()  # benchmark files under config.data_dir; () = every benchmark
 
   def __post_init__(self):
     if self.n < 1:
@@ -90,6 +90,9 @@ class CorpusStageConfig:
   """The corpus stage's schema (configs/corpus_*.py start from `default_config()`)."""
   job: Literal["corpus"] = "corpus"
   workdir: str = ""  # default run directory for experiments/run.py (--workdir overrides)
+  # the folder of benchmark files (decontamination; the toy crawl's texts): "shared:" the benchmark folder, "toy:" that
+  # or else the subset shipped with the package (dsmath.paths), or a path
+  data_dir: str = "shared:"
   toy: ToyConfig = config_lib.sub(ToyConfig)
   inputs: InputsConfig = config_lib.sub(InputsConfig)
   classifier: classifier.ClassifierParams = config_lib.sub(classifier.ClassifierParams)
@@ -139,7 +142,7 @@ def run(config, workdir: str) -> dict:
   start = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   opts = beam_pipeline.pipeline_options(c.beam.runner, dict(c.beam.options))
-  data_dir = paths.shared_data_dir()
+  data_dir = paths.resolve_data_path(c.data_dir)
   toy_manifest = None
   if c.toy.enabled:
     toy_manifest = toy.build_toy_crawl(data_dir, os.path.join(workdir, "toy_crawl"), c.toy.params())
@@ -248,7 +251,8 @@ def run(config, workdir: str) -> dict:
   summary = {
       "job": "corpus",
       "workdir": workdir,
-      "inputs": {"crawl_files": crawl_files, "seed_files": seed_files, "negative_files": neg_files},
+      "inputs": {"data_dir": data_dir, "crawl_files": crawl_files, "seed_files": seed_files,
+                 "negative_files": neg_files},
       "dedup": dedup_counts,
       "budget": dataclasses.asdict(budget),
       "rounds": rounds,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dsmath.grading.answers import extract_gsm8k_gold, extract_last_boxed
-from dsmath.paths import shared_data_dir
+from dsmath.paths import FETCH_COMMAND, shared_data_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,12 +40,14 @@ class Record:
     return dataclasses.asdict(self)
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
-  """(1-based line number, object) for each non-blank line; any bad line raises ValueError naming path:line."""
+def jsonl_objects(path: Path) -> list[tuple[int, str, dict]]:
+  """(1-based line number, the line's text, its object) for each non-blank line; any bad line raises ValueError naming
+  path:line."""
   try:
     data = Path(path).read_bytes()
   except FileNotFoundError as e:
-    raise FileNotFoundError(f"{path}: benchmark file not found") from e
+    raise FileNotFoundError(f"{path}: benchmark file not found (`{FETCH_COMMAND} --list` says which dataset holds "
+                            f"it, `{FETCH_COMMAND} --only <name>` fetches it)") from e
   rows = []
   for lineno, raw in enumerate(data.split(b"\n"), 1):
     try:
@@ -60,8 +62,13 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
       raise ValueError(f"{path}:{lineno}: invalid JSON at column {e.colno}: {e.msg}") from e
     if not isinstance(row, dict):
       raise ValueError(f"{path}:{lineno}: expected a JSON object, got {_json_type(row)}")
-    rows.append((lineno, row))
+    rows.append((lineno, line, row))
   return rows
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+  """(1-based line number, object) for each non-blank line (`jsonl_objects`)."""
+  return [(lineno, row) for lineno, _, row in jsonl_objects(path)]
 
 
 def _json_type(v) -> str:

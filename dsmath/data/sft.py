@@ -183,12 +183,13 @@ BUILTIN_SFT_SOURCES = {
 
 
 def check_not_test_split(path: str) -> None:
-  """Refuses evaluation files of the shared data folder (anything there but a train split) as SFT data."""
-  from dsmath.paths import shared_data_dir
+  """Refuses evaluation files of the benchmark folder or the shipped toy subset (anything there but a train split) as
+  SFT data."""
+  from dsmath.paths import DataNotFound, TOY_DATA_DIR, shared_data_dir
   try:
-    shared = shared_data_dir().resolve()
-  except FileNotFoundError:
-    return
+    folders = [shared_data_dir().resolve(), TOY_DATA_DIR.resolve()]
+  except DataNotFound:
+    folders = [TOY_DATA_DIR.resolve()]
   p = Path(path).resolve()
-  if shared in p.parents and not p.name.startswith("train"):
+  if any(folder in p.parents for folder in folders) and not p.name.startswith("train"):
     raise ValueError(f"{p} is an evaluation split of the shared data; SFT may only use train splits")

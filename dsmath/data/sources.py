@@ -3,7 +3,9 @@
 A record is a dict. Random access (not streaming) is what makes the pipeline shardable per host, shufflable per
 epoch and exactly resumable from a Grain iterator state (a position, not a file offset).
 
-Paths may start with `shared:`, meaning the project's read-only shared data folder (dsmath.paths.shared_data_dir()).
+Paths may start with `shared:`, meaning the benchmark folder (dsmath.paths.shared_data_dir(): ../shared/data, or where
+$DSMATH_SHARED_DATA or `python -m dsmath.data.fetch` put it), or with `toy:`, meaning that folder when there is one and
+else the small subset shipped with the package (dsmath.paths.toy_data_dir(); what the toy recipe reads).
 Bad input: a malformed JSONL line raises RecordError naming the file and line; with on_error="skip" every malformed
 line is found when the source is opened, left out, counted and logged (file and line numbers), never dropped
 silently. A glob matching nothing raises FileNotFoundError naming the pattern.
@@ -23,7 +25,7 @@ import grain
 import numpy as np
 
 from dsmath.data.config import resolve_source
-from dsmath.paths import shared_data_dir
+from dsmath.paths import FETCH_COMMAND, SCHEMES, resolve_data_path
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,9 @@ class RecordError(ValueError):
 
 
 def resolve_path(path: str | os.PathLike) -> str:
-  """`shared:<rel>` -> <shared data dir>/<rel>; other paths unchanged (user `~` expanded)."""
-  path = str(path)
-  if path.startswith("shared:"):
-    return str(shared_data_dir() / path[len("shared:"):].lstrip("/"))
-  return os.path.expanduser(path)
+  """`shared:<rel>` / `toy:<rel>` -> the file in the data folder they name (dsmath.paths.resolve_data_path); other
+  paths unchanged (user `~` expanded)."""
+  return resolve_data_path(path)
 
 
 def expand_paths(patterns: str | Sequence[str]) -> list[str]:
@@ -54,7 +54,10 @@ def expand_paths(patterns: str | Sequence[str]) -> list[str]:
     resolved = resolve_path(pattern)
     matches = sorted(glob.glob(resolved))
     if not matches:
-      raise FileNotFoundError(f"no file matches {resolved!r}" + (f" (from {pattern!r})" if resolved != pattern else ""))
+      hint = f" (from {pattern!r})" if resolved != pattern else ""
+      if str(pattern).startswith(tuple(SCHEMES)):
+        hint += f"; `{FETCH_COMMAND} --list` says which dataset holds it, `{FETCH_COMMAND} --only <name>` fetches it"
+      raise FileNotFoundError(f"no file matches {resolved!r}{hint}")
     files.extend(m for m in matches if os.path.isfile(m))
   if not files:
     raise FileNotFoundError(f"{list(patterns)} match only directories, no files")

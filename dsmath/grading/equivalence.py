@@ -1,11 +1,17 @@
 """The two grading modes: is a model's text (or an extracted answer) equivalent to the gold answer?
 
-"math_verify" (default): math-verify 0.9.0 end to end. The prediction text is parsed by math-verify's own extraction
-  (`PRED_EXTRACTION`: LaTeX with \\boxed{} ranked first, then LaTeX environments and answer phrases, then plain
-  expressions and numbers, e.g. "$\\frac13$", "k = 1/3", "1 000", "1,22", "[0,1)"); the gold answer, a bare answer
-  string from a benchmark, is parsed as `\\boxed{gold}` (`GOLD_EXTRACTION`); then `verify(gold, pred)`, which
-  compares sympy numbers, expressions, sets, intervals, matrices and relations with 6-digit float rounding.
-  The verdict is exactly math-verify's own `verify(parse(...), parse(...))` with these configurations.
+"math_verify" (default): math-verify 0.9.0 end to end, then the MATH benchmark's own normalisation where math-verify
+  refuses. The prediction text is parsed by math-verify's own extraction (`PRED_EXTRACTION`: LaTeX with \\boxed{}
+  ranked first, then LaTeX environments and answer phrases, then plain expressions and numbers, e.g. "$\\frac13$",
+  "k = 1/3", "1 000", "1,22", "[0,1)"); the gold answer, a bare answer string from a benchmark, is parsed as
+  `\\boxed{gold}` (`GOLD_EXTRACTION`); then `verify(gold, pred)`, which compares sympy numbers, expressions, sets,
+  intervals, matrices and relations with 6-digit float rounding. Where that verdict is False, the answer is still
+  right if the benchmark's sound string rules (`benchmark_rules.benchmark_equal`: Hendrycks et al.'s strip_string as
+  lm-eval and Qwen2.5-Math extend it, e.g. `\\frac ab`, `12.5\\%` vs `12.5`, `\\text{2 hours}` vs `2`) equate the
+  gold with math-verify's extracted answer or, in a text with at most one box, with the answer DeepSeekMath's rules
+  extract (`answers.extract_answer` without the last-number fallback: the box, else an "answer is" phrase). So the
+  verdict is math-verify's own `verify(parse(...), parse(...))` OR the benchmark's; several boxes are still read
+  as math-verify reads them (boxes close together as one set), not as the benchmark's last box.
 "paper": DeepSeekMath's published rules (their evaluation/eval/eval_utils.py `math_equal`, re-implemented): the
   answer is extracted by `answers.extract_answer` (last \\boxed{}, "the answer is", last number); string match after
   normalisation; numbers accepted if the prediction is close to the reference, reference/100 or reference*100
@@ -28,6 +34,7 @@ import re
 from typing import Any, Callable
 
 from dsmath.grading.answers import extract_answer, normalize_answer
+from dsmath.grading.benchmark_rules import benchmark_equal
 
 MODES = ("math_verify", "paper")
 soft_timeouts = 0  # how many soft alarms fired in this process (math-verify's and the paper mode's own)
@@ -106,22 +113,42 @@ def mv_parse_gold(gold: str, soft_timeout_s: int = 5) -> list:
   return parse(wrap_gold(gold), gold_extraction(), parsing_timeout=soft_timeout_s)
 
 
+def _benchmark_candidates(text: str, mv_answer: str | None) -> list[str]:
+  """The answers the benchmark rules compare with the gold: math-verify's extracted answer, and in a text with at most
+  one box the box or "answer is" phrase (math-verify may have read past a box it could not parse)."""
+  found = [mv_answer] if mv_answer else []
+  if text.count("\\boxed") + text.count("\\fbox") <= 1:
+    rule = extract_answer(text, fallback_last_number=False)
+    if rule and rule != mv_answer:
+      found.append(rule)
+  return found
+
+
 def mv_grade_text(text: str, gold: str, soft_timeout_s: int = 5) -> tuple[bool, str | None]:
-  """(verdict, extracted answer) for model text against a bare gold answer, by math-verify's parse + verify."""
+  """(verdict, extracted answer) for model text against a bare gold answer: math-verify's parse + verify, else the
+  benchmark's rules (module docstring)."""
   from math_verify import verify
   pred = mv_parse_prediction(text, soft_timeout_s)
-  if not pred:
-    return False, None
-  g = mv_parse_gold(gold, soft_timeout_s)
-  return bool(g) and bool(verify(g, pred, timeout_seconds=soft_timeout_s)), _mv_answer_string(pred)
+  answer = _mv_answer_string(pred)
+  if pred:
+    g = mv_parse_gold(gold, soft_timeout_s)
+    if g and verify(g, pred, timeout_seconds=soft_timeout_s):
+      return True, answer
+  for candidate in _benchmark_candidates(text, answer):
+    if benchmark_equal(candidate, gold):
+      return True, answer or candidate
+  return False, answer
 
 
 def mv_answers_equal(pred: str, gold: str, soft_timeout_s: int = 5) -> bool:
-  """Two already-extracted answers (e.g. math-verify's strings, or a program's output), both read as gold answers."""
+  """Two already-extracted answers (e.g. math-verify's strings, or a program's output), both read as gold answers;
+  else the benchmark's rules."""
   from math_verify import verify
   p = mv_parse_gold(pred, soft_timeout_s)
   g = mv_parse_gold(gold, soft_timeout_s)
-  return bool(p) and bool(g) and bool(verify(g, p, timeout_seconds=soft_timeout_s))
+  if p and g and verify(g, p, timeout_seconds=soft_timeout_s):
+    return True
+  return benchmark_equal(pred, gold)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
