@@ -1,16 +1,22 @@
-"""Figure 6 at toy scale: iterative RL (2 iterations; the process reward model retrained between them on fresh policy
-samples with 10% replay of its earlier data, pi_ref reset) against one iteration with the same number of RL steps,
-5 seeds.
+"""Figure 6 at toy scale, and the learned reward models' outcome: GRPO driven by a learned process (PRM) or outcome
+(ORM) reward model, one iteration of 200 steps against two iterations of 100 (the paper's Algorithm 1: pi_ref reset
+and the reward model retrained on the current policy's samples with 10% replay of its earlier data), and the
+paper-faithful arms that collapse, 5 seeds.
 
   python -m experiments.sweep --config configs/sweep_fig6.py      # after configs/sweep_fig5.py (its setup)
-GRPO with a learned process reward model (rl.reward = "prm": a scalar head on the policy's body, Math-Shepherd labels
-from 4 completions per step prefix). Every cell of seed s starts from the Figure 5 sweep's SFT model of that seed
-(runs/sweep_fig5/_setup/base_s<s>/sft), so both arms share one SFT policy. Reported beside accuracy: the reward
-model's step-label accuracy on labelled samples of questions it did not train on, after each round.
+Every cell of seed s starts from the Figure 5 sweep's SFT model of that seed (runs/sweep_fig5/_setup/base_s<s>/sft),
+the recipe's SFT model for that seed, so the arms of a seed share one SFT policy. The learned reward is the only
+training reward; the rule grader measures the rollouts (rule accuracy beside the proxy) and the held-out test split.
+  prm_paper / orm_paper   configs/grpo_{prm,orm}_paper_toy.py: the paper's estimators, reward models of 64 samples
+  prm_one / orm_one       configs/grpo_{prm,orm}_toy.py: the settings chosen on the validation split, 1 x 200 steps
+  prm_two / orm_two       the same, 2 iterations x 100 steps
+Reported beside accuracy: the reward model's label accuracy on samples of questions it did not train on, after its
+first and last round, and the rollouts' rule accuracy and learned reward over the last 20 steps.
 """
 import os
 
 from configs.sweep_fig5 import CURVES, SEEDS, accuracy_metrics
+from configs.sweep_rm_diagnosis import window_metrics
 from dsmath.config import config_dict
 from dsmath.paths import REPO_ROOT
 from dsmath.sweep import SweepConfig
@@ -19,9 +25,18 @@ TOTAL_STEPS = 200
 FIG5_SETUP = os.path.join(str(REPO_ROOT), "runs", "sweep_fig5", "_setup")
 
 
+def _arm(kind: str, variant: str) -> dict:
+  config = f"configs/toy.py:rl:grpo_{kind}_{'paper_' if variant == 'paper' else ''}toy"
+  iterations = 2 if variant == "two" else 1
+  return {"rl:config": config, "rl/rl.iterations": iterations, "rl/rl.steps": TOTAL_STEPS // iterations}
+
+
+ARMS = {f"{kind}_{variant}": _arm(kind, variant) for kind in ("prm", "orm") for variant in ("paper", "one", "two")}
+
+
 def get_config():
   c = config_dict(SweepConfig)
-  c.name = "Figure 6 (toy): iterative GRPO with a learned PRM, 2 iterations vs 1"
+  c.name = "Figure 6 (toy): GRPO with learned reward models, 2 iterations vs 1, and the paper-faithful arms"
   c.sweep_dir = "runs/sweep_fig6"
   c.results_dir = "results/fig6"
   c.parallel = 1
@@ -29,26 +44,20 @@ def get_config():
   c.stages = [{"name": "rl", "config": "configs/toy.py:rl:grpo_prm_toy",
                "overrides": {"reward_model.replay_fraction": 0.1, "eval.every": 50}}]
   c.axes = [
-      {"name": "iterations", "levels": [
-          {"name": "one", "set": {"rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}},
-          {"name": "two", "set": {"rl/rl.iterations": 2, "rl/rl.steps": TOTAL_STEPS // 2}},
-          # Diagnosis: the same single iteration with a reward model trained on 16x the labelled samples
-          # (256 questions x 4 samples) for 4x the steps: does a better PRM stop the policy from exploiting it?
-          {"name": "one_big_rm", "set": {"rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS,
-                                         "rl/reward_model.questions": 256, "rl/reward_model.samples_per_question": 4,
-                                         "rl/reward_model.steps": 200}},
-      ]},
+      {"name": "arm", "levels": [{"name": n, "set": s} for n, s in ARMS.items()]},
       {"name": "seed", "levels": [{"name": str(s), "set": {"rl/seed": s,
                                                             "rl/init_from": os.path.join(FIG5_SETUP, f"base_s{s}",
                                                                                          "sft")}} for s in SEEDS]},
   ]
   c.aggregate = {
-      "group_by": ["iterations"],
+      "group_by": ["arm"],
       "metrics": accuracy_metrics() + [
-          {"name": "PRM step-label accuracy (held-out), first round", "stage": "rl",
-           "path": "reward_model.first_heldout_label_accuracy", "paired": False},  # one iteration's, shared
-          {"name": "PRM step-label accuracy (held-out), last round", "stage": "rl",
-           "path": "reward_model.last_heldout_label_accuracy"}],
-      "curves": CURVES,
-      "compare_to": "iterations=one"}
+          {"name": "reward-model label accuracy (held-out), first round", "stage": "rl",
+           "path": "reward_model.first_heldout_label_accuracy", "paired": False},
+          {"name": "reward-model label accuracy (held-out), last round", "stage": "rl",
+           "path": "reward_model.last_heldout_label_accuracy"}] + window_metrics(),
+      "curves": CURVES + [{"name": "proxy_reward_mean", "stage": "rl", "file": "metrics.jsonl",
+                           "key": "proxy_reward_mean", "title": "Learned reward of the rollouts vs RL step"}],
+      "comparisons": [f"arm={k}_two vs arm={k}_one" for k in ("prm", "orm")] +
+                     [f"arm={k}_one vs arm={k}_paper" for k in ("prm", "orm")] + ["arm=prm_one vs arm=orm_one"]}
   return c

@@ -58,6 +58,16 @@ def test_run_resume_and_failures(tmp_path):
   assert aggregate_sweep(cfg)["table_md"] == str(sweep / "results.md")
 
 
+def test_nothing_complete_leaves_results_dir_alone(tmp_path):
+  """A run that completes no cell (e.g. only its setup, with --only matching nothing) must not overwrite the
+  committed results with an empty table."""
+  cfg = {**_data_sweep(tmp_path), "results_dir": str(tmp_path / "res")}
+  (tmp_path / "res").mkdir()
+  (tmp_path / "res" / "results.md").write_text("the committed table\n")
+  status = run_sweep(cfg, only=["no such cell"], echo=lambda s: None)
+  assert status["complete_cells"] == [] and (tmp_path / "res" / "results.md").read_text() == "the committed table\n"
+
+
 @pytest.mark.slow
 def test_table6_chain_end_to_end(tmp_path):
   t6 = "configs/table6_code_first.py"

@@ -188,7 +188,7 @@ def write_outputs(cfg: SweepConfig, cells: Sequence[Cell], complete: set[str], s
   md += "\n".join(agg.provenance_lines(result)) + "\n"
   write_text_atomic(outputs["table_md"], md)
   write_json_atomic(outputs["table_json"], result)
-  if cfg.results_dir:
+  if cfg.results_dir and complete:  # a sweep with nothing complete (a setup-only run) leaves results_dir alone
     dest = Path(cfg.results_dir)
     if not dest.is_absolute():
       dest = REPO_ROOT / dest
