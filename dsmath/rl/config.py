@@ -193,6 +193,9 @@ class RewardModelConfig:
   heldout_questions: int = 0  # other training questions whose samples measure the label accuracy; 0 = `questions`
   samples_per_question: int = 2
   shepherd_completions: int = 4  # completions from each step prefix that estimate its label
+  # The training reward read from the model's probability: "probability" (the paper) or "binary" (1 when > 0.5: the
+  # model read as a verifier, its calibration ignored); the proxy the run logs is always the probability
+  score: Literal["probability", "binary"] = "probability"
 
   def __post_init__(self):
     if not 0.0 <= self.replay_fraction < 1.0:

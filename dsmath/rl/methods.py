@@ -178,7 +178,8 @@ def resolve_rl_config(config: Any) -> RLRun:
     raise ConfigError(f"config.reward.step_drift={cfg.reward.step_drift} shifts process (step) rewards; the reward "
                       f"{reward!r} gives one reward per output")
   if cfg.advantage.credit not in advantages.CREDIT:
-    raise ConfigError(f"config.advantage.credit={cfg.advantage.credit!r} is unknown; valid: {sorted(advantages.CREDIT)}")
+    raise ConfigError(f"config.advantage.credit={cfg.advantage.credit!r} is unknown; valid: "
+                      f"{sorted(advantages.CREDIT)}")
   if cfg.advantage.credit != "sum" and not (estimator and advantages.ESTIMATORS[estimator].process):
     raise ConfigError(f"config.advantage.credit={cfg.advantage.credit!r} assigns step rewards to tokens; the estimator "
                       f"{estimator!r} reads outcome rewards (use a process reward, e.g. rl.reward='prm')")

@@ -216,6 +216,21 @@ def reward_model_loss(model_cfg, kind: str):
   return loss_fn
 
 
+LEARNED_SCORES = ("probability", "binary")
+
+
+def learned_reward(probability: np.ndarray, score: str) -> np.ndarray:
+  """The training reward read from a reward model's probabilities (reward_model.score): "probability" as the paper
+  uses the score; "binary" 1 where it is > 0.5, else 0 (the model read as a verifier: its small score differences
+  between outputs it judges alike carry no reward)."""
+  p = np.asarray(probability, np.float32)
+  if score == "probability":
+    return p
+  if score == "binary":
+    return (p > 0.5).astype(np.float32)
+  raise ValueError(f"reward_model.score must be one of {LEARNED_SCORES}, got {score!r}")
+
+
 def reward_model_scores(model_cfg, params, prompt, prompt_mask, completion, completion_mask) -> jax.Array:
   """sigmoid of the scalar head at every completion token [B, C]: a probability that the answer will be right."""
   return jax.nn.sigmoid(policy.completion_scalars(model_cfg, params, prompt, prompt_mask, completion,

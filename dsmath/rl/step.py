@@ -343,15 +343,17 @@ class RLStep:
         host_scores = msharding.host_array(scores)
         step_values = [[float(host_scores[b, e]) for e in row] for b, row in enumerate(ends)]
         proxy = np.array([np.mean(v) for v in step_values], np.float32)
+      trained = step_values if scores is None else [
+          list(rewards.learned_reward(np.array(v), self.cfg.reward_model.score)) for v in step_values]
       drift = self.cfg.reward.step_drift  # diagnosis: a reward model's drift along a solution, made by hand
       if drift:
-        step_values = [[v + drift * k for k, v in enumerate(row)] for row in step_values]
-      placed = [v[:-1] + [v[-1] + w] for v, w in zip(step_values, verifier)]  # the verifier term at the last step
+        trained = [[v + drift * k for k, v in enumerate(row)] for row in trained]
+      placed = [v[:-1] + [v[-1] + w] for v, w in zip(trained, verifier)]  # the verifier term at the last step
       step_r, step_mask = rewards.place_step_values(placed, ends, tokens.shape[1])
       batch["step_rewards"], batch["step_mask"] = self.to_rows(step_r), self.to_rows(step_mask)
     if scores is not None and not process:
       proxy = msharding.host_array(policy.last_token_scalar(scores, rows["mask"])).astype(np.float32)
-      reward = proxy + verifier
+      reward = rewards.learned_reward(proxy, self.cfg.reward_model.score) + verifier
     elif self.reward is not None and self.reward.fn is not None:
       reward = np.asarray(self.reward.fn(texts, golds, tokens, lengths), np.float32)
     else:
