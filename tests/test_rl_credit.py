@@ -187,3 +187,45 @@ def test_step_ends_fold_eos_into_the_last_step():
   decode = lambda ids: "".join(chr(i) for i in ids if i != eos)  # noqa: E731 - EOS decodes to nothing
   ends = rewards.step_ends([text], toks, np.array([len(text) + 1]), decode)
   assert ends == [[10, len(text)]]  # step 1 at its newline, step 2 through EOS
+
+
+def _pairs_reference(z, y, v, q):
+  right = total = 0
+  loss = 0.0
+  for a in range(len(q)):
+    for b in range(len(q)):
+      for k in range(z.shape[1]):
+        if q[a] == q[b] and v[a, k] and v[b, k] and y[a, k] > y[b, k]:
+          total += 1
+          right += z[a, k] > z[b, k]
+          loss += np.log1p(np.exp(-(z[a, k] - z[b, k])))
+  return loss / max(total, 1), right / max(total, 1), total
+
+
+def test_within_question_pairs_against_a_loop():
+  """The reward models' ranking term: pairs of outputs (or of k-th steps) of one question whose labels differ."""
+  from dsmath.rl import rewards
+  rng = np.random.default_rng(7)
+  q = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+  z = rng.normal(size=(8, 3)).astype(np.float32)
+  y = (rng.random((8, 3)) < 0.5).astype(np.float32)
+  v = (rng.random((8, 3)) < 0.8).astype(np.float32)
+  loss, right, n = rewards.within_question_pairs(jnp.array(z), jnp.array(y), jnp.array(v), jnp.array(q))
+  want = _pairs_reference(z, y, v, q)
+  assert float(n) == want[2] > 0
+  np.testing.assert_allclose([float(loss), float(right)], want[:2], rtol=1e-5)
+  assert rewards.pair_accuracy(z, y, v, q) == pytest.approx(want[1])
+  # outcome form: one value per row
+  loss1, right1, n1 = rewards.within_question_pairs(jnp.array(z[:, 0]), jnp.array(y[:, 0]), jnp.ones(8), jnp.array(q))
+  want1 = _pairs_reference(z[:, :1], y[:, :1], np.ones((8, 1)), q)
+  np.testing.assert_allclose([float(loss1), float(right1), float(n1)], want1, rtol=1e-5)
+  assert np.isnan(rewards.pair_accuracy(z[:2, 0], np.ones(2), np.ones(2), q[:2]))  # no pair with different labels
+
+
+def test_per_step_values_gathers_the_kth_step():
+  from dsmath.rl import rewards
+  x = jnp.array([[0.0, 0.7, 0.0, 0.2], [0.5, 0.0, 0.0, 0.0]])
+  sm = jnp.array([[0, 1, 0, 1], [1, 0, 0, 0]], jnp.float32)
+  per, has = rewards.per_step_values(x, sm)
+  np.testing.assert_allclose(np.asarray(per)[:, :2], [[0.7, 0.2], [0.5, 0.0]])
+  np.testing.assert_allclose(np.asarray(has)[:, :3], [[1, 1, 0], [1, 0, 0]])

@@ -99,6 +99,31 @@ def test_grpo_loss_hand_example():
   np.testing.assert_allclose(loss_b0, -((1.2 + 1.0) / 2 - 1.6) / 2, rtol=1e-6)
 
 
+def test_rollout_correction_token_tis_and_sequence_mask():
+  """Yao et al. 2025: each token's clipped term times min(pi_old / pi_sampler, C) (TIS), or whole outputs dropped
+  when prod pi_old / pi_sampler leaves [1/C, C]; written out on the hand batch (beta 0, sequence mean)."""
+  logp, batch = _grpo_hand_batch()
+  # sampler probabilities of the same tokens: o1 (0.2, 0.25) against pi_old (0.4, 0.25): ratios 2.0, 1.0;
+  # o2 0.5 against 0.5: ratio 1.0
+  batch = {**batch, "sampler_logp": jnp.log(jnp.array([[0.2, 0.25], [0.5, 1.0]]))}
+  terms = [[min(1.25, 1.2), 1.0], [min(1.6 * -1.0, 1.2 * -1.0)]]  # the clipped surrogate per token (beta 0)
+  cap = 1.5
+  w1 = [min(2.0, cap), 1.0]
+  want = -((terms[0][0] * w1[0] + terms[0][1] * w1[1]) / 2 + terms[1][0]) / 2
+  loss, metrics = rl.grpo_loss(rl.LossConfig(beta=0.0, tis="token", tis_cap=cap), logp, batch)
+  np.testing.assert_allclose(loss, want, rtol=1e-6)
+  np.testing.assert_allclose(metrics["tis_weight_mean"], (1.5 + 1.0 + 1.0) / 3, rtol=1e-6)
+  np.testing.assert_allclose(metrics["tis_capped_fraction"], 1 / 3, rtol=1e-6)
+  # o1's sequence ratio 2.0 is outside [1/1.5, 1.5]: dropped; o2's 1.0 kept
+  loss, metrics = rl.grpo_loss(rl.LossConfig(beta=0.0, tis="sequence_mask", tis_cap=cap), logp, batch)
+  np.testing.assert_allclose(loss, -(0.0 + terms[1][0]) / 2, rtol=1e-6)
+  np.testing.assert_allclose(metrics["tis_masked_fraction"], 0.5, rtol=1e-6)
+  loss_off, _ = rl.grpo_loss(rl.LossConfig(beta=0.0), logp, batch)
+  np.testing.assert_allclose(loss_off, -((1.2 + 1.0) / 2 - 1.6) / 2, rtol=1e-6)
+  with pytest.raises(ValueError, match="tis"):
+    rl.LossConfig(tis="sequence")
+
+
 def test_dapo_decoupled_clip_and_token_mean():
   """DAPO Eq. 8: clip(rho, 1 - eps_low, 1 + eps_high), one mean over every token of the group; no KL at beta 0."""
   logp, batch = _grpo_hand_batch()

@@ -149,6 +149,10 @@ class LossConfig:
   dpo_beta: float = 0.1
   dpo_length_normalize: bool = True
   value_clip: float = 0.2
+  # rollout correction (dsmath.rl.losses.rollout_correction): "off", "token" (truncated importance sampling) or
+  # "sequence_mask"; needs rollout.recompute_old_logp (the trainer's pi_old beside the sampler's log-probs)
+  tis: str = "off"
+  tis_cap: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +200,15 @@ class RewardModelConfig:
   # The training reward read from the model's probability: "probability" (the paper) or "binary" (1 when > 0.5: the
   # model read as a verifier, its calibration ignored); the proxy the run logs is always the probability
   score: Literal["probability", "binary"] = "probability"
+  # Weight of the within-question ranking term beside the paper's cross-entropy (dsmath.rl.rewards.
+  # within_question_pairs): GRPO compares outputs of one question, so what it needs from a reward model is their order;
+  # with cross-entropy alone a model can score labels well by judging the question (hard or easy) instead of the
+  # output. 0 = the paper's loss. Batches are then whole questions (samples_per_question rows each).
+  pairwise_weight: float = 0.0
+  # The reward model's body: "" = a copy of the policy's; "base" = the run the policy's init_from run started from
+  # (the pre-trained model an SFT policy was fine-tuned from: it has seen right solutions, the SFT policy has learned
+  # a careless teacher's); or any run directory with the policy's model config
+  init_from: str = ""
 
   def __post_init__(self):
     if not 0.0 <= self.replay_fraction < 1.0:

@@ -155,6 +155,8 @@ class RLLoop:
     self.total = cfg.rl.iterations * cfg.rl.steps
     self.rl = RLStep(run, self.model_cfg, self.task, total_updates=self.total * cfg.rl.mu)
     self.rm = RewardModelTrainer(self.rl, cfg.rl.iterations) if run.needs_reward_model else None
+    if self.rm is not None and cfg.reward_model.init_from:  # the reward model's body came from that run
+      self.parents = self.parents + (self.rm.body_run(),)
     self.offline = OfflineData(self.rl, str(self.workdir / "offline_data.npz")) \
         if run.method.data.startswith("offline") else None
     self.held_out = HeldOut(self.rl, cfg.seed) if cfg.eval.num_questions else None
@@ -266,8 +268,10 @@ class RLLoop:
       summary["overoptimisation"] = self._overoptimisation(host)
     if host.rm_history:
       acc = [m["rm_heldout_label_accuracy"] for m in host.rm_history]
+      pair = [m.get("rm_heldout_pair_accuracy", float("nan")) for m in host.rm_history]
       summary["reward_model"] = {"rounds": len(acc), "heldout_label_accuracy": acc, "first_heldout_label_accuracy":
-                                 acc[0], "last_heldout_label_accuracy": acc[-1]}
+                                 acc[0], "last_heldout_label_accuracy": acc[-1], "heldout_pair_accuracy": pair,
+                                 "first_heldout_pair_accuracy": pair[0], "last_heldout_pair_accuracy": pair[-1]}
     write_rl_report(self.workdir, summary)
     if status == "completed":
       write_run(self.workdir, job="rl", model=self.model_cfg, tokenizer=self.tokenizer_ref, step=host.step,

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 AGGREGATIONS = ("sequence", "token", "sequence_sum_norm")
+ROLLOUT_CORRECTIONS = ("off", "token", "sequence_mask")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,12 @@ class LossConfig:
   dpo_beta: float = 0.1
   dpo_length_normalize: bool = True
   value_clip: float = 0.2
+  # Rollout correction (Yao et al. 2025, "Your Efficient RL Framework Secretly Brings You Off-Policy RL Training"):
+  # with rollout.recompute_old_logp the batch holds the trainer's pi_old and the sampler's log-probs of the same
+  # tokens; "token" weights each token's term by min(pi_old / pi_sampler, tis_cap) (truncated importance sampling),
+  # "sequence_mask" drops outputs whose sequence ratio prod(pi_old / pi_sampler) is outside [1 / tis_cap, tis_cap].
+  tis: str = "off"
+  tis_cap: float = 2.0
 
   def __post_init__(self):
     if self.aggregation not in AGGREGATIONS:
@@ -57,6 +64,9 @@ class LossConfig:
       raise ValueError(f"rl loss clip_eps_high must be >= 0, got {self.clip_eps_high}")
     if self.beta < 0 or self.max_len < 1:
       raise ValueError(f"rl loss beta must be >= 0 and max_len >= 1, got {self.beta}, {self.max_len}")
+    if self.tis not in ROLLOUT_CORRECTIONS or not self.tis_cap > 1.0:
+      raise ValueError(f"rl loss tis must be one of {ROLLOUT_CORRECTIONS} and tis_cap > 1, got {self.tis!r}, "
+                       f"{self.tis_cap}")
 
   @property
   def eps_high(self) -> float:
@@ -146,14 +156,45 @@ def ppo_policy_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Ar
   obj, ratio, clipped = _clipped_surrogate(logp, batch["old_logp"], batch["advantages"], cfg.clip_eps)
   loss = -aggregate(obj, m, cfg.aggregation, cfg.max_len)
   return loss, {"clip_fraction": _masked_mean(clipped.astype(jnp.float32), m), "ratio_mean": _masked_mean(ratio, m),
-                "approx_kl_old": _masked_mean(batch["old_logp"] - logp, m)}
+                "approx_kl_old": _masked_mean(batch["old_logp"] - logp, m),
+                **mismatch_metrics(logp, batch["old_logp"], m)}
+
+
+def mismatch_metrics(logp: jax.Array, old_logp: jax.Array, m: jax.Array) -> dict:
+  """How far the trainer's log-probs of the rollout tokens are from pi_old's (the sampler's, unless
+  rollout.recompute_old_logp replaced them): mean |delta| and the k3 estimate of KL(pi_trainer || pi_old). At the
+  first update of a step (rl.mu = 1: the only one) the trainer's params are the sampler's, so this is the
+  sampler/trainer numerical mismatch (float32 on CPU: ~0)."""
+  logp = jax.lax.stop_gradient(logp)
+  return {"mismatch_abs": _masked_mean(jnp.abs(logp - old_logp), m),
+          "mismatch_kl": _masked_mean(kl_k3(logp, old_logp), m)}
+
+
+def rollout_correction(cfg: LossConfig, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, dict]:
+  """Per-token weights [B, T] of the policy-gradient term under LossConfig.tis (no gradient flows through them):
+  token: w_t = min(pi_old(o_t) / pi_sampler(o_t), cap); sequence_mask: w = 1 for an output whose
+  prod_t pi_old / pi_sampler lies in [1 / cap, cap], else 0; off: 1."""
+  m = batch["mask"].astype(jnp.float32)
+  if cfg.tis == "off":
+    return jnp.ones_like(m), {}
+  log_ratio = (batch["old_logp"] - batch["sampler_logp"]) * m
+  if cfg.tis == "token":
+    w = jnp.minimum(jnp.exp(log_ratio), cfg.tis_cap)
+    return w, {"tis_weight_mean": _masked_mean(w, m), "tis_capped_fraction": _masked_mean(
+        (jnp.exp(log_ratio) > cfg.tis_cap).astype(jnp.float32), m)}
+  seq = log_ratio.sum(axis=1)
+  keep = (jnp.abs(seq) <= jnp.log(cfg.tis_cap)).astype(jnp.float32)
+  return jnp.broadcast_to(keep[:, None], m.shape), {"tis_masked_fraction": 1.0 - jnp.mean(keep)}
 
 
 def _grpo_family(cfg: LossConfig, logp, batch, aggregation: str):
   m = batch["mask"].astype(jnp.float32)
   obj, ratio, clipped = _clipped_surrogate(logp, batch["old_logp"], batch["advantages"], cfg.clip_eps, cfg.eps_high)
+  weight, tis_metrics = rollout_correction(cfg, batch)
+  obj = obj * weight
   metrics = {"clip_fraction": _masked_mean(clipped.astype(jnp.float32), m), "ratio_mean": _masked_mean(ratio, m),
-             "pg_objective": aggregate(obj, m, aggregation, cfg.max_len)}
+             "pg_objective": aggregate(obj, m, aggregation, cfg.max_len),
+             **mismatch_metrics(logp, batch["old_logp"], m), **tis_metrics}
   if cfg.beta > 0:  # a KL-free objective (DAPO) never reads pi_ref, so no reference model is kept
     kl = kl_k3(logp, batch["ref_logp"])
     obj = obj - cfg.beta * kl
@@ -196,7 +237,7 @@ def gspo_loss(cfg: LossConfig, logp: jax.Array, batch: Mapping[str, jax.Array]):
   clipped_obj = jnp.clip(s, 1.0 - cfg.clip_eps, 1.0 + cfg.eps_high) * adv
   obj = jnp.minimum(unclipped, clipped_obj)
   metrics = {"clip_fraction": jnp.mean((clipped_obj < unclipped).astype(jnp.float32)), "ratio_mean": jnp.mean(s),
-             "pg_objective": jnp.mean(obj)}
+             "pg_objective": jnp.mean(obj), **mismatch_metrics(logp, batch["old_logp"], m)}
   if cfg.beta > 0:
     kl = kl_k3(logp, batch["ref_logp"])
     obj = obj - cfg.beta * (kl * m).sum(axis=1) / lengths

@@ -186,6 +186,10 @@ def resolve_rl_config(config: Any) -> RLRun:
   if cfg.advantage.zero_unanimous_groups and not (estimator in _GROUP_ESTIMATORS and samples > 1):
     raise ConfigError("config.advantage.zero_unanimous_groups zeroes groups of samples of one question; "
                       f"the estimator {estimator!r} with {samples} sample(s) a question has none")
+  if loss.tis != "off" and (not cfg.rollout.recompute_old_logp or policy_loss not in ("grpo", "dapo", "dr_grpo")):
+    raise ConfigError(f"config.loss.tis={loss.tis!r} weighs the GRPO-family policy gradient by the trainer's pi_old "
+                      f"over the sampler's log-probs: it needs config.rollout.recompute_old_logp=True and a loss of "
+                      f"grpo / dapo / dr_grpo (has {policy_loss!r})")
   _check_tools(cfg, rl.method, method, reward)
   # pi_ref is kept only where the step reads it: DPO's reference log-probs are computed once, offline.
   needs_ref = method.data == "policy" and (losses.reads_reference(policy_loss, loss) or

@@ -8,11 +8,16 @@ minibatches are all drawn from keys of that round, so a resumed run repeats it e
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import jax
 import numpy as np
 
+from dsmath import model
+from dsmath.config import ConfigError
+
 from dsmath.model.sharding import host_array
+from dsmath.runs import load_run
 from dsmath.rl import rewards
 from dsmath.rl.step import RLStep
 from dsmath.sample import engine
@@ -21,7 +26,7 @@ from dsmath.train.loop import progress_bar
 from dsmath.train.optimizer import make_optimizer
 from dsmath.train.step import make_train_step, sharded_abstract_state
 
-REPLAY_KEYS = ("prompt", "prompt_mask", "completion", "mask", "label", "step_label", "step_mask")
+REPLAY_KEYS = ("prompt", "prompt_mask", "completion", "mask", "label", "step_label", "step_mask", "question")
 
 
 class RewardModelTrainer:
@@ -32,14 +37,42 @@ class RewardModelTrainer:
     self.cfg = rl.cfg.reward_model
     self.optimizer, _ = make_optimizer(dataclasses.replace(rl.cfg.optimizer, peak_lr=self.cfg.lr),
                                        max(self.cfg.steps * rounds, 1))
-    self.step = make_train_step(rl.model_cfg, self.optimizer, rewards.reward_model_loss(rl.model_cfg, self.kind),
-                                mesh=rl.mesh, rules=rl.rules, params_like=rl.head_layout)
+    loss = rewards.reward_model_loss(rl.model_cfg, self.kind, self.cfg.pairwise_weight)
+    self.step = make_train_step(rl.model_cfg, self.optimizer, loss, mesh=rl.mesh, rules=rl.rules,
+                                params_like=rl.head_layout)
     if self.cfg.batch % rl.data_parallel:
       raise ValueError(f"reward_model.batch={self.cfg.batch} does not split over {rl.data_parallel} data-parallel "
                        "devices")
+    if self.cfg.pairwise_weight and self.cfg.batch % self.cfg.samples_per_question:
+      raise ValueError(f"reward_model.batch={self.cfg.batch} is not a whole number of questions of "
+                       f"reward_model.samples_per_question={self.cfg.samples_per_question} rows (pairwise_weight > 0 "
+                       "trains on whole questions)")
 
   def init_state(self, policy_params, seed: int) -> dict:
-    return self.rl.new_head_state(self.step, self.optimizer, policy_params, seed + 2)
+    """The reward model's first state: its body from reward_model.init_from's params (e.g. the pre-trained model
+    before SFT), or a copy of the policy's; a fresh head."""
+    body = policy_params
+    if self.cfg.init_from:
+      parent = load_run(self.body_run())
+      if parent.model != self.rl.model_cfg:
+        raise ConfigError(f"config.reward_model.init_from={self.cfg.init_from!r}: its model differs from the policy's "
+                          f"({parent.model} vs {self.rl.model_cfg}); the reward model shares the policy's shapes")
+      body = parent.load_params(jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                             model.abstract_params(self.rl.model_cfg),
+                                             self.rl.policy.state_shardings["params"]))
+    return self.rl.new_head_state(self.step, self.optimizer, body, seed + 2)
+
+  def body_run(self) -> str:
+    """The run whose params the reward model's body starts from (reward_model.init_from, set): "base" = the run the
+    policy's init_from run started from (the pre-trained model an SFT policy was fine-tuned from)."""
+    if self.cfg.init_from != "base":
+      return os.fspath(load_run(self.cfg.init_from).path)
+    policy_run = self.rl.cfg.init_from
+    parents = load_run(policy_run).parents if policy_run else ()
+    if not parents:
+      raise ConfigError(f"config.reward_model.init_from='base' names the run the policy's init_from started from, but "
+                        f"config.init_from={policy_run!r} has no parent run")
+    return parents[0]
 
   def abstract_state(self) -> dict:
     return sharded_abstract_state(self.step, self.optimizer, self.rl.head_layout[0])
@@ -94,7 +127,7 @@ class RewardModelTrainer:
     host = {k: host_array(rows[k]) for k in ("prompt", "prompt_mask", "mask")}
     host["completion"] = tokens
     width = tokens.shape[1]
-    out = {**host, "label": correct[:, None].astype(np.float32),
+    out = {**host, "label": correct[:, None].astype(np.float32), "question": qidx[:, None].astype(np.int32),
            "step_label": np.zeros((len(texts), width), np.float32), "step_mask": np.zeros((len(texts), width),
                                                                                           np.float32)}
     metrics = {"rows_new": float(len(texts)), "label_mean": float(correct.mean())}
@@ -130,13 +163,11 @@ class RewardModelTrainer:
     rm = state["reward_model"]
     m = {}
     bar = progress_bar(cfg.steps, 0, self.rl.cfg.progress, desc=f"reward model round {round_index}")
+    keys = ("prompt", "prompt_mask", "completion", "mask") + (("label",) if self.kind == "orm" else (
+        "step_label", "step_mask")) + (("question",) if cfg.pairwise_weight else ())
     for s in range(cfg.steps):
-      idx = np.random.default_rng([seed, 9, round_index, s]).choice(n, cfg.batch, replace=n < cfg.batch)
-      batch = {k: self.rl.to_rows(data[k][idx]) for k in ("prompt", "prompt_mask", "completion", "mask",
-                                                           "label" if self.kind == "orm" else "step_label")}
-      if self.kind == "prm":
-        batch["step_mask"] = self.rl.to_rows(data["step_mask"][idx])
-      rm, m = self.step(rm, batch)
+      idx = self._batch_rows(data["question"][:, 0], np.random.default_rng([seed, 9, round_index, s]))
+      rm, m = self.step(rm, {k: self.rl.to_rows(data[k][idx]) for k in keys})
       bar.update(1)
     bar.close()
     state = dict(state, reward_model=rm)
@@ -146,18 +177,39 @@ class RewardModelTrainer:
     # How well the trained model reads labels of samples it was not trained on (fresh questions, same policy): the
     # step labels for a PRM, the answer labels for an ORM.
     held_out, _ = self.new_rows(state, round_index, seed, held_out=True)
-    metrics["heldout_label_accuracy"] = self.label_accuracy(rm["params"], held_out)
+    metrics["heldout_label_accuracy"], metrics["heldout_pair_accuracy"] = self.label_accuracy(rm["params"], held_out)
     return state, replay, {f"rm_{k}" if not k.startswith("rm_") else k: v for k, v in metrics.items()}
 
-  def label_accuracy(self, params, rows: dict) -> float:
-    """Agreement of the model's scores (> 0.5) with the rows' labels (> 0.5): per step for a PRM (at step ends),
-    per completion (its last token) for an ORM."""
+  def _batch_rows(self, question: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """reward_model.batch row indices: random rows, or (pairwise_weight > 0) whole questions, samples_per_question
+    rows each (the rows of a question drawn from all it has, this round's and the replay's), so a batch holds pairs
+    to rank."""
+    cfg, n = self.cfg, len(question)
+    if not cfg.pairwise_weight:
+      return rng.choice(n, cfg.batch, replace=n < cfg.batch)
+    ids, inverse = np.unique(question, return_inverse=True)
+    per_q = cfg.samples_per_question
+    chosen = rng.choice(len(ids), cfg.batch // per_q, replace=len(ids) < cfg.batch // per_q)
+    rows = [np.flatnonzero(inverse == q) for q in chosen]
+    return np.concatenate([rng.choice(r, per_q, replace=len(r) < per_q) for r in rows])
+
+  def label_accuracy(self, params, rows: dict) -> tuple[float, float]:
+    """(label accuracy, pair accuracy) of the model on `rows`: agreement of its scores (> 0.5) with the labels
+    (> 0.5), per step for a PRM (at step ends), per completion (its last token) for an ORM; and the fraction of pairs
+    of outputs of one question with different labels (a PRM: of their k-th steps) that the scores order right, what
+    GRPO's group comparison reads (nan where no question has such a pair)."""
     rl = self.rl
     batch = {k: rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
     with rl.scope():
       scores = host_array(rl.reward_scores(params, batch))
     if self.kind == "prm":
       right = ((scores > 0.5) == (rows["step_label"] > 0.5)) * rows["step_mask"]
-      return float(right.sum() / max(rows["step_mask"].sum(), 1.0))
-    last = np.maximum(rows["mask"].sum(1).astype(np.int64) - 1, 0)
-    return float(np.mean((scores[np.arange(len(last)), last] > 0.5) == (rows["label"][:, 0] > 0.5)))
+      accuracy = float(right.sum() / max(rows["step_mask"].sum(), 1.0))
+      z, has = (np.asarray(a) for a in rewards.per_step_values(scores, rows["step_mask"]))
+      y = np.asarray(rewards.per_step_values(rows["step_label"], rows["step_mask"])[0])
+    else:
+      last = np.maximum(rows["mask"].sum(1).astype(np.int64) - 1, 0)
+      z, y = scores[np.arange(len(last)), last], rows["label"][:, 0]
+      accuracy = float(np.mean((z > 0.5) == (y > 0.5)))
+      has = np.ones_like(z)
+    return accuracy, rewards.pair_accuracy(z, y, has, rows["question"][:, 0])

@@ -189,13 +189,60 @@ def overlong_penalty(lengths: np.ndarray, truncated: np.ndarray, max_len: int, b
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def reward_model_loss(model_cfg, kind: str):
+def per_step_values(x: jax.Array, step_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Values at step-end tokens [B, C] -> (the k-th step's value of each row [B, K = C], 1 where row b has a step k)."""
+  b, c = x.shape
+  sm = step_mask.astype(jnp.float32)
+  k = jnp.clip(jnp.cumsum(sm, axis=1) - 1, 0, c - 1).astype(jnp.int32)
+  seg = (jnp.arange(b)[:, None] * c + k).reshape(-1)
+  per = jax.ops.segment_sum((x * sm).reshape(-1), seg, num_segments=b * c).reshape(b, c)
+  has = jax.ops.segment_sum(sm.reshape(-1), seg, num_segments=b * c).reshape(b, c)
+  return per, has
+
+
+def within_question_pairs(logit: jax.Array, label: jax.Array, valid: jax.Array, question: jax.Array):
+  """The ranking term of a reward model, over pairs of the same question: (mean of softplus(-(z_a - z_b)) over the
+  pairs where a's label is above b's, the fraction of those pairs ranked right, the pair count).
+
+  logit, label, valid: [B] (an ORM's outcome) or [B, K] (a PRM's k-th steps: pairs compare the same step position).
+  question: [B] question id. GRPO's group baseline removes whatever a reward model says of a question as a whole, so
+  only how it orders the outputs of one question reaches the policy; this is the part of its loss that trains that.
+  """
+  same = question[:, None] == question[None, :]
+  if logit.ndim == 1:
+    logit, label, valid = logit[:, None], label[:, None], valid[:, None]
+  better = (label[:, None, :] > label[None, :, :]) & (valid[:, None, :] > 0) & (valid[None, :, :] > 0)
+  pairs = (better & same[:, :, None]).astype(jnp.float32)  # [B, B, K]: a ranked above b at position k
+  diff = logit[:, None, :] - logit[None, :, :]
+  n = pairs.sum()
+  loss = (jax.nn.softplus(-diff) * pairs).sum() / jnp.maximum(n, 1.0)
+  right = ((diff > 0).astype(jnp.float32) * pairs).sum() / jnp.maximum(n, 1.0)
+  return loss, right, n
+
+
+def pair_accuracy(score: np.ndarray, label: np.ndarray, valid: np.ndarray, question: np.ndarray) -> float:
+  """within_question_pairs' fraction ranked right, on the host one question at a time (any number of rows); nan
+  when no question has two outputs (steps) with different labels."""
+  score, label, valid = (np.asarray(a, np.float64).reshape(len(question), -1) for a in (score, label, valid))
+  right = total = 0.0
+  for q in np.unique(question):
+    rows = np.flatnonzero(question == q)
+    z, y, v = score[rows], label[rows], valid[rows] > 0
+    better = (y[:, None, :] > y[None, :, :]) & v[:, None, :] & v[None, :, :]
+    total += better.sum()
+    right += ((z[:, None, :] > z[None, :, :]) & better).sum()
+  return float(right / total) if total else float("nan")
+
+
+def reward_model_loss(model_cfg, kind: str, pairwise_weight: float = 0.0):
   """loss_fn(params, batch, rng) -> (loss, metrics) for an outcome ("orm") or process ("prm") reward model.
 
   batch: prompt, prompt_mask [B, P]; completion, mask [B, C]; and
     orm: label [B, 1] in [0, 1] (answer correct), read at the last completion token;
-    prm: step_label [B, C] in [0, 1] (Math-Shepherd hard or soft estimate), step_mask [B, C] at step end tokens.
-  Binary cross-entropy on the scalar head's logit.
+    prm: step_label [B, C] in [0, 1] (Math-Shepherd hard or soft estimate), step_mask [B, C] at step end tokens;
+    question [B, 1] (with pairwise_weight > 0): the question each row answers.
+  Binary cross-entropy on the scalar head's logit (the paper's), plus pairwise_weight x the within-question ranking
+  term (within_question_pairs: right over wrong outputs of a question, or good over bad k-th steps).
   """
   if kind not in ("orm", "prm"):
     raise ValueError(f"reward model kind must be 'orm' or 'prm', got {kind!r}")
@@ -211,7 +258,17 @@ def reward_model_loss(model_cfg, kind: str):
     bce = -(label * jax.nn.log_sigmoid(logit) + (1 - label) * jax.nn.log_sigmoid(-logit))
     n = jnp.maximum(weight.sum(), 1.0)
     acc = (((logit > 0) == (label > 0.5)).astype(jnp.float32) * weight).sum() / n
-    return (bce * weight).sum() / n, {"rm_accuracy": acc, "loss_weight": n}
+    loss = (bce * weight).sum() / n
+    metrics = {"rm_accuracy": acc, "rm_bce": loss, "loss_weight": n}
+    if pairwise_weight:
+      if kind == "orm":
+        pair_loss, right, count = within_question_pairs(logit, label, weight, batch["question"][:, 0])
+      else:
+        (z, has), (y, _) = per_step_values(logit, weight), per_step_values(label, weight)
+        pair_loss, right, count = within_question_pairs(z, y, has, batch["question"][:, 0])
+      loss = loss + pairwise_weight * pair_loss
+      metrics.update(rm_pair_loss=pair_loss, rm_pair_accuracy=right, rm_pairs=count)
+    return loss, metrics
 
   return loss_fn
 

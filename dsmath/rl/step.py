@@ -321,6 +321,8 @@ class RLStep:
     with self.scope():
       if self.cfg.rollout.recompute_old_logp:  # pi_old by teacher forcing, as the update computes pi_theta
         batch["old_logp"] = self.logprobs(state["policy"]["params"], rows)
+        if self.run.loss.tis != "off":  # the rollout correction weighs pi_old against the sampler's log-probs
+          batch["sampler_logp"] = rows["old_logp"]
         metrics["old_logp_gap"] = _mean_abs_gap(batch["old_logp"], rows["old_logp"], rows["mask"])
       if self.run.needs_reference:
         batch["ref_logp"] = self.logprobs(state["ref"], rows)
