@@ -42,12 +42,14 @@ _SCRIPT = textwrap.dedent("""
         ps = sharding.param_shardings(cfg, mesh)
         bs = sharding.batch_sharding(mesh)
         with sharding.activation_rules(mesh):
-          f = jax.jit(jax.value_and_grad(loss), in_shardings=(ps, bs, bs), out_shardings=(sharding.replicated(mesh), ps))
+          f = jax.jit(jax.value_and_grad(loss), in_shardings=(ps, bs, bs),
+                      out_shardings=(sharding.replicated(mesh), ps))
           p_sharded = jax.device_put(params, ps)
           l, g = f(p_sharded, jax.device_put(tokens, bs), jax.device_put(segs, bs))
         out[str(tuple(shape))] = {
             "loss_err": abs(float(l - ref_loss)),
-            "grad_err": max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref_grads))),
+            "grad_err": max(float(jnp.abs(a - b).max())
+                            for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref_grads))),
             "grad_scale": max(float(jnp.abs(b).max()) for b in jax.tree.leaves(ref_grads)),
             "q_shard": list(p_sharded["layers"]["attn"]["q"].addressable_shards[0].data.shape),
             "mlp_shard": list(p_sharded["layers"]["mlp"]["down"].addressable_shards[0].data.shape),
