@@ -193,7 +193,7 @@ def test_unsupported_configs_name_the_key_and_the_file(family, changes, match, t
 
 
 # The published config.json of each base (the keys that decide shapes), in the transformers 4.x form the Hub holds.
-PUBLISHED = {
+PUBLISHED: dict = {
     "qwen2.5-math-1.5b": {
         "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu", "hidden_size": 1536,
         "intermediate_size": 8960, "max_position_embeddings": 4096, "max_window_layers": 21,
@@ -209,12 +209,6 @@ PUBLISHED = {
     "qwen3-0.6b": {
         "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "attention_bias": False, "head_dim": 128,
         "hidden_act": "silu", "hidden_size": 1024, "intermediate_size": 3072, "max_position_embeddings": 40960,
-        "max_window_layers": 28, "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8,
-        "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None,
-        "tie_word_embeddings": True, "use_sliding_window": False, "vocab_size": 151936},
-    "qwen3-1.7b": {
-        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "attention_bias": False, "head_dim": 128,
-        "hidden_act": "silu", "hidden_size": 2048, "intermediate_size": 6144, "max_position_embeddings": 40960,
         "max_window_layers": 28, "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8,
         "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None,
         "tie_word_embeddings": True, "use_sliding_window": False, "vocab_size": 151936},
@@ -238,6 +232,7 @@ PUBLISHED = {
         "num_hidden_layers": 30, "num_key_value_heads": 32, "rms_norm_eps": 1e-06, "rope_scaling": None,
         "rope_theta": 10000.0, "tie_word_embeddings": False, "vocab_size": 102400},
 }
+PUBLISHED["qwen3-1.7b"] = {**PUBLISHED["qwen3-0.6b"], "hidden_size": 2048, "intermediate_size": 6144}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))

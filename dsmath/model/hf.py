@@ -165,14 +165,12 @@ def config_from_hf(hf: dict, source: str = CONFIG_FILE, **overrides) -> ModelCon
     raise ValueError(f"{source}: {rope_key}.partial_rotary_factor={rope['partial_rotary_factor']!r} is not supported")
   scaling = {}
   if rope_type == "llama3":
-    for ours, key in (("rope_factor", "factor"), ("rope_low_freq_factor", "low_freq_factor"),
-                      ("rope_high_freq_factor", "high_freq_factor"),
-                      ("rope_original_max_positions", "original_max_position_embeddings")):
+    for ours, key, kind in (("rope_factor", "factor", float), ("rope_low_freq_factor", "low_freq_factor", float),
+                            ("rope_high_freq_factor", "high_freq_factor", float),
+                            ("rope_original_max_positions", "original_max_position_embeddings", int)):
       if key not in rope:
         raise KeyError(f"{source}: {rope_key} of rope_type 'llama3' lacks {key!r}")
-      scaling[ours] = rope[key]
-    scaling["rope_original_max_positions"] = int(scaling["rope_original_max_positions"])
-    scaling.update({k: float(v) for k, v in scaling.items() if k != "rope_original_max_positions"})
+      scaling[ours] = kind(rope[key])
   theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
   heads = need("num_attention_heads")
   kw = dict(vocab_size=need("vocab_size"), hidden_size=need("hidden_size"),

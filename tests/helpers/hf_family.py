@@ -6,8 +6,7 @@ tokens), tokenizer_config.json with a chat template written here in the family's
 """
 import json
 
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from dsmath.paths import shared_data_dir
 
@@ -16,7 +15,8 @@ QWEN_TEMPLATE = (
     "{%- if messages[0]['role'] == 'system' %}"
     "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
     "{%- else %}"
-    "{{- '<|im_start|>system\\nPlease reason step by step, and put your final answer within \\\\boxed{}.<|im_end|>\\n' }}"
+    "{{- '<|im_start|>system\\nPlease reason step by step, and put your final answer within \\\\boxed{}."
+    "<|im_end|>\\n' }}"
     "{%- endif %}\n"
     "{%- for message in messages %}\n"
     "    {%- if not (message.role == 'system' and loop.first) %}\n"
@@ -37,18 +37,26 @@ LLAMA3_TEMPLATE = (
     "    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
     "{%- endif %}\n")
 
+# The families' own pre-tokenizer splits (Qwen2: one digit a piece; Llama 3: up to three); transformers' Qwen2Tokenizer
+# rebuilds Qwen's from this pattern whatever tokenizer.json says, so the files must hold it too.
+_QWEN_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+               r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+_LLAMA3_SPLIT = _QWEN_SPLIT.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+
 FAMILIES = {
-    # specials, tokenizer_config.json (special tokens), chat template, generation_config eos token, BOS post-processor
+    # specials, tokenizer_config.json (class, special tokens), chat template, generation_config eos token, split,
+    # BOS post-processor
     "qwen2.5": (["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                {"bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}, QWEN_TEMPLATE,
-                "<|endoftext|>", False),
+                {"tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "eos_token": "<|endoftext|>",
+                 "pad_token": "<|endoftext|>"}, QWEN_TEMPLATE, "<|endoftext|>", _QWEN_SPLIT, False),
     "llama3": (["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
-               {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}, LLAMA3_TEMPLATE,
-               "<|end_of_text|>", True),
+               {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
+                "eos_token": "<|end_of_text|>"}, LLAMA3_TEMPLATE, "<|end_of_text|>", _LLAMA3_SPLIT, True),
 }
 
 
 def gsm8k_texts(n: int = 1500) -> list[str]:
+  """Question + worked answer of the first n GSM8K train problems (tokenizer training text)."""
   texts = []
   with open(shared_data_dir() / "gsm8k" / "train.jsonl", encoding="utf-8") as f:
     for i, line in enumerate(f):
@@ -61,9 +69,11 @@ def gsm8k_texts(n: int = 1500) -> list[str]:
 
 def write_tokenizer(family: str, path, vocab_size: int = 512) -> Tokenizer:
   """tokenizer.json, tokenizer_config.json (with the chat template) and generation_config.json in `path`."""
-  specials, special_config, template, gen_eos, adds_bos = FAMILIES[family]
+  specials, special_config, template, gen_eos, split, adds_bos = FAMILIES[family]
   tok = Tokenizer(models.BPE())
-  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+  tok.pre_tokenizer = pre_tokenizers.Sequence([
+      pre_tokenizers.Split(Regex(split), behavior="isolated"),
+      pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
   tok.decoder = decoders.ByteLevel()
   trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -74,7 +84,7 @@ def write_tokenizer(family: str, path, vocab_size: int = 512) -> Tokenizer:
                                                        special_tokens=[(bos, tok.token_to_id(bos))])
   path.mkdir(parents=True, exist_ok=True)
   tok.save(str(path / "tokenizer.json"))
-  config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, **special_config}
+  config = {"chat_template": template, **special_config}
   (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
   (path / "generation_config.json").write_text(json.dumps({"eos_token_id": tok.token_to_id(gen_eos)}))
   return tok
@@ -83,6 +93,7 @@ def write_tokenizer(family: str, path, vocab_size: int = 512) -> Tokenizer:
 def write_model(family: str, path, vocab_size: int, seed: int = 0):
   """A tiny random model of the family (Qwen2.5: q/k/v biases, tied embeddings; Llama 3: llama3 RoPE scaling, tied
   embeddings) saved in `path`; returns it."""
+  import torch
   from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
   torch.manual_seed(seed)
   common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
