@@ -96,10 +96,11 @@ def test_template_sources_and_errors(tmp_path):
   (path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": [
       {"name": "tool_use", "template": "{{ 'tools' }}"}, {"name": "default", "template": template}]}))
   assert HFTokenizer(path).chat_template.source == template
-  # transformers 5 writes chat_template.jinja beside the config.
-  (path / "tokenizer_config.json").write_text(json.dumps(config))
+  # transformers 5 writes chat_template.jinja beside the config; the file wins over a config entry, as there.
   (path / "chat_template.jinja").write_text(template)
   assert HFTokenizer(path).chat_template.origin == str(path / "chat_template.jinja")
+  assert AutoTokenizer.from_pretrained(str(path)).chat_template == template
+  (path / "tokenizer_config.json").write_text(json.dumps(config))
   # An explicit file (the tokenizer config key chat_template) overrides both.
   (tmp_path / "mine.jinja").write_text("{% for m in messages %}[{{ m.content }}]{% endfor %}"
                                        "{% if add_generation_prompt %}>{% endif %}")

@@ -97,12 +97,13 @@ class HFTokenizer:
 
   tokenizer_config.json   bos_token / eos_token / pad_token (a null bos_token: no BOS, as Qwen), add_bos_token,
                           chat_template (a string, or named templates of which "default" is used)
-  chat_template.jinja     the chat template as transformers 5 saves it (when the config holds none)
+  chat_template.jinja     the chat template as transformers 5 saves it (preferred to the config's, as there)
   generation_config.json  eos_token_id: an id or a list (e.g. Qwen's <|im_end|> and <|endoftext|>), all of which end
                           a sampled completion
   Arguments override the files (`chat_template`: a path to a Jinja file). Without a pad token, pad = eos (padding is
-  marked by segment id 0 anyway). BOS: added when add_bos_token says so, else whenever the tokenizer has one. The
-  chat template's end-of-turn token (e.g. <|im_end|>, <|eot_id|>) also ends a completion.
+  marked by segment id 0 anyway). BOS: added whenever the tokenizer has one, unless add_bos_token is false
+  (transformers 5 goes by tokenizer.json's post-processor instead; for DeepSeek, Qwen and Llama 3 the two agree).
+  The chat template's end-of-turn token (e.g. <|im_end|>, <|eot_id|>) also ends a completion.
   """
 
   def __init__(self, path: str | os.PathLike, *, bos_token: str | None = None, eos_token: str | None = None,
@@ -120,8 +121,8 @@ class HFTokenizer:
   def _load(self) -> None:
     path, over = Path(self.path), self._overrides
     self._tok = tokenizers.Tokenizer.from_file(self.path)
-    hf_config = _read_hf_tokenizer_config(path.parent / "tokenizer_config.json")
     config_file = path.parent / "tokenizer_config.json"
+    hf_config = _read_hf_tokenizer_config(config_file)
     if over["bos_token"] or "bos_token" not in hf_config or hf_config["bos_token"] is not None:
       self.bos_id = self._special_id("bos", over["bos_token"] or hf_config.get("bos_token"), _HF_BOS_NAMES)
     else:  # the config says so: this tokenizer has no BOS (Qwen)
@@ -143,13 +144,12 @@ class HFTokenizer:
 
   def _chat_template(self, override: str | None, hf_config: dict, config_file: Path,
                      has_pad: bool) -> ChatTemplate | None:
-    if override:
-      source, origin = Path(override).read_text(encoding="utf-8"), override
+    jinja_file = config_file.parent / "chat_template.jinja"
+    if override or jinja_file.is_file():  # transformers too prefers the file to the config's entry
+      origin = override or str(jinja_file)
+      source = Path(origin).read_text(encoding="utf-8")
     elif hf_config.get("chat_template"):
       source, origin = hf_config["chat_template"], str(config_file)
-    elif (config_file.parent / "chat_template.jinja").is_file():
-      origin = str(config_file.parent / "chat_template.jinja")
-      source = Path(origin).read_text(encoding="utf-8")
     else:
       return None
     special = {}  # the variables transformers passes (its special_tokens_map: only the tokens the tokenizer has)
