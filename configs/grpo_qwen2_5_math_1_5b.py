@@ -28,7 +28,9 @@ def qwen_grpo(preset: str, init_from: str):
 
 def get_config():
   c = qwen_grpo("qwen2.5-math-1.5b", "runs/qwen2.5-math-1.5b")
-  c.rl.grad_accum_steps = 8  # micro-batches of 128 completions
-  c.rollout.max_rows = 512  # 8 questions x G 64 in the KV cache at a time
+  # On one chip: micro-batches of 32 completions and 256 sampled at a time (4 questions x G 64) keep the update's and
+  # the decode's scratch below the state (BENCHMARKS.md: 8 micro-batches of 128 and 512 rows need 2 chips).
+  c.rl.grad_accum_steps = 32
+  c.rollout.max_rows = 256
   c.mesh.shape = (1, 1, 1)
   return c

@@ -1,7 +1,8 @@
-"""Every stage from an imported Qwen2.5-shaped and Llama-3-shaped model: hf_import -> SFT (the model's chat
-template) -> GRPO on GSM8K train with the math-verify rule reward (chat prompts) -> eval -> hf_export, the run
+"""Every stage from an imported Qwen2.5-shaped and Llama-3-shaped model: hf_import -> SFT in the model's chat
+template -> GRPO on GSM8K train with the math-verify rule reward (chat prompts) -> eval -> hf_export, the run
 artifacts carrying the family, and the export loading in transformers with the RL policy's logits and the model's
-tokenizer and chat template.
+tokenizer and chat template. The SFT is the train job's (packed, data.sft_template "chat") for Qwen and the RL
+paradigm's SFT entry on GSM8K's gold solutions (task.chat) for Llama 3.
 
 The HF directories are built in code (tests/helpers/hf_family.py: a tiny random model saved with save_pretrained,
 a BPE tokenizer trained here, the family's chat template written here); a few steps of each stage.
@@ -43,22 +44,32 @@ def test_every_stage_from_an_imported_model(family, tmp_path):
   assert run.model.tie_embeddings and run.model.qkv_bias == (family == "qwen2.5")
   assert run.model.rope_type == ("llama3" if family == "llama3" else "default")
 
-  sft = _run({"job": "sft", "init_from": str(tmp_path / "import"), "train": TRAIN,
-              "optimizer": {"warmup_steps": 0, "peak_lr": 1e-3},
-              "data": {"sources": {"gsm8k": {"path": "shared:gsm8k/train.jsonl", "formatter": "gsm8k_cot"}},
-                       "seq_len": 256, "batch_size": 2, "sft_template": "chat"}}, tmp_path / "sft")
-  assert np.isfinite(sft["final_loss"]) and load_run(tmp_path / "sft").family == FAMILY[family]
+  def gsm8k_rl(init_from, method, steps, max_new_tokens=12):
+    c = grpo_gsm8k_math.get_config()
+    c.init_from = str(init_from)
+    c.rl.method, c.rl.steps = method, steps
+    c.rl.reward = c.rl.reward if method == "grpo" else ""  # the gold data needs no reward
+    c.task.sources = {"gsm8k": {"kind": "gsm8k", "max_train": 8, "max_test": 2}}
+    c.task.chat = True
+    c.task.prompt_budget = 0
+    c.rollout.prompts_per_step, c.rollout.group_size, c.rollout.max_new_tokens = 2, 2, max_new_tokens
+    c.eval.num_questions, c.eval.batch_rows = (2 if method == "grpo" else 0), 4
+    c.checkpoint.async_save = False
+    return c
 
-  c = grpo_gsm8k_math.get_config()
-  c.init_from = str(tmp_path / "sft")
-  c.task.sources = {"gsm8k": {"kind": "gsm8k", "max_train": 8, "max_test": 2}}
-  c.task.chat = True
-  c.task.prompt_budget = 0
-  c.rl.steps = 2
-  c.rollout.prompts_per_step, c.rollout.group_size, c.rollout.max_new_tokens = 2, 2, 12
-  c.eval.num_questions, c.eval.batch_rows = 2, 4
-  c.checkpoint.async_save = False
-  rl_summary = _run(c, tmp_path / "rl")
+  if family == "qwen2.5":
+    sft = _run({"job": "sft", "init_from": str(tmp_path / "import"), "train": TRAIN,
+                "optimizer": {"warmup_steps": 0, "peak_lr": 1e-3},
+                "data": {"sources": {"gsm8k": {"path": "shared:gsm8k/train.jsonl", "formatter": "gsm8k_cot"}},
+                         "seq_len": 256, "batch_size": 2, "sft_template": "chat"}}, tmp_path / "sft")
+    assert np.isfinite(sft["final_loss"])
+  else:  # gold solutions as the chat template's assistant turns, all within 256 tokens
+    _run(gsm8k_rl(tmp_path / "import", "sft", 3, max_new_tokens=256), tmp_path / "sft")
+    rows = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["gold_too_long"] for r in rows if "gold_too_long" in r] == [0.0] * 3
+  assert load_run(tmp_path / "sft").family == FAMILY[family]
+
+  rl_summary = _run(gsm8k_rl(tmp_path / "sft", "grpo", 2), tmp_path / "rl")
   rl_run = load_run(tmp_path / "rl")
   assert (rl_run.job, rl_run.step, rl_run.family, rl_run.parents) == ("rl", 2, FAMILY[family], (str(tmp_path / "sft"),))
   assert rl_run.model == run.model and rl_run.tokenizer == run.tokenizer
