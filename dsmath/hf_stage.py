@@ -1,10 +1,14 @@
 """HF checkpoints in and out of dsmath runs: the `hf_import` and `hf_export` jobs.
 
-hf_import (HFImportConfig): an HF LlamaForCausalLM directory (config.json + safetensors) -> a dsmath run:
-  <workdir>/checkpoints/0/params (what init_from loads) and <workdir>/run.json (the model config from config.json,
-  the tokenizer: `tokenizer.path`, default the directory's tokenizer.json). The 7B configs' init_from points at one.
+hf_import (HFImportConfig): an HF checkpoint directory (config.json + safetensors) of LlamaForCausalLM (DeepSeek,
+  Llama 3), Qwen2ForCausalLM (Qwen2.5, Qwen2.5-Math) or Qwen3ForCausalLM -> a dsmath run: <workdir>/checkpoints/0/params
+  (what init_from loads) and <workdir>/run.json (the model config from config.json, with its family; the tokenizer:
+  `tokenizer.path`, default the directory's tokenizer.json, whose tokenizer_config.json and generation_config.json
+  beside it give the model's special tokens, stop ids and chat template). The 7B configs' init_from points at one.
 hf_export (HFExportConfig): a finished run -> <workdir>/config.json + safetensors shards (dsmath.model.to_hf) and a
-  copy of the run's tokenizer file; the model config and tokenizer come from the run's run.json.
+  copy of the run's tokenizer files (tokenizer.json and, when present beside it, tokenizer_config.json,
+  special_tokens_map.json, generation_config.json, chat_template.jinja, and a chat_template file the run names), so
+  transformers loads the model and its tokenizer from the directory; model config and tokenizer come from run.json.
 """
 from __future__ import annotations
 
@@ -16,6 +20,11 @@ from etils import epath
 
 from dsmath import config as config_lib
 from dsmath.data.config import TokenizerConfig
+
+
+# What transformers reads beside tokenizer.json (special tokens, chat template, generation stop ids).
+TOKENIZER_SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                        "chat_template.jinja")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +68,7 @@ def run_import(config, workdir: str) -> dict:
   save_params(workdir, 0, params)
   run = write_run(workdir, job="hf_import", model=model_cfg, tokenizer=tok.as_ref(), step=0, config=cfg)
   return {"job": "hf_import", "hf_path": cfg.hf_path, "checkpoint": run.checkpoint, "tokenizer": run.tokenizer,
-          "num_params": model_cfg.num_params()}
+          "family": model_cfg.family, "num_params": model_cfg.num_params()}
 
 
 def run_export(config, workdir: str) -> dict:
@@ -74,6 +83,11 @@ def run_export(config, workdir: str) -> dict:
   run = load_run(cfg.run)
   to_hf(run.model, run.load_params(), workdir, max_shard_size=cfg.max_shard_size, dtype=cfg.dtype or None)
   source = epath.Path(resolve_path(run.tokenizer["path"]))
-  tokenizer = os.path.join(workdir, source.name)
-  write_bytes_atomic(tokenizer, source.read_bytes())
-  return {"job": "hf_export", "run": run.path, "step": run.step, "output": str(workdir), "tokenizer": tokenizer}
+  copies = {source.name: source}
+  copies.update({name: source.parent / name for name in TOKENIZER_SIDE_FILES if (source.parent / name).exists()})
+  if run.tokenizer.get("chat_template"):  # the run's own template file stands in for the directory's
+    copies["chat_template.jinja"] = epath.Path(resolve_path(run.tokenizer["chat_template"]))
+  for name, f in copies.items():
+    write_bytes_atomic(os.path.join(workdir, name), f.read_bytes())
+  return {"job": "hf_export", "run": run.path, "step": run.step, "output": str(workdir), "family": run.model.family,
+          "tokenizer": os.path.join(workdir, source.name), "tokenizer_files": sorted(copies)}

@@ -4,8 +4,11 @@ Every stage that leaves a model (pretrain, sft, rl, HF import) writes `<run>/run
 finishes:
   format       RUN_FORMAT (a layout version; an older or missing file gets a clear error)
   job          the stage's config.job
-  model        the full ModelConfig of the params in checkpoints/ (no later stage repeats it)
-  tokenizer    {kind, path} as dsmath.data.load_tokenizer takes it (absolute path)
+  model        the full ModelConfig of the params in checkpoints/ (no later stage repeats it), its architecture
+               switches included
+  family       the model's HF architecture family (llama | qwen2 | qwen3: `ModelConfig.family`, for readers;
+               load_run derives it from the model again)
+  tokenizer    {kind, path, ...} as dsmath.data.load_tokenizer takes it (absolute paths)
   step         the checkpoint step the run ended at
   config       the stage's resolved config
   parents      run directories this one started from (init_from, a reward model run, ...)
@@ -51,6 +54,11 @@ class Run:
   config: Mapping[str, Any]
   parents: tuple[str, ...]
   provenance: Mapping[str, Any]
+
+  @property
+  def family(self) -> str:
+    """The model's HF architecture family (llama | qwen2 | qwen3)."""
+    return self.model.family
 
   @property
   def checkpoint(self) -> str:
@@ -116,13 +124,15 @@ def write_run(workdir, *, job: str, model: ModelConfig, tokenizer: Mapping[str, 
   import jax
   from dsmath.data.sources import resolve_path
   tok = dict(tokenizer)
-  if tok.get("path") and "://" not in tok["path"]:
-    tok["path"] = os.path.abspath(resolve_path(tok["path"]))  # `shared:` paths too: later stages run elsewhere
+  for key in ("path", "chat_template"):
+    if tok.get(key) and "://" not in tok[key]:
+      tok[key] = os.path.abspath(resolve_path(tok[key]))  # `shared:` paths too: later stages run elsewhere
   run = Run(path=os.fspath(workdir), job=job, model=model, tokenizer=tok, step=int(step), config=to_dict(config),
             parents=tuple(os.fspath(p) for p in parents if p), provenance=provenance())
   if jax.process_index() == 0:
     write_json_atomic(epath.Path(workdir) / RUN_FILE, {
-        "format": RUN_FORMAT, "job": run.job, "model": dataclasses.asdict(run.model), "tokenizer": run.tokenizer,
+        "format": RUN_FORMAT, "job": run.job, "model": dataclasses.asdict(run.model), "family": run.family,
+        "tokenizer": run.tokenizer,
         "step": run.step, "config": run.config, "parents": list(run.parents), "provenance": run.provenance})
   return run
 

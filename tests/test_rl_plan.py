@@ -1,6 +1,7 @@
 """The RL plan (dsmath.rl.plan) of the 7B RL config at a reduced width on 4 simulated devices: the resident state is
 exactly the models each method needs, every phase the step runs is compiled, the peak is resident + the largest
-phase; and the tables `experiments.plan` prints."""
+phase; and the tables `experiments.plan` prints. The Qwen2.5-Math GRPO config (q/k/v biases, tied embeddings, the
+rule reward: no reward model) plans the same way."""
 import json
 import os
 import subprocess
@@ -17,19 +18,21 @@ COMMON = dict(SMALL={f"model.{k}": v for k, v in SMALL.items()}, OTHER={
     "task.prompt_budget": 16, "rollout.max_new_tokens": 16, "rl.grad_accum_steps": 2, "rollout.max_rows": 8,
     "reward_model.batch": 8, "mesh.shape": (1, 4, 1)})
 METHODS = {"grpo": {"rl.method": "grpo", "rollout.prompts_per_step": 4, "rollout.group_size": 4},
-           "ppo": {"rl.method": "ppo", "rollout.prompts_per_step": 16}}  # PPO: one sample a question, 16 rows too
+           "ppo": {"rl.method": "ppo", "rollout.prompts_per_step": 16},  # PPO: one sample a question, 16 rows too
+           "qwen": {"rollout.prompts_per_step": 4, "rollout.group_size": 4}}
+CONFIGS = {"qwen": "configs.grpo_qwen2_5_math_1_5b"}  # the rest: configs.grpo_7b
 
 PLAN = r"""
 import dataclasses, json, sys
 import jax
 jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_num_cpu_devices", 4)
-from configs.grpo_7b import get_config
+import importlib
 from dsmath.model import sharding
 from dsmath.rl import plan, resolve_rl_config
 out = {}
-for name, overrides in json.loads(sys.argv[1]).items():
-  c = get_config()
+for name, (module, overrides) in json.loads(sys.argv[1]).items():
+  c = importlib.import_module(module).get_config()
   for key, value in overrides.items():
     node = c
     *path, leaf = key.split(".")
@@ -50,7 +53,8 @@ def _env():
 
 @pytest.fixture(scope="module")
 def plans():
-  runs = {m: {**COMMON["SMALL"], **COMMON["OTHER"], **o} for m, o in METHODS.items()}
+  runs = {m: (CONFIGS.get(m, "configs.grpo_7b"), {**COMMON["SMALL"], **COMMON["OTHER"], **o})
+          for m, o in METHODS.items()}
   proc = subprocess.run([sys.executable, "-c", PLAN, json.dumps(runs)], cwd=ROOT, capture_output=True, text=True,
                         timeout=600, env=_env())
   assert proc.returncode == 0, proc.stderr[-4000:]
@@ -98,3 +102,21 @@ def test_plan_tables(plans):
     assert row in table, row
   assert [line.split(" | ")[0] for line in details.splitlines()[2:]] == [
       "| " + ph["name"] for ph in plans["ppo"]["phases"]]
+
+
+def test_qwen_grpo_plan_holds_the_policy_and_reference_only(plans):
+  """Rule reward: no reward model. The tied head is the embedding (no [H, V] head); the q/k/v biases are sharded
+  over the tensor axis only, so whole on each of the 4 fsdp devices, as the norm scales."""
+  p = plans["qwen"]
+  cfg = ModelConfig(**SMALL, qkv_bias=True, tie_embeddings=True)
+  n = cfg.num_params()
+  assert n == ModelConfig(**SMALL).num_params() - SMALL["vocab_size"] * SMALL["hidden_size"] + SMALL["num_layers"] * (
+      (SMALL["num_heads"] + 2 * SMALL["num_kv_heads"]) * SMALL["head_dim"])
+  whole = (2 * SMALL["num_layers"] + 1) * SMALL["hidden_size"] + SMALL["num_layers"] * (
+      SMALL["num_heads"] + 2 * SMALL["num_kv_heads"]) * SMALL["head_dim"]
+  params = (n - whole) * 4 // 4 + whole * 4
+  assert sorted(p["resident"]) == ["policy AdamW state", "policy params", "reference params"]
+  assert p["resident"]["policy params"] == p["resident"]["reference params"] == params
+  assert [ph["name"] for ph in p["phases"]] == ["rollout: prefill", "rollout: decode (KV cache)",
+                                                 "reference log-probs", "policy update"]
+  assert p["peak"] == sum(p["resident"].values()) + max(ph["extra"] for ph in p["phases"])

@@ -9,7 +9,8 @@ import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from dsmath.data import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer, train_sentencepiece
-from dsmath.paths import REPO_ROOT, shared_data_dir
+from dsmath.paths import REPO_ROOT
+from tests.helpers.hf_family import gsm8k_texts
 
 SAMPLES = [
     "Natalia sold 48/2 = 24 clips in May.\nShe sold 48+24 = 72 clips altogether.\n#### 72",
@@ -21,14 +22,7 @@ SAMPLES = [
 
 
 def _training_texts(n=2000):
-  texts = []
-  with open(shared_data_dir() / "gsm8k" / "train.jsonl", encoding="utf-8") as f:
-    for i, line in enumerate(f):
-      if i == n:
-        break
-      r = json.loads(line)
-      texts.append(r["question"] + "\n" + r["answer"])
-  return texts
+  return gsm8k_texts(n)
 
 
 @pytest.fixture(scope="module")

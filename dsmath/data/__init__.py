@@ -11,5 +11,6 @@ from dsmath.data.pipeline import (BATCH_KEYS, batch_stats, builtin_sft_sources, 
 from dsmath.data.sft import (BLOCK_CLOSE, BUILTIN_SFT_SOURCES, CODE_OPEN, INSTRUCTIONS, OUTPUT_OPEN, SFT_FORMATTERS,
                              TEMPLATES, Template, example_segments, response_segments)
 from dsmath.data.sources import FORMATTERS, RecordError, RecordSource, expand_paths, open_source, resolve_path
-from dsmath.data.tokenizer import (HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer, train_sentencepiece,
-                                   train_sentencepiece_from_sources)
+from dsmath.data.chat import ChatTemplate
+from dsmath.data.tokenizer import (HFTokenizer, SentencePieceTokenizer, Tokenizer, bos_prefix, load_tokenizer,
+                                   prompt_ids, train_sentencepiece, train_sentencepiece_from_sources)

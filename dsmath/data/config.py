@@ -12,9 +12,11 @@ DataConfig (config.data):
   packing_bins   rows packed at once by first-fit (more bins = less padding); 0 = 4 x per-process batch.
   add_bos / add_eos   pre-training documents are [BOS] text [EOS].
   on_error       "raise" | "skip": default handling of malformed records (a source may override).
-  tokenizer      TokenizerConfig {kind, path, bos_token, eos_token, pad_token}; an empty path: the stage decides
+  tokenizer      TokenizerConfig {kind, path, bos_token, eos_token, pad_token, chat_template}; an empty path: the
+                 stage decides
                  (dsmath.train: init_from's run tokenizer, or one trained on the sources).
-  sft_template   name in dsmath.data.sft.TEMPLATES (the chat format of SFT examples).
+  sft_template   name in dsmath.data.sft.TEMPLATES (the chat format of SFT examples), or "chat": the tokenizer's own
+                 chat template (its tokenizer_config.json), as evaluation and RL render it with chat = true.
 """
 from __future__ import annotations
 
@@ -52,12 +54,14 @@ class SourceConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
-  """What dsmath.data.load_tokenizer takes: kind "" (from the path) | "sentencepiece" | "hf", and HF special tokens."""
+  """What dsmath.data.load_tokenizer takes: kind "" (from the path) | "sentencepiece" | "hf", and HF overrides of the
+  files beside tokenizer.json (special tokens; chat_template: a Jinja file instead of tokenizer_config.json's)."""
   kind: Literal["", "sentencepiece", "hf"] = ""
   path: str = ""
   bos_token: str = ""
   eos_token: str = ""
   pad_token: str = ""
+  chat_template: str = ""
 
   def as_ref(self) -> dict:
     """The non-empty keys: the form run.json records and load_tokenizer reads."""

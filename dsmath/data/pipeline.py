@@ -30,7 +30,8 @@ from absl import flags
 from dsmath.data import sft as sft_lib
 from dsmath.data.config import resolve_data_config
 from dsmath.data.sources import RecordError, RecordSource, dataset_of_texts, open_source
-from dsmath.data.tokenizer import Tokenizer
+from dsmath.data.chat import ChatTemplate
+from dsmath.data.tokenizer import Tokenizer, bos_prefix, chat_template_of
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class _TokenizeDocument:
 
   def __call__(self, element) -> np.ndarray:
     ids = self.tokenizer.encode(element["item"])
-    pre = [self.tokenizer.bos_id] if self.add_bos else []
+    pre = bos_prefix(self.tokenizer) if self.add_bos else []
     post = [self.tokenizer.eos_id] if self.add_eos else []
     return np.asarray(pre + ids + post, np.int32)
 
@@ -139,19 +140,22 @@ class _ShiftAndChunk(grain.experimental.FlatMapTransform):
 
 
 class _TokenizeSft:
-  """{"item": segments} -> one example {inputs, targets, loss_mask}: [BOS] prompt response [EOS], truncated."""
+  """{"item": segments} -> one example {inputs, targets, loss_mask}: [BOS] prompt response [EOS], truncated (a chat
+  template writes its own BOS and end of turn: `wrap` False)."""
 
-  def __init__(self, tokenizer: Tokenizer, seq_len: int):
-    self.tokenizer, self.seq_len = tokenizer, seq_len
+  def __init__(self, tokenizer: Tokenizer, seq_len: int, wrap: bool = True):
+    self.tokenizer, self.seq_len, self.wrap = tokenizer, seq_len, wrap
 
   def __call__(self, element) -> dict:
-    ids, mask = [self.tokenizer.bos_id], [False]
+    ids = bos_prefix(self.tokenizer) if self.wrap else []
+    mask = [False] * len(ids)
     for text, trainable in element["item"]:
       piece = self.tokenizer.encode(text)
       ids += piece
       mask += [trainable] * len(piece)
-    ids.append(self.tokenizer.eos_id)
-    mask.append(True)
+    if self.wrap:
+      ids.append(self.tokenizer.eos_id)
+      mask.append(True)
     ids = np.asarray(ids[:self.seq_len + 1], np.int32)
     mask = np.asarray(mask[:self.seq_len + 1], np.float32)
     return {"inputs": ids[:-1], "targets": ids[1:], "loss_mask": mask[1:]}
@@ -222,10 +226,23 @@ def make_pretrain_iterator(data_config, tokenizer: Tokenizer, *, process_index: 
 
 # ---- SFT ----
 
+def sft_template(cfg, chat_template: ChatTemplate | None = None):
+  """config.data.sft_template's template: a name in dsmath.data.sft.TEMPLATES, or "chat" (the tokenizer's own chat
+  template, `chat_template`)."""
+  if cfg.sft_template == "chat":
+    if chat_template is None:
+      raise ValueError("config.data.sft_template='chat' needs the tokenizer's chat template (sft_dataset passes it)")
+    return sft_lib.ChatSftTemplate(chat_template)
+  if cfg.sft_template not in sft_lib.TEMPLATES:
+    raise KeyError(f"unknown config.data.sft_template {cfg.sft_template!r}; valid: {sorted(sft_lib.TEMPLATES)} or "
+                   f"'chat' (the tokenizer's chat template)")
+  return sft_lib.TEMPLATES[cfg.sft_template]
+
+
 class _SftExample:
   """Record index -> (text, trainable) segments in the chat template."""
 
-  def __init__(self, source: RecordSource, formatter: str, template: sft_lib.Template):
+  def __init__(self, source: RecordSource, formatter: str, template):
     self.source, self.formatter, self.template = source, formatter, template
 
   def formatted(self, index: int):
@@ -241,8 +258,8 @@ class _SftExample:
     return sft_lib.example_segments(self.template, style, question, response)
 
 
-def sft_examples(data_config, *, process_index: int | None = None,
-                 process_count: int | None = None) -> grain.MapDataset:
+def sft_examples(data_config, *, process_index: int | None = None, process_count: int | None = None,
+                 chat_template: ChatTemplate | None = None) -> grain.MapDataset:
   """The mixed SFT example stream before tokenization: infinite MapDataset of {"source", "item": segments}.
 
   Records a formatter cannot express (e.g. gsm8k_pot when the last calculation is not the answer) are found when
@@ -250,9 +267,7 @@ def sft_examples(data_config, *, process_index: int | None = None,
   """
   cfg = resolve_data_config(data_config)
   process_index, process_count = shard_of(process_index, process_count)
-  if cfg.sft_template not in sft_lib.TEMPLATES:
-    raise KeyError(f"unknown config.data.sft_template {cfg.sft_template!r}; valid: {sorted(sft_lib.TEMPLATES)}")
-  template = sft_lib.TEMPLATES[cfg.sft_template]
+  template = sft_template(cfg, chat_template)
   components = {}
   for name, src in cfg.sources.items():
     if src.formatter not in sft_lib.SFT_FORMATTERS:
@@ -278,8 +293,10 @@ def sft_dataset(data_config, tokenizer: Tokenizer, *, process_index: int | None 
   """Infinite IterDataset of packed SFT batches (loss only on response tokens)."""
   cfg = resolve_data_config(data_config)
   process_index, process_count = shard_of(process_index, process_count)
-  examples = sft_examples(cfg, process_index=process_index, process_count=process_count)
-  examples = examples.map(_TokenizeSft(tokenizer, cfg.seq_len)).to_iter_dataset()
+  chat = chat_template_of(tokenizer) if cfg.sft_template == "chat" else None
+  examples = sft_examples(cfg, process_index=process_index, process_count=process_count, chat_template=chat)
+  wrap = not sft_template(cfg, chat).writes_specials
+  examples = examples.map(_TokenizeSft(tokenizer, cfg.seq_len, wrap)).to_iter_dataset()
   return _finish(examples, cfg, process_index, process_count)
 
 

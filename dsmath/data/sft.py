@@ -2,8 +2,11 @@
 
 An example is (style, question, response). The template turns it into text segments (text, trainable): the prompt is
 never trained on; the response is, except the contents of tool output blocks, which the interpreter wrote, not the
-model (as in ToRA). The pipeline appends EOS (trained) and tokenizes each segment on its own, so the prompt tokens
-equal those the sampler sees at inference.
+model (as in ToRA). The pipeline adds BOS (where the tokenizer has one) and EOS (trained) and tokenizes each segment
+on its own, so the prompt tokens equal those the sampler sees at inference. With the model's own chat template
+(`ChatSftTemplate`, config.data.sft_template "chat") the prompt is the template's user turn and assistant header and
+the trained reply is the template's assistant turn (the response and its end of turn, e.g. "<|im_end|>"); the
+template writes its own BOS and end, so the pipeline adds neither.
 
 Delimiters and instructions come from dsmath/data/prompts.py, so training text matches what evaluation and the sampler's
 tool mode use:
@@ -32,6 +35,7 @@ import re
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
+from dsmath.data.chat import ChatTemplate
 from dsmath.data.prompts import BLOCK_CLOSE, INSTRUCT_SUFFIX_EN, OUTPUT_OPEN, POT_SUFFIX_EN, TOOL_SUFFIX_EN
 from dsmath.data.prompts import PYTHON_OPEN as CODE_OPEN
 from dsmath.data.prompts import format_output_block
@@ -40,18 +44,44 @@ from dsmath.data.prompts import format_output_block
 INSTRUCTIONS = {"cot": INSTRUCT_SUFFIX_EN, "pot": POT_SUFFIX_EN, "tool": TOOL_SUFFIX_EN, "plain": ""}
 
 
+def user_text(style: str, question: str) -> str:
+  """The question and the style's instruction: what the user says (the same text as dsmath.data.prompts' zero-shot,
+  plain, PoT and tool prompts)."""
+  return f"{question.strip()}\n{INSTRUCTIONS[style]}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Template:
   """Chat format: prompt = user_prefix + question + "\\n" + instruction + assistant_prefix; then the response."""
   user_prefix: str
   assistant_prefix: str
+  writes_specials = False  # the pipeline adds BOS and EOS
 
   def prompt(self, style: str, question: str) -> str:
-    return f"{self.user_prefix}{question.strip()}\n{INSTRUCTIONS[style]}{self.assistant_prefix}"
+    return f"{self.user_prefix}{user_text(style, question)}{self.assistant_prefix}"
+
+  def segments(self, style: str, question: str, response: str) -> list[tuple[str, bool]]:
+    return [(self.prompt(style, question), False)] + response_segments(response)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatSftTemplate:
+  """A model's own chat template (dsmath.data.chat): the prompt is its user turn and assistant header, the trained
+  reply its assistant turn (the response and the end of turn it writes)."""
+  chat: ChatTemplate
+  writes_specials = True  # the template writes BOS and the end of the reply
+
+  def prompt(self, style: str, question: str) -> str:
+    return self.chat.prompt(user_text(style, question))
+
+  def segments(self, style: str, question: str, response: str) -> list[tuple[str, bool]]:
+    return [(self.prompt(style, question), False)] + response_segments(
+        self.chat.assistant_turn(user_text(style, question), response))
 
 
 # DeepSeekMath-Instruct's chat format ("User: ...\n\nAssistant: ..." then EOS); "plain": the question and a newline,
 # the prompt dsmath.data.prompts.plain_prompt gives the RL stage and evaluation (the synthetic task's format).
+# config.data.sft_template "chat" is the tokenizer's own template instead (ChatSftTemplate).
 TEMPLATES = {"deepseek": Template(user_prefix="User: ", assistant_prefix="\n\nAssistant: "),
              "plain": Template(user_prefix="", assistant_prefix="")}
 
@@ -70,8 +100,9 @@ def response_segments(response: str) -> list[tuple[str, bool]]:
   return [(t, trainable) for t, trainable in pieces if t]
 
 
-def example_segments(template: Template, style: str, question: str, response: str) -> list[tuple[str, bool]]:
-  return [(template.prompt(style, question), False)] + response_segments(response)
+def example_segments(template: Template | ChatSftTemplate, style: str, question: str,
+                     response: str) -> list[tuple[str, bool]]:
+  return template.segments(style, question, response)
 
 
 # ---- arithmetic of GSM8K calculator annotations, evaluated for real (no eval of arbitrary code) ----

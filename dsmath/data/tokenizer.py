@@ -1,6 +1,9 @@
 """Tokenizers behind one small interface: sentencepiece (trained here for toy runs) and HF `tokenizer.json`.
 
-`encode` never adds BOS/EOS: the pipeline adds them explicitly, so both implementations behave the same.
+`encode` never adds BOS/EOS: the pipeline adds them explicitly, so both implementations behave the same. A tokenizer
+says whether sequences start with its BOS (`add_bos`: Qwen's tokenizers have none), which ids end a completion
+(`stop_ids`), and carries the model's chat template when it has one (`chat_template`, dsmath.data.chat);
+`prompt_ids` turns a prompt into the ids a model sees, plain or in the chat template.
 
 CLI (toy runs): train a sentencepiece model from files or configured sources, in a few seconds for a small vocab:
   python -m dsmath.data.tokenizer train --input 'shared:gsm8k/train.jsonl' --text-field question \
@@ -18,6 +21,7 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 import sentencepiece as spm
 import tokenizers
 
+from dsmath.data.chat import ChatTemplate
 from dsmath.files import write_atomic
 
 # Special pieces of the sentencepiece models trained here. pad = 0 matches the padding segment id 0.
@@ -32,10 +36,13 @@ _HF_PAD_NAMES = ("<｜pad▁of▁sentence｜>", "<pad>", "<|pad|>", "[PAD]")
 @runtime_checkable
 class Tokenizer(Protocol):
   """What the pipeline, trainer, sampler and evaluation need from a tokenizer."""
-  bos_id: int
-  eos_id: int
+  bos_id: int | None  # None: the tokenizer has no BOS (Qwen)
+  eos_id: int  # appended after a trained document or response
   pad_id: int
   vocab_size: int
+  add_bos: bool  # sequences start with bos_id
+  stop_ids: tuple[int, ...]  # every id that ends a sampled completion (eos_id first)
+  chat_template: ChatTemplate | None
 
   def encode(self, text: str) -> list[int]:
     """Token ids of `text`, without BOS/EOS."""
@@ -66,6 +73,7 @@ class SentencePieceTokenizer:
       if value < 0:
         raise ValueError(f"sentencepiece model {self.path or '<bytes>'} has no {name} piece; retrain with "
                          f"{name}_id set")
+    self.add_bos, self.stop_ids, self.chat_template = True, (self.eos_id,), None
 
   def encode(self, text: str) -> list[int]:
     return self._sp.encode(text)
@@ -84,30 +92,78 @@ class SentencePieceTokenizer:
 
 
 class HFTokenizer:
-  """A HF `tokenizer.json` (e.g. DeepSeek's byte-level BPE) loaded through the `tokenizers` library.
+  """A HF `tokenizer.json` (DeepSeek's, Qwen's, Llama 3's byte-level BPE) loaded through the `tokenizers` library,
+  with the model's own special tokens and chat template from the files beside it, as transformers reads them:
 
-  BOS/EOS/PAD come from the arguments, else from a `tokenizer_config.json` beside the file, else from the usual
-  special-token names. Without a pad token, pad = eos (padding is marked by segment id 0 anyway).
+  tokenizer_config.json   bos_token / eos_token / pad_token (a null bos_token: no BOS, as Qwen), add_bos_token,
+                          chat_template (a string, or named templates of which "default" is used)
+  chat_template.jinja     the chat template as transformers 5 saves it (preferred to the config's, as there)
+  generation_config.json  eos_token_id: an id or a list (e.g. Qwen's <|im_end|> and <|endoftext|>), all of which end
+                          a sampled completion
+  Arguments override the files (`chat_template`: a path to a Jinja file). Without a pad token, pad = eos (padding is
+  marked by segment id 0 anyway). BOS: added whenever the tokenizer has one, unless add_bos_token is false
+  (transformers 5 goes by tokenizer.json's post-processor instead; for DeepSeek, Qwen and Llama 3 the two agree).
+  The chat template's end-of-turn token (e.g. <|im_end|>, <|eot_id|>) also ends a completion.
   """
 
   def __init__(self, path: str | os.PathLike, *, bos_token: str | None = None, eos_token: str | None = None,
-               pad_token: str | None = None):
+               pad_token: str | None = None, chat_template: str | os.PathLike | None = None):
     path = Path(path)
     if path.is_dir():
       path = path / "tokenizer.json"
     if not path.is_file():
       raise FileNotFoundError(f"HF tokenizer file not found: {path}")
     self.path = str(path)
+    self._overrides = {"bos_token": bos_token, "eos_token": eos_token, "pad_token": pad_token,
+                       "chat_template": None if chat_template is None else str(chat_template)}
+    self._load()
+
+  def _load(self) -> None:
+    path, over = Path(self.path), self._overrides
     self._tok = tokenizers.Tokenizer.from_file(self.path)
-    hf_config = _read_hf_tokenizer_config(path.parent / "tokenizer_config.json")
-    self.bos_id = self._special_id("bos", bos_token or hf_config.get("bos_token"), _HF_BOS_NAMES)
-    self.eos_id = self._special_id("eos", eos_token or hf_config.get("eos_token"), _HF_EOS_NAMES)
-    pad = pad_token or hf_config.get("pad_token")
+    config_file = path.parent / "tokenizer_config.json"
+    hf_config = _read_hf_tokenizer_config(config_file)
+    if over["bos_token"] or "bos_token" not in hf_config or hf_config["bos_token"] is not None:
+      self.bos_id = self._special_id("bos", over["bos_token"] or hf_config.get("bos_token"), _HF_BOS_NAMES)
+    else:  # the config says so: this tokenizer has no BOS (Qwen)
+      self.bos_id = None
+    self.eos_id = self._special_id("eos", over["eos_token"] or hf_config.get("eos_token"), _HF_EOS_NAMES)
+    pad = over["pad_token"] or hf_config.get("pad_token")
     try:
-      self.pad_id = self._special_id("pad", pad, _HF_PAD_NAMES)
+      self.pad_id, has_pad = self._special_id("pad", pad, _HF_PAD_NAMES), True
     except ValueError:
-      self.pad_id = self.eos_id
+      self.pad_id, has_pad = self.eos_id, False
     self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+    self.add_bos = self.bos_id is not None and bool(hf_config.get("add_bos_token", True))
+    self.chat_template = self._chat_template(over["chat_template"], hf_config, config_file, has_pad)
+    stops = [self.eos_id] + _generation_eos_ids(path.parent / "generation_config.json")
+    if self.chat_template is not None:
+      turn_end = self._tok.encode(self.chat_template.turn_end(), add_special_tokens=False).ids[:1]
+      stops += [i for i in turn_end if self._is_special(i)]
+    self.stop_ids = tuple(dict.fromkeys(stops))
+
+  def _chat_template(self, override: str | None, hf_config: dict, config_file: Path,
+                     has_pad: bool) -> ChatTemplate | None:
+    jinja_file = config_file.parent / "chat_template.jinja"
+    if override or jinja_file.is_file():  # transformers too prefers the file to the config's entry
+      origin = override or str(jinja_file)
+      source = Path(origin).read_text(encoding="utf-8")
+    elif hf_config.get("chat_template"):
+      source, origin = hf_config["chat_template"], str(config_file)
+    else:
+      return None
+    special = {}  # the variables transformers passes (its special_tokens_map: only the tokens the tokenizer has)
+    for name, idx in (("bos_token", self.bos_id), ("eos_token", self.eos_id),
+                      ("pad_token", self.pad_id if has_pad else None)):
+      if idx is not None:
+        special[name] = self._tok.id_to_token(idx)
+    if hf_config.get("unk_token"):
+      special["unk_token"] = hf_config["unk_token"]
+    return ChatTemplate(source=source, special_tokens=special, origin=origin)
+
+  def _is_special(self, idx: int) -> bool:
+    token = self._tok.get_added_tokens_decoder().get(idx)
+    return token is not None and token.special
 
   def _special_id(self, what: str, token: str | None, candidates: Sequence[str]) -> int:
     names = (token,) if token else candidates
@@ -129,24 +185,75 @@ class HFTokenizer:
     return self._tok.decode([int(i) for i in ids if 0 <= int(i) < self.vocab_size], skip_special_tokens=True)
 
   def __getstate__(self):
-    return {"path": self.path, "bos": self.bos_id, "eos": self.eos_id, "pad": self.pad_id}
+    return {"path": self.path, "overrides": self._overrides}
 
   def __setstate__(self, state):
-    self.path = state["path"]
-    self._tok = tokenizers.Tokenizer.from_file(self.path)
-    self.bos_id, self.eos_id, self.pad_id = state["bos"], state["eos"], state["pad"]
-    self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+    self.path, self._overrides = state["path"], state["overrides"]
+    self._load()
 
 
 def _read_hf_tokenizer_config(path: Path) -> dict:
+  """The keys of a tokenizer_config.json that matter here; a key the file sets to null is kept as None."""
   if not path.is_file():
     return {}
-  cfg = json.loads(path.read_text(encoding="utf-8"))
+  try:
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from None
   out = {}
-  for key in ("bos_token", "eos_token", "pad_token"):
-    value = cfg.get(key)
-    out[key] = value.get("content") if isinstance(value, dict) else value
+  for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+    if key in cfg:
+      value = cfg[key]
+      out[key] = value.get("content") if isinstance(value, dict) else value
+  if "add_bos_token" in cfg:
+    out["add_bos_token"] = cfg["add_bos_token"]
+  template = cfg.get("chat_template")
+  if isinstance(template, list):  # named templates: [{name, template}, ...]; transformers uses "default"
+    named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+    if "default" not in named:
+      raise ValueError(f"{path}: chat_template lists templates {sorted(named)} but none named 'default'")
+    template = named["default"]
+  if template is not None and not isinstance(template, str):
+    raise ValueError(f"{path}: chat_template must be a string or a list of named templates")
+  out["chat_template"] = template
   return out
+
+
+def _generation_eos_ids(path: Path) -> list[int]:
+  """generation_config.json's eos_token_id (an id or a list of ids), [] without the file or key."""
+  if not path.is_file():
+    return []
+  try:
+    value = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from None
+  ids = value if isinstance(value, list) else [] if value is None else [value]
+  if not all(isinstance(i, int) for i in ids):
+    raise ValueError(f"{path}: eos_token_id must be an id or a list of ids, got {value!r}")
+  return ids
+
+
+def prompt_ids(tokenizer: Tokenizer, text: str, chat: bool = False) -> list[int]:
+  """The ids a model sees for the prompt `text`: [BOS] (when the tokenizer adds one) + text; with chat, the
+  tokenizer's chat template around one user turn, with the assistant header (the template writes its own BOS),
+  as transformers' apply_chat_template(add_generation_prompt=True) tokenizes it."""
+  if chat:
+    return tokenizer.encode(chat_template_of(tokenizer).prompt(text))
+  return bos_prefix(tokenizer) + tokenizer.encode(text)
+
+
+def bos_prefix(tokenizer: Tokenizer) -> list[int]:
+  """[bos_id] when the tokenizer starts sequences with it, else []."""
+  return [tokenizer.bos_id] if tokenizer.add_bos else []
+
+
+def chat_template_of(tokenizer: Tokenizer) -> ChatTemplate:
+  """The tokenizer's chat template; an error naming the tokenizer when it has none."""
+  if tokenizer.chat_template is None:
+    raise ValueError(f"tokenizer {getattr(tokenizer, 'path', None) or type(tokenizer).__name__} has no chat template "
+                     f"(chat prompts need a HF tokenizer whose tokenizer_config.json or chat_template.jinja holds one, "
+                     f"or the tokenizer key chat_template: a Jinja file)")
+  return tokenizer.chat_template
 
 
 TOKENIZER_KINDS = {"sentencepiece": SentencePieceTokenizer, "hf": HFTokenizer}
@@ -154,12 +261,13 @@ TOKENIZER_KINDS = {"sentencepiece": SentencePieceTokenizer, "hf": HFTokenizer}
 
 def load_tokenizer(config_or_path) -> Tokenizer:
   """A tokenizer from a path (`*.model` = sentencepiece; `tokenizer.json` or a folder holding one = HF) or a config
-  mapping {kind: "sentencepiece"|"hf" (optional, inferred from the path), path, bos_token, eos_token, pad_token}."""
+  mapping {kind: "sentencepiece"|"hf" (optional, inferred from the path), path, bos_token, eos_token, pad_token,
+  chat_template (a Jinja file)}."""
   if isinstance(config_or_path, (str, os.PathLike)):
     cfg = {"path": str(config_or_path)}
   else:
     cfg = dict(config_or_path)
-  valid = {"kind", "path", "bos_token", "eos_token", "pad_token"}
+  valid = {"kind", "path", "bos_token", "eos_token", "pad_token", "chat_template"}
   unknown = sorted(set(cfg) - valid)
   if unknown:
     raise KeyError(f"unknown tokenizer config key(s) {unknown}; valid keys: {sorted(valid)}")
@@ -173,8 +281,9 @@ def load_tokenizer(config_or_path) -> Tokenizer:
     raise KeyError(f"unknown tokenizer kind {kind!r}; valid kinds: {sorted(TOKENIZER_KINDS)}")
   if kind == "hf":
     return HFTokenizer(path, bos_token=cfg.get("bos_token"), eos_token=cfg.get("eos_token"),
-                       pad_token=cfg.get("pad_token"))
-  extra = sorted(k for k in ("bos_token", "eos_token", "pad_token") if cfg.get(k))
+                       pad_token=cfg.get("pad_token"),
+                       chat_template=resolve_path(cfg["chat_template"]) if cfg.get("chat_template") else None)
+  extra = sorted(k for k in ("bos_token", "eos_token", "pad_token", "chat_template") if cfg.get(k))
   if extra:
     raise KeyError(f"tokenizer keys {extra} only apply to kind 'hf'; a sentencepiece model carries its own ids")
   return SentencePieceTokenizer(path)

@@ -14,15 +14,16 @@ def default_config() -> ml_collections.ConfigDict:
   return config_lib.config_dict(EvalStageConfig)
 
 
-def generator(run: Run, s: SamplingConfig, sandbox=None) -> sample.GenerateFn:
+def generator(run: Run, s: SamplingConfig, sandbox=None, chat: bool = False) -> sample.GenerateFn:
   """The text generator of the run's final policy (model config and tokenizer from its run.json). Tool rounds run
-  their programs under config.eval.sandbox's isolation, as PoT programs are."""
+  their programs under config.eval.sandbox's isolation, as PoT programs are; chat: prompts in the tokenizer's chat
+  template."""
   import jax
   isolation = dict(sandbox or {}).get("isolation", "auto")
   tools = sample.ToolConfig(max_rounds=s.tool_rounds, isolation=isolation) if s.tool_rounds else None
   return sample.text_generator(run.model, run.load_params(), run.load_tokenizer(), max_new_tokens=s.max_new_tokens,
                                strategy=sample.strategy_from_config(s.strategy), rng=jax.random.key(s.seed),
-                               batch_rows=s.batch_rows, tools=tools)
+                               batch_rows=s.batch_rows, tools=tools, chat=chat)
 
 
 def run(config, workdir: str) -> dict:
@@ -31,5 +32,5 @@ def run(config, workdir: str) -> dict:
     raise config_lib.ConfigError("config.checkpoint is empty: the finished run to evaluate (pass --checkpoint or "
                                  "set it in the config)")
   policy = load_run(cfg.checkpoint)
-  summaries = run_evaluation(cfg.eval, generator(policy, cfg.sampling, cfg.eval.sandbox), workdir)
+  summaries = run_evaluation(cfg.eval, generator(policy, cfg.sampling, cfg.eval.sandbox, cfg.eval.chat), workdir)
   return {**summaries, "run": {"path": policy.path, "job": policy.job, "step": policy.step}}

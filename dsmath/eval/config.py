@@ -41,6 +41,7 @@ class EvalConfig:
   benchmarks: tuple[str, ...] = ("gsm8k",)  # keys of dsmath.data.benchmarks.LOADERS
   num_examples: int = 32  # a seeded subset of each benchmark; 0 = every problem
   prompt_style: str = "zero_shot"  # dsmath.data.prompts.PROMPT_STYLES
+  chat: bool = False  # each prompt as a user turn in the tokenizer's chat template (dsmath.data.tokenizer.prompt_ids)
   k_values: tuple[int, ...] = (1,)
   num_samples: int = 0  # samples per problem; 0 = max(k_values)
   grading_mode: Literal["math_verify", "paper"] = "math_verify"

@@ -212,6 +212,7 @@ def run(ec: EvalConfig, generate_fn: GenerateFn, workdir: str) -> dict:
                         num_samples=ec.num_samples, grading_mode=ec.grading_mode, grader=grader,
                         num_shots=ec.num_shots, seed=ec.seed, bootstrap_resamples=ec.bootstrap_resamples,
                         sandbox_limits=dict(ec.sandbox))
+      result["summary"]["chat"] = ec.chat  # the generator wrapped each prompt in the tokenizer's chat template
       paths = write_report(result, os.path.join(workdir, "eval", bench))
       summaries[bench] = {**{k: v for k, v in result["summary"].items() if k != "breakdown"}, "files": paths}
   return summaries

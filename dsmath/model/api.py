@@ -58,9 +58,14 @@ def hidden_states(cfg: ModelConfig, params: dict, tokens: jax.Array, segment_ids
   return hidden
 
 
+def head_weight(cfg: ModelConfig, params: dict) -> jax.Array:
+  """The LM head [H, V]: params["lm_head"], or the input embedding transposed when cfg.tie_embeddings."""
+  return params["embed"].T if cfg.tie_embeddings else params["lm_head"]
+
+
 def lm_head(cfg: ModelConfig, params: dict, hidden: jax.Array) -> jax.Array:
   """hidden [..., H] -> logits [..., V] in float32."""
-  w = params["lm_head"].astype(cfg.dtype)
+  w = head_weight(cfg, params).astype(cfg.dtype)
   return jnp.einsum("...h,hv->...v", hidden, w, preferred_element_type=jnp.float32)
 
 
@@ -89,7 +94,8 @@ def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None, unrolled:
 @functools.partial(jax.jit, static_argnames="cfg")
 def decode_params(cfg: ModelConfig, params: dict) -> dict:
   """The params layout CPU decoding runs on (a copy of the layer params): the stacked "layers" [L, ...] split into
-  "layer_0" ... "layer_{L-1}", each layer's q, k, v projections joined into one "qkv" [H, N + 2 KV, D].
+  "layer_0" ... "layer_{L-1}", each layer's q, k, v projections joined into one "qkv" [H, N + 2 KV, D] (and their
+  biases, with cfg.qkv_bias, into "qkv_bias" [N + 2 KV, D]).
 
   For an unrolled cache (`init_cache(..., unrolled=True)`): on CPU each scanned layer copies its slice of the stacked
   params and cache, a large share of a decode step's time; and one [H, N + 2 KV] matmul on a few rows runs ~1.6x
@@ -98,8 +104,11 @@ def decode_params(cfg: ModelConfig, params: dict) -> dict:
   out = {k: v for k, v in params.items() if k != "layers"}
   for l in range(cfg.num_layers):
     layer = jax.tree.map(lambda a: a[l], params["layers"])
-    attn = {k: v for k, v in layer["attn"].items() if k not in ("q", "k", "v")}
+    joined = ("q", "k", "v", "q_bias", "k_bias", "v_bias")
+    attn = {k: v for k, v in layer["attn"].items() if k not in joined}
     attn["qkv"] = jnp.concatenate([layer["attn"]["q"], layer["attn"]["k"], layer["attn"]["v"]], axis=1)
+    if cfg.qkv_bias:
+      attn["qkv_bias"] = jnp.concatenate([layer["attn"][f"{n}_bias"] for n in "qkv"], axis=0)
     out[f"layer_{l}"] = dict(layer, attn=attn)
   return out
 

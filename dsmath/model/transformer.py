@@ -3,6 +3,9 @@
 Every parameter carries logical axis names (see `dsmath.model.sharding`); activations are constrained by logical
 names too, so the same code runs on one CPU or a (data, fsdp, tensor) mesh.
 
+Architecture switches of the config (q/k/v biases, per-head q/k RMSNorm, tied embeddings, the RoPE schedule) are
+read while tracing: with them off, the traced program is the one the DeepSeek/LLaMA-2 decoder always had.
+
 Attention masking is by segment ids and per-segment positions: a query attends to a key iff both are in the same
 segment and the key's position is not after the query's. This one rule covers packed pre-training rows, padded
 prompts and the KV cache (empty cache slots hold segment 0, which no real token has).
@@ -15,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from dsmath.model.config import ModelConfig
+from dsmath.model.rope import inv_frequencies, rope
 
 REMAT_POLICIES = {
     "none": None,
@@ -31,16 +35,9 @@ def _param(module, name, shape, axes, dtype, scale):
   return module.param(name, init, shape, jnp.dtype(dtype))
 
 
-def rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-  """Rotary embedding, HF's rotate-half layout. x: [B, T, N, D]; positions: [B, T]."""
-  d = x.shape[-1]
-  inv_freq = 1.0 / theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d)
-  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
-  cos = jnp.cos(angles)[:, :, None, :]
-  sin = jnp.sin(angles)[:, :, None, :]
-  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-  return out.astype(x.dtype)
+def _bias(module, name, shape, axes, dtype):
+  init = nn.with_logical_partitioning(nn.initializers.zeros, axes)
+  return module.param(name, init, shape, jnp.dtype(dtype))
 
 
 def attention_mask(q_segment: jax.Array, q_pos: jax.Array, kv_segment: jax.Array, kv_pos: jax.Array) -> jax.Array:
@@ -170,6 +167,8 @@ class Attention(nn.Module):
     dt = jnp.dtype(c.dtype)
     if self.has_variable("params", "qkv"):  # the decode layout (`dsmath.model.decode_params`): one matmul
       qkv = jnp.einsum("bth,hnd->btnd", x, self.get_variable("params", "qkv").astype(dt))
+      if c.qkv_bias:
+        qkv = qkv + self.get_variable("params", "qkv_bias").astype(dt)
       q, k, v = jnp.split(qkv, [n, n + kvn], axis=2)
     else:
       wq = _param(self, "q", (h, n, d), ("embed", "heads", "head_dim"), c.param_dtype, std)
@@ -178,9 +177,16 @@ class Attention(nn.Module):
       q = jnp.einsum("bth,hnd->btnd", x, wq.astype(dt))
       k = jnp.einsum("bth,hnd->btnd", x, wk.astype(dt))
       v = jnp.einsum("bth,hnd->btnd", x, wv.astype(dt))
+      if c.qkv_bias:
+        q = q + _bias(self, "q_bias", (n, d), ("heads", "head_dim"), c.param_dtype).astype(dt)
+        k = k + _bias(self, "k_bias", (kvn, d), ("kv_heads", "head_dim"), c.param_dtype).astype(dt)
+        v = v + _bias(self, "v_bias", (kvn, d), ("kv_heads", "head_dim"), c.param_dtype).astype(dt)
     wo = _param(self, "o", (n, d, h), ("heads", "head_dim", "embed"), c.param_dtype, (n * d) ** -0.5)
-    q = nn.with_logical_constraint(rope(q, positions, c.rope_theta), ("batch", "length", "act_heads", "head_dim"))
-    k = rope(k, positions, c.rope_theta)
+    if c.qk_norm:  # over each head's D features, one scale [D] shared by the heads (Qwen3)
+      q, k = RMSNorm(c, name="q_norm")(q), RMSNorm(c, name="k_norm")(k)
+    inv_freq = inv_frequencies(c)
+    q = nn.with_logical_constraint(rope(q, positions, inv_freq), ("batch", "length", "act_heads", "head_dim"))
+    k = rope(k, positions, inv_freq)
 
     b, t = q.shape[:2]
     q = q.reshape(b, t, kvn, n // kvn, d)  # grouped heads share one KV head
@@ -247,9 +253,11 @@ class Transformer(nn.Module):
   @nn.compact
   def __call__(self, tokens, positions, segment_ids, cache: Optional[dict] = None, cache_index=0):
     c = self.cfg
-    embed = _param(self, "embed", (c.vocab_size, c.hidden_size), ("vocab", "embed"), c.param_dtype, 1.0)
-    # Declared here so init creates it; applied outside (see class docstring).
-    _param(self, "lm_head", (c.hidden_size, c.vocab_size), ("embed", "vocab"), c.param_dtype, c.hidden_size ** -0.5)
+    # Tied, the table is the LM head too: initialised at the head's scale, so fresh logits are O(1).
+    embed = _param(self, "embed", (c.vocab_size, c.hidden_size), ("vocab", "embed"), c.param_dtype,
+                   c.hidden_size ** -0.5 if c.tie_embeddings else 1.0)
+    if not c.tie_embeddings:  # declared here so init creates it; applied outside (see class docstring)
+      _param(self, "lm_head", (c.hidden_size, c.vocab_size), ("embed", "vocab"), c.param_dtype, c.hidden_size ** -0.5)
     # Gather from a table replicated over vocab (a vocab-sharded gather would need an ambiguous output sharding) but
     # still sharded over its hidden dim: replicating the whole [V, H] table (and its gradient) on every device costs
     # 2 x 1.6 GiB at 7B.

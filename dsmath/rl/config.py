@@ -64,6 +64,9 @@ class TaskConfig:
   # Prompt formats of dsmath.data.prompts: zero_shot = the paper's chain-of-thought instruction (\boxed{} answer),
   # plain = question + newline (the synthetic task's SFT format), few_shot, tool (tool-integrated instruction).
   prompt: Literal["zero_shot", "plain", "few_shot", "tool"] = "plain"
+  # The prompt as one user turn in the tokenizer's chat template, with the assistant header (as transformers'
+  # apply_chat_template(add_generation_prompt=True)); rollouts end at the template's end of turn too.
+  chat: bool = False
   num_shots: int = 4
   prompt_budget: int = 0  # prompt tokens at most; 0 = the longest prompt of the task. Longer ones are bad rows.
   on_bad_row: Literal["report", "raise"] = "report"  # report: counted with file:line and left out; raise: stop

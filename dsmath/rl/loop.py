@@ -103,7 +103,7 @@ class HeldOut:
       return {}
     rl, out = self.rl, {}
     common = dict(max_new_tokens=rl.completion_len, batch_rows=self.cfg.batch_rows, mesh=rl.mesh, rules=rl.rules,
-                  tools=rl.tools)  # a tool-integrated policy is evaluated with its programs run, as it was trained
+                  tools=rl.tools, chat=rl.cfg.task.chat)  # evaluated as it was trained: tools run, chat template
     runs = []
     if self.cfg.greedy:
       runs.append(("greedy", sample.Greedy(), 1))

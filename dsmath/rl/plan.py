@@ -95,7 +95,8 @@ def _phase(name: str, compiled, state_args) -> Phase:
 
 def planning_task(tokenizer_ids: tuple[int, int], prompt_len: int) -> Task:
   """A stand-in task of the right prompt width: the plan needs shapes, not questions."""
-  tok = types.SimpleNamespace(pad_id=tokenizer_ids[0], eos_id=tokenizer_ids[1], bos_id=tokenizer_ids[1])
+  tok = types.SimpleNamespace(pad_id=tokenizer_ids[0], eos_id=tokenizer_ids[1], bos_id=tokenizer_ids[1],
+                              stop_ids=(tokenizer_ids[1],))
   return Task(train=(), test=(), prompt_tokens=np.zeros((1, prompt_len), np.int32),
               prompt_mask=np.zeros((1, prompt_len), np.float32), prompt_len=prompt_len, tokenizer=tok,
               config=None, bad_rows={})

@@ -96,7 +96,7 @@ class RewardModelTrainer:
         continue
       rows = [prompt_rows[i] + prefix_tokens[i] for i in chunk]
       res = engine.generate(rl.model_cfg, params, rows, max_new_tokens=budget, strategy=Temperature(rl.temperature),
-                            num_samples=n, eos_id=tok.eos_id, tokenizer=tok, rng=key, pad_id=tok.pad_id, mesh=rl.mesh,
+                            num_samples=n, eos_id=tok.stop_ids, tokenizer=tok, rng=key, pad_id=tok.pad_id, mesh=rl.mesh,
                             rules=rl.rules, row_offset=start * n)
       for j, i in enumerate(chunk):
         room = rl.completion_len - len(prefix_tokens[i])

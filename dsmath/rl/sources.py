@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from dsmath.data.tokenizer import chat_template_of
 from dsmath.files import write_atomic
 from dsmath.model.sharding import host_array
 from dsmath.rl import tasks as task_lib
@@ -22,8 +23,9 @@ from dsmath.rl.step import RLStep
 
 
 def gold_experience(rl: RLStep, indices: np.ndarray) -> Experience:
-  """Rows of the questions' gold solutions (+ EOS). A solution longer than rollout.max_new_tokens is masked out of
-  the batch and counted (`gold_too_long`), never truncated."""
+  """Rows of the questions' gold solutions (+ EOS; with task.chat, the chat template's assistant turn of the
+  solution). A solution longer than rollout.max_new_tokens is masked out of the batch and counted
+  (`gold_too_long`), never truncated."""
   tok, width = rl.tokenizer, rl.completion_len
   questions = [rl.task.train[i] for i in indices]
   missing = [q.origin for q in questions if not q.solution]
@@ -33,8 +35,10 @@ def gold_experience(rl: RLStep, indices: np.ndarray) -> Experience:
   comp = np.full((len(indices), width), tok.pad_id, np.int32)
   mask = np.zeros((len(indices), width), np.float32)
   too_long = 0
-  for r, q in enumerate(questions):
-    ids = list(tok.encode(q.solution)) + [tok.eos_id]
+  chat = chat_template_of(tok) if rl.task.config.chat else None
+  prompts = rl.task.prompts(questions) if chat else [None] * len(questions)
+  for r, (q, prompt) in enumerate(zip(questions, prompts)):
+    ids = tok.encode(chat.assistant_turn(prompt, q.solution)) if chat else list(tok.encode(q.solution)) + [tok.eos_id]
     if len(ids) > width:
       too_long += 1
       continue

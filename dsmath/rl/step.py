@@ -245,7 +245,7 @@ class RLStep:
       right, lengths = jnp.repeat(right, num_samples, axis=0), jnp.repeat(lengths, num_samples)
     out = engine.sample_arrays(self.model_cfg, params, right, lengths, max_new_tokens=self.completion_len,
                                strategy=Temperature(self.temperature), num_samples=1 if repeat_first else num_samples,
-                               rng=key, eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id,
+                               rng=key, eos_id=self.tokenizer.stop_ids, pad_id=self.tokenizer.pad_id,
                                layout=self.layout, row_offset=row_offset,
                                decode_segments=self.cfg.rollout.decode_segments or None)
     return self._rows(tokens, mask, out["tokens"], out["lengths"], out["logprobs"], out["reasons"], num_samples)
@@ -255,7 +255,7 @@ class RLStep:
     `mask` = the model's tokens, `context_mask` = every completion token."""
     out = generate_with_tools(self.model_cfg, params, msharding.host_array(right), tokenizer=self.tokenizer,
                               max_new_tokens=self.completion_len, strategy=Temperature(self.temperature),
-                              num_samples=num_samples, eos_id=self.tokenizer.eos_id, tools=self.tools, rng=key,
+                              num_samples=num_samples, eos_id=self.tokenizer.stop_ids, tools=self.tools, rng=key,
                               prompt_lengths=msharding.host_array(lengths), pad_id=self.tokenizer.pad_id,
                               mesh=self.mesh, rules=self.rules, row_offset=row_offset,
                               decode_segments=self.cfg.rollout.decode_segments or None)

@@ -6,7 +6,8 @@ through one tolerant reader, so bad input is handled the same way everywhere: a 
 question or an answer, a prompt longer than the budget is counted and reported with file and line
 (`task.on_bad_row = "report"`), or stops the run with that location (`"raise"`). Nothing is truncated.
 
-The prompts are tokenized once ([BOS] + prompt, left-padded to the budget P) and held as arrays; a step gathers its
+The prompts are tokenized once (`dsmath.data.tokenizer.prompt_ids`: [BOS] + prompt, or the prompt in the tokenizer's
+chat template with task.chat; left-padded to the budget P) and held as arrays; a step gathers its
 questions' rows by index on the device. `QuestionStream` gives each step's question indices as a pure function of
 (seed, position): an epoch-wise permutation, so a resumed run draws exactly the questions the uninterrupted one did.
 """
@@ -24,6 +25,7 @@ from dsmath.data import prompts as prompt_lib
 from dsmath.data import sft as sft_lib
 from dsmath.data import synthetic
 from dsmath.data.benchmarks import Record
+from dsmath.data.tokenizer import prompt_ids
 from dsmath.grading.answers import extract_gsm8k_gold, extract_last_boxed
 from dsmath.paths import shared_data_dir
 from dsmath.rl.config import QuestionSource, TaskConfig
@@ -177,7 +179,7 @@ def as_record(q: Question, benchmark: str) -> Record:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """The questions, their tokenized prompts ([BOS] + prompt, left-padded to prompt_len) and the bad-row report."""
+  """The questions, their tokenized prompts (`prompt_ids`, left-padded to prompt_len) and the bad-row report."""
   train: tuple[Question, ...]
   test: tuple[Question, ...]
   prompt_tokens: np.ndarray  # [N_train, P] int32, left-padded with pad_id
@@ -217,7 +219,7 @@ def build_task(task: TaskConfig, tokenizer, seed: int) -> Task:
   def encode(q: Question) -> list[int]:
     bench = benchmark_name(task, q.source)
     fn = fns.setdefault(bench, prompt_function(task, bench))
-    return [tokenizer.bos_id] + list(tokenizer.encode(fn(as_record(q, bench))))
+    return prompt_ids(tokenizer, fn(as_record(q, bench)), task.chat)
 
   encoded = [encode(q) for q in train]
   test_lengths = [len(encode(q)) for q in test]

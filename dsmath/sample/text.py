@@ -6,6 +6,7 @@ from typing import Callable, Optional, Sequence
 
 import jax
 
+from dsmath.data.tokenizer import prompt_ids
 from dsmath.model import ModelConfig
 from dsmath.sample.engine import generate
 from dsmath.sample.strategies import Greedy
@@ -15,16 +16,17 @@ GenerateFn = Callable[[Sequence[str], int], list[list[str]]]
 
 
 def text_generator(cfg: ModelConfig, params: dict, tokenizer, *, max_new_tokens: int, strategy=Greedy(),
-                   rng: Optional[jax.Array] = None, batch_rows: int = 64, add_bos: bool = True,
+                   rng: Optional[jax.Array] = None, batch_rows: int = 64, chat: bool = False,
                    stop_strings: Sequence[str] = (), tools: Optional[ToolConfig] = None, mesh=None,
                    rules=None) -> GenerateFn:
-  """Returns generate_fn; prompts are encoded with `tokenizer` (BOS first when add_bos), batch_rows bounds the rows
-  (prompts x samples) decoded at once. Row r of the whole request draws with fold_in(rng, r), so batching does not
+  """Returns generate_fn; prompts are encoded with `tokenizer` (`dsmath.data.tokenizer.prompt_ids`: plain, or with
+  chat, in its chat template) and completions end at its stop ids. batch_rows bounds the rows (prompts x samples)
+  decoded at once. Row r of the whole request draws with fold_in(rng, r), so batching does not
   change what is sampled."""
   rng = jax.random.key(0) if rng is None else rng
 
   def generate_fn(prompts: Sequence[str], num_samples: int) -> list[list[str]]:
-    ids = [([tokenizer.bos_id] if add_bos else []) + tokenizer.encode(p) for p in prompts]
+    ids = [prompt_ids(tokenizer, p, chat) for p in prompts]
     per_call = max(1, batch_rows // num_samples)
     out: list[list[str]] = []
     for start in range(0, len(ids), per_call):
@@ -34,7 +36,7 @@ def text_generator(cfg: ModelConfig, params: dict, tokenizer, *, max_new_tokens:
       if tools is not None:
         res = generate_with_tools(cfg, params, chunk, tokenizer=tokenizer, tools=tools, **common)
       else:
-        res = generate(cfg, params, chunk, eos_id=tokenizer.eos_id, stop_strings=stop_strings, tokenizer=tokenizer,
+        res = generate(cfg, params, chunk, eos_id=tokenizer.stop_ids, stop_strings=stop_strings, tokenizer=tokenizer,
                        **common)
       texts = list(res.texts)
       out.extend(texts[i * num_samples:(i + 1) * num_samples] for i in range(len(chunk)))

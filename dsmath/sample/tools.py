@@ -94,7 +94,7 @@ def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokeni
   """Like `engine.generate`, pausing at each closed python block to run it and append its output.
 
   max_new_tokens: budget of model-sampled tokens per sample over all rounds (appended outputs do not count).
-  tokenizer: encode/decode (dsmath.data.tokenizer). eos_id defaults to tokenizer.eos_id when it has one.
+  tokenizer: encode/decode (dsmath.data.tokenizer). eos_id defaults to the tokenizer's stop ids.
   decode_segments: cache windows per round (see `engine.generate`); each round reads only the first slots of the
   cache, which is sized for all rounds.
 
@@ -105,7 +105,7 @@ def generate_with_tools(cfg: model.ModelConfig, params: dict, prompts, *, tokeni
   if tools.max_rounds > 0:
     sandbox.check_sandbox(tools.isolation, tools.python)
   if eos_id is None:
-    eos_id = getattr(tokenizer, "eos_id", None)
+    eos_id = tokenizer.stop_ids
   layout = engine.Layout(mesh, rules)
   chunk = tools.max_output_tokens + 1  # pending token + output block
   max_context = max_new_tokens + tools.max_rounds * tools.max_output_tokens

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from dsmath import config as config_lib
+from dsmath.data.tokenizer import bos_prefix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,11 +85,12 @@ def _encode_rows(texts, tokenizer, seq_len: int):
   chars = np.zeros((n,), np.int64)
   truncated = 0
   for i, (text, ids) in enumerate(zip(texts, tokenizer.encode_batch(list(texts)))):
-    full = [tokenizer.bos_id, *ids, tokenizer.eos_id]
+    pre = bos_prefix(tokenizer)
+    full = [*pre, *ids, tokenizer.eos_id]
     if len(full) > seq_len + 1:
       truncated += 1
       full = full[:seq_len + 1]
-      chars[i] = len(tokenizer.decode(full[1:]))
+      chars[i] = len(tokenizer.decode(full[len(pre):]))
     else:
       chars[i] = len(text)
     k = len(full) - 1

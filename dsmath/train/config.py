@@ -42,9 +42,10 @@ class OptimizerConfig:
   b2: float = 0.95
   eps: float = 1e-8
   weight_decay: float = 0.1
-  # Parameter-path substrings that get no weight decay: norm scales (decay would fight the normalisation) and 1-D
-  # params in general (dsmath.train.optimizer.decay_mask). Embeddings and the LM head are decayed (LLaMA/DeepSeek).
-  no_decay: tuple[str, ...] = ("norm",)
+  # Parameter-path substrings that get no weight decay: norm scales (decay would fight the normalisation), attention
+  # biases (stacked [L, N, D], so not caught by the 1-D rule) and 1-D params in general
+  # (dsmath.train.optimizer.decay_mask). Embeddings and the LM head are decayed (LLaMA/DeepSeek).
+  no_decay: tuple[str, ...] = ("norm", "bias")
   grad_clip: float = 1.0  # global-norm clipping; 0 disables
 
   def __post_init__(self):

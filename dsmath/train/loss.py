@@ -116,7 +116,7 @@ def lm_head_nll(cfg: ModelConfig, params: dict, hidden: jax.Array, targets: jax.
 
   hidden [B, T, H], targets [B, T] int, loss_mask [B, T] -> (loss, {"accuracy", "loss_weight"}), float32.
   """
-  w = params["lm_head"].astype(cfg.dtype)
+  w = model.head_weight(cfg, params).astype(cfg.dtype)
   hidden = hidden.astype(cfg.dtype)
   mask = loss_mask.astype(jnp.float32)
   chunk = _chunk_len(hidden.shape[0], hidden.shape[1], chunk_rows)
@@ -172,7 +172,7 @@ def lm_head_logprobs(cfg: ModelConfig, params: dict, hidden: jax.Array, targets:
 
   hidden [B, T, H], targets [B, T] int -> (logp [B, T], entropy [B, T]) float32.
   """
-  w = params["lm_head"].astype(cfg.dtype)
+  w = model.head_weight(cfg, params).astype(cfg.dtype)
   hidden = hidden.astype(cfg.dtype)
   chunk = _chunk_len(hidden.shape[0], hidden.shape[1], chunk_rows)
   return _fused_head_logprobs(hidden, w, jnp.asarray(targets, jnp.int32), chunk, 1.0 / float(temperature))

@@ -62,7 +62,7 @@ def make_schedule(opt: OptimizerConfig, total_steps: int) -> optax.Schedule:
                                  final_lr_fraction=opt.final_lr_fraction)
 
 
-def decay_mask(params, no_decay: Sequence[str] = ("norm",)):
+def decay_mask(params, no_decay: Sequence[str] = ("norm", "bias")):
   """True where weight decay applies: matrices (ndim >= 2) whose path names none of the `no_decay` substrings.
 
   Norm scales and any vector (biases, gains) are not decayed: pulling a gain towards 0 fights the normalisation it
