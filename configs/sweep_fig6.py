@@ -10,6 +10,7 @@ training reward; the rule grader measures the rollouts (rule accuracy beside the
   prm_paper / orm_paper   configs/grpo_{prm,orm}_paper_toy.py: the paper's estimators, reward models of 64 samples
   prm_one / orm_one       configs/grpo_{prm,orm}_toy.py: the settings chosen on the validation split, 1 x 200 steps
   prm_two / orm_two       the same, 2 iterations x 100 steps
+  step_check              GRPO+PS with the synthetic task's rule step checker (Figure 5's row), beside prm_one
 Reported beside accuracy: the reward model's label accuracy on samples of questions it did not train on, after its
 first and last round, and the rollouts' rule accuracy and learned reward over the last 20 steps.
 """
@@ -32,6 +33,8 @@ def _arm(kind: str, variant: str) -> dict:
 
 
 ARMS = {f"{kind}_{variant}": _arm(kind, variant) for kind in ("prm", "orm") for variant in ("paper", "one", "two")}
+# Figure 5's GRPO+PS with the rule step checker, beside the learned PRM (prm_one) on the same SFT models
+ARMS["step_check"] = {"rl:config": "configs/toy.py:rl:grpo_ps_toy", "rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}
 
 
 def get_config():
@@ -59,5 +62,6 @@ def get_config():
       "curves": CURVES + [{"name": "proxy_reward_mean", "stage": "rl", "file": "metrics.jsonl",
                            "key": "proxy_reward_mean", "title": "Learned reward of the rollouts vs RL step"}],
       "comparisons": [f"arm={k}_two vs arm={k}_one" for k in ("prm", "orm")] +
-                     [f"arm={k}_one vs arm={k}_paper" for k in ("prm", "orm")] + ["arm=prm_one vs arm=orm_one"]}
+                     [f"arm={k}_one vs arm={k}_paper" for k in ("prm", "orm")] +
+                     ["arm=prm_one vs arm=orm_one", "arm=prm_one vs arm=step_check"]}
   return c

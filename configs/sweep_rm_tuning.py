@@ -27,6 +27,8 @@ CANDIDATES = {
     "orm_pair_lr1e-4_iter4": {"rl:config": ORM, "rl/optimizer.peak_lr": 1e-4, "rl/reward_model.pairwise_weight": 1.0,
                               "rl/rl.iterations": 4, "rl/rl.steps": 50},
     "prm_lr1e-4_iter4": {"rl:config": PRM, "rl/optimizer.peak_lr": 1e-4, "rl/rl.iterations": 4, "rl/rl.steps": 50},
+    "orm_pair_iter4": {"rl:config": ORM, "rl/reward_model.pairwise_weight": 1.0, "rl/rl.iterations": 4,
+                       "rl/rl.steps": 50},
     "prm": {"rl:config": PRM},
     "prm_delta": {"rl:config": PRM, "rl/advantage.credit": "delta"},
     "prm_lr1e-4": {"rl:config": PRM, "rl/optimizer.peak_lr": 1e-4},
