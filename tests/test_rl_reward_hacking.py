@@ -33,14 +33,25 @@ def test_divergent_span_found_with_its_steps_and_means():
   spans = overoptimisation.divergent_spans(steps, proxy, rule, window=10, min_rise=0.05, min_fall=0.05)
   assert len(spans) == 1
   sp = spans[0]
-  # at index i the means over (i-9..i) and (i-19..i-10) differ by 0.1 per 10 steps once both windows are in the rise;
-  # the first index where the proxy rose >= 0.05 and the rule fell >= 0.05 is found by brute force:
+  # brute force: the first index i with an earlier full window j <= i - 10 whose proxy mean is lower by >= 0.05 and
+  # rule mean higher by >= 0.05
   p = overoptimisation.trailing_mean(proxy, 10)
   r = overoptimisation.trailing_mean(rule, 10)
-  first = next(i for i in range(19, 100) if p[i] - p[i - 10] >= 0.05 and r[i - 10] - r[i] >= 0.05)
+  hits = {i: [j for j in range(9, i - 9) if p[i] - p[j] >= 0.05 and r[j] - r[i] >= 0.05] for i in range(19, 100)}
+  first = min(i for i, js in hits.items() if js)
   assert (sp.start, sp.end) == (steps[first], 100)
-  assert sp.proxy_before == pytest.approx(p[first - 10]) and sp.rule_after == pytest.approx(r[-1])
+  j = max(hits[first], key=lambda k: r[k])
+  assert sp.proxy_before == pytest.approx(p[j]) and sp.rule_before == pytest.approx(r[j])
+  assert sp.rule_after == pytest.approx(r[-1])
   assert "steps" in sp.describe() and f"{sp.start}-{sp.end}" in sp.describe()
+
+
+def test_a_slow_drift_over_the_run_is_found():
+  """Proxy +0.0008 and rule -0.0015 per step: within any 20 steps the changes are below the thresholds, over the
+  run they are not."""
+  steps = np.arange(1, 201)
+  spans = overoptimisation.divergent_spans(steps, 0.6 + 0.0008 * steps, 0.55 - 0.0015 * steps, window=20)
+  assert len(spans) == 1 and spans[0].end == 200 and spans[0].rule_before - spans[0].rule_after > 0.05
 
 
 def test_no_span_when_both_rise_or_the_fall_is_noise():
