@@ -1,6 +1,12 @@
-"""The default toy recipe (configs/toy.py, README's first command) over seeds 0, 1, 2: the numbers README quotes.
+"""The default toy recipe (configs/toy.py, README's first command) over seeds: the numbers README quotes.
 
-  python -m experiments.sweep --config configs/sweep_recipe.py
+  python -m experiments.sweep --config configs/sweep_recipe.py                            # seeds 0-7, this machine
+  taskset -c 0 python -m experiments.sweep --config configs/sweep_recipe.py:one_core       # seeds 0-2, one core
+  python -m experiments.sweep --config configs/sweep_recipe.py:avx2                       # seeds 0-2, AVX2 only
+The float rounding of XLA's CPU kernels depends on the instruction set and the number of cores, and the recipe's SFT
+amplifies rounding differences into a different model: each machine configuration is its own set of trajectories.
+"one_core" only names its own directories: the affinity comes from taskset, which every stage process inherits;
+"avx2" sets XLA_FLAGS=--xla_cpu_max_isa=AVX2 for every stage (an emulation of a CPU without AVX-512).
 Each cell runs the whole recipe with its pre-training, SFT and GRPO stages seeded by the cell's seed (the task, the
 teacher's SFT set and the corpus are the recipe's own, the same for every seed). Table: the GRPO stage's held-out
 accuracy (200 synthetic test questions, greedy and 4 samples at T = 0.7) before and after RL with the paired gain,
@@ -11,7 +17,9 @@ from configs.sweep_fig5 import accuracy_metrics
 from dsmath.config import config_dict
 from dsmath.sweep import SweepConfig
 
-SEEDS = (0, 1, 2)
+SEEDS = tuple(range(8))
+MACHINES = {"": ("", {}), "one_core": ("_one_core", {}),
+            "avx2": ("_avx2", {"XLA_FLAGS": "--xla_cpu_max_isa=AVX2"})}
 GRPO = "grpo/metrics.jsonl"
 
 
@@ -19,15 +27,19 @@ def _curve(key: str, title: str) -> dict:
   return {"name": key, "stage": "recipe", "file": GRPO, "key": key, "title": title}
 
 
-def get_config():
+def get_config(machine: str = ""):
+  if machine not in MACHINES:
+    raise ValueError(f"configs/sweep_recipe.py takes '', 'one_core' or 'avx2', got {machine!r}")
+  suffix, env = MACHINES[machine]
   c = config_dict(SweepConfig)
-  c.name = "The toy recipe over seeds (README's numbers)"
-  c.sweep_dir = "runs/sweep_recipe"
-  c.results_dir = "results/recipe"
+  c.name = "The toy recipe over seeds (README's numbers)" + (f", {machine}" if machine else "")
+  c.sweep_dir = f"runs/sweep_recipe{suffix}"
+  c.results_dir = f"results/recipe{suffix}"
   c.parallel = 1
   c.stage_timeout_s = 3600
+  c.env = env
   c.stages = [{"name": "recipe", "config": "configs/toy.py", "overrides": {}}]
-  c.axes = [{"name": "seed", "values": list(SEEDS),
+  c.axes = [{"name": "seed", "values": list(SEEDS if not machine else SEEDS[:3]),
              "keys": ["recipe/stages.pretrain.seed", "recipe/stages.sft.seed", "recipe/stages.grpo.seed"]}]
   metrics = [{**m, "stage": "recipe", "summary": "grpo/summary.json"} for m in accuracy_metrics()]
   metrics.append({"name": "recipe wall time (s)", "stage": "recipe", "path": "job_seconds", "lower_is_better": True})
