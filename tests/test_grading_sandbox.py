@@ -119,10 +119,8 @@ def test_default_is_the_namespace_mode():
 
 
 def test_time_limits(mode):
-  t = time.monotonic()
   r = _run("while True:\n  pass\n", mode, timeout_s=1.0)
-  assert r.status == "timeout", r
-  assert time.monotonic() - t < 6
+  assert r.status == "timeout" and r.wall_time_s < 2 * 1.0, r  # stopped at its limit (its own clock), not later
   r = _run("import time\nprint('start', flush=True)\ntime.sleep(60)\n", mode, timeout_s=1.0)
   assert r.status == "timeout" and "wall-clock" in r.message and r.stdout == "start\n", r
 
@@ -159,10 +157,8 @@ def test_cpu_limit_is_told_by_cpu_time_not_wall_time(mode):
 
 
 def test_python_fork_bomb(mode):
-  t = time.monotonic()
   r = _run("import os\nwhile True:\n  os.fork()\n", mode, timeout_s=3.0)
-  assert r.status in ("blocked", "error", "timeout"), r
-  assert time.monotonic() - t < 8
+  assert r.status in ("blocked", "error", "timeout") and r.wall_time_s < 2 * 3.0, r
 
 
 def test_output_and_file_limits(mode):
