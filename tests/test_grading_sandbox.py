@@ -515,7 +515,7 @@ def _check_layouts(kit, cases):
 
 
 @pytest.fixture(scope="module")
-def root_layouts(kit, user):
+def root_layouts(kit):
   """{mode: [(label, python, expect_ok)]}: interpreter layouts as root (each made once for both modes)."""
   if not ROOT:
     pytest.skip("needs root (/opt layouts, a venv in root's $HOME)")
@@ -532,7 +532,8 @@ def root_layouts(kit, user):
                          ("venv --copies in /opt", _venv(BASE_PY, f"{opt}/vc", copies=True), True)],
            "rlimits": []}
     if DEBIAN_PY:
-      deb = [("Debian python3", DEBIAN_PY, True), ("venv of Debian python3 in /opt", _venv(DEBIAN_PY, f"{opt}/vd"), True),
+      deb = [("Debian python3", DEBIAN_PY, True),
+             ("venv of Debian python3 in /opt", _venv(DEBIAN_PY, f"{opt}/vd"), True),
              ("conda-style prefix in /opt", _condalike(f"{opt}/conda"), True)]
       out["namespace"] += deb
       out["rlimits"] += deb  # rlimits as root drops to a fresh uid: fine with world-readable interpreters ...

@@ -1,5 +1,6 @@
 """The train stage end to end, through `python -m experiments.run` in real subprocesses on the real Grain pipeline:
-exact resume after SIGKILL (killed during an asynchronous save, held open there by a hold point), Ctrl-C, repeated non-finite losses, SFT init_from.
+exact resume after SIGKILL (killed during an asynchronous save, held open there by a hold point), Ctrl-C, repeated
+non-finite losses, SFT init_from.
 
 The subprocesses share a persistent XLA compilation cache, so only the first compiles the step.
 """
