@@ -1,9 +1,13 @@
-"""Shared test setup: one persistent XLA compilation cache for the session (identical programs compiled by different
-tests, or by the subprocesses they start, compile once), and the shared RL parent run."""
+"""Shared test setup: JAX on the CPU for the whole suite (the tests assert bitwise equality and 1e-5 agreement of
+CPU float32 programs; the subprocesses they start inherit the setting), one persistent XLA compilation cache for the
+session (identical programs compiled by different tests, or by the subprocesses they start, compile once), and the
+shared RL parent run."""
 import os
 import sys
 
-import jax
+os.environ["JAX_PLATFORMS"] = "cpu"  # before jax is imported: a GPU or TPU on the machine never changes a result
+
+import jax  # noqa: E402
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for configs/

@@ -1,6 +1,8 @@
 """The eval stage end to end: a finished run on disk (run.json + checkpoint) -> the JAX sampler -> grading -> reports.
 The model config and the tokenizer come from the run's run.json; the eval config names neither."""
 import json
+import sys
+from pathlib import Path
 
 import jax
 import pytest
@@ -12,6 +14,9 @@ from dsmath.eval.checkpoint_eval import default_config
 from dsmath.jobs import run_job
 from dsmath.runs import write_run
 from dsmath.train import load_params, save_params
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from regrade import pass_at_k, regraded  # noqa: E402
 
 
 def test_eval_stage_runs_a_checkpoint_through_the_sampler(tmp_path):
@@ -40,11 +45,14 @@ def test_eval_stage_runs_a_checkpoint_through_the_sampler(tmp_path):
   summary = run_job(c, str(tmp_path / "eval"))
   assert summary["run"] == {"path": str(tmp_path / "run"), "job": "pretrain", "step": 7}
   for bench in ("synthetic", "gsm8k"):
-    results = json.loads((tmp_path / "eval" / "eval" / bench / "results.json").read_text())
+    results, verdicts = regraded(tmp_path / "eval" / "eval" / bench / "results.json")
     rows = results["samples"]
     assert len(rows) == 3 and all(len(r["samples"]) == 2 for r in rows)
     assert all(isinstance(s["output"], str) for r in rows for s in r["samples"])
+    assert [[s["correct"] for s in r["samples"]] for r in rows] == verdicts  # each written verdict, graded again
     assert summary[bench]["num_problems"] == 3
-    assert 0.0 <= summary[bench]["pass@2"] <= 1.0
+    assert summary[bench]["pass@2"] == pytest.approx(pass_at_k(verdicts, 2))
+    assert summary[bench]["pass@1"] == pytest.approx(pass_at_k(verdicts, 1))
+    assert summary[bench]["accuracy"] == pytest.approx(sum(v[0] for v in verdicts) / 3)
   on_disk = json.loads((tmp_path / "eval" / "summary.json").read_text())
   assert on_disk["provenance"]["packages"]["jax"] == jax.__version__ and on_disk["job_seconds"] > 0

@@ -1,4 +1,5 @@
-"""math_verify mode against math-verify's own parse + verify pipeline on free text a model writes (issue #15 §2).
+"""math_verify mode on free text a model writes (issue #15 §2): against hand-written true labels (correctness; the
+cases math-verify gets wrong are documented, not asserted), and against math-verify's own parse + verify pipeline.
 
 The reference is math-verify called directly, in this process: `verify(parse("\\boxed{" + gold + "}", cfg),
 parse(text, cfg))` with boxed-first extraction (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()),
@@ -30,31 +31,36 @@ def _math_verify_pipeline(text: str, gold: str, config=None) -> bool:
 @pytest.fixture(scope="module")
 def verdicts():
   with Grader(num_workers=2, timeout_s=10) as g:
-    return g.grade_many([t for t, _, _ in CASES], [gold for _, gold, _ in CASES])
+    return g.grade_many([t for t, *_ in CASES], [gold for _, gold, *_ in CASES])
 
 
-def test_case_table_is_broad():
-  assert len(CASES) >= 80
-  assert sum(e is not None for _, _, e in CASES) >= 80
-  assert sum(e is False for _, _, e in CASES) >= 25  # wrong answers must be rejected, not only right ones accepted
-  assert sum("\\boxed" not in t for t, _, _ in CASES) >= 50  # mostly answers without a box
+def test_case_table_is_broad_and_every_case_has_a_label_and_a_reason():
+  assert len(CASES) == 98 and len({(t, g) for t, g, *_ in CASES}) == 98
+  assert all(label in (True, False) and reason for _, _, label, reason in CASES)
+  assert sum(label is False for _, _, label, _ in CASES) >= 25  # wrong answers must be rejected, not only right ones
+  assert sum("\\boxed" not in t for t, *_ in CASES) >= 50  # mostly answers without a box
+  assert set(KNOWN_MATH_VERIFY_MISSES) <= {(t, g) for t, g, *_ in CASES}
 
 
 def test_equals_math_verify_pipeline_on_every_case(verdicts):
-  reference = [_math_verify_pipeline(t, g, BOXED_FIRST) for t, g, _ in CASES]
-  diff = [(t, g, d) for (t, g, _), d, r in zip(CASES, verdicts, reference) if d != r]
+  reference = [_math_verify_pipeline(t, g, BOXED_FIRST) for t, g, *_ in CASES]
+  diff = [(t, g, d) for (t, g, *_), d, r in zip(CASES, verdicts, reference) if d != r]
   assert not diff, diff
 
 
-def test_expected_labels_and_never_worse_than_math_verify_defaults(verdicts):
-  labelled = [(i, e) for i, (_, _, e) in enumerate(CASES) if e is not None]
-  defaults = [_math_verify_pipeline(t, g) for t, g, _ in CASES]
-  ours_right = {i for i, e in labelled if verdicts[i] == e}
-  theirs_right = {i for i, e in labelled if defaults[i] == e}
-  misses = {CASES[i][:2] for i, _ in labelled if i not in ours_right}
-  assert misses == KNOWN_MATH_VERIFY_MISSES, misses
+def test_verdicts_are_the_true_labels_and_never_worse_than_math_verify_defaults(verdicts):
+  """Correctness: every verdict is the hand-written label, except math-verify's documented misses (not asserted)."""
+  wrong = {(t, g): (label, reason) for (t, g, label, reason), v in zip(CASES, verdicts) if v != label}
+  unexplained = {k: v for k, v in wrong.items() if k not in KNOWN_MATH_VERIFY_MISSES}
+  assert not unexplained, unexplained
+  fixed = set(KNOWN_MATH_VERIFY_MISSES) - set(wrong)
+  if fixed:
+    print(f"known misses now graded right (drop them from KNOWN_MATH_VERIFY_MISSES): {sorted(fixed)}")
+  defaults = [_math_verify_pipeline(t, g) for t, g, *_ in CASES]
+  ours_right = {i for i, ((*_, label, _), v) in enumerate(zip(CASES, verdicts)) if v == label}
+  theirs_right = {i for i, ((*_, label, _), v) in enumerate(zip(CASES, defaults)) if v == label}
   assert theirs_right <= ours_right
-  print(f"labelled {len(labelled)}: dsmath {len(ours_right)}, math-verify defaults {len(theirs_right)}")
+  print(f"{len(CASES)} labelled: dsmath {len(ours_right)}, math-verify defaults {len(theirs_right)}")
 
 
 def test_issue_examples():

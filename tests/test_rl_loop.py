@@ -28,6 +28,29 @@ def sft_run(rl_parent_run):
   return rl_parent_run
 
 
+def _heldout_label_accuracy(cfg, workdir) -> float:
+  """The first reward-model round's held-out label accuracy, recomputed from what the run left: the reward model of
+  its step-0 checkpoint scores the round's held-out rows (sampled again from that checkpoint's policy with the
+  round's keys), and the agreement of scores > 0.5 with the labels > 0.5 (at step ends for a PRM, at the last token
+  for an ORM) is counted here."""
+  from dsmath.rl.loop import RLLoop
+  loop = RLLoop(rl.resolve_rl_config(cfg), workdir)
+  try:
+    state = loop.checkpointer.restore(0, loop._abstract_state())
+    rows, _ = loop.rm.new_rows(state, 0, loop.cfg.seed, held_out=True)
+    batch = {k: loop.rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
+    with loop.rl.scope():
+      scores = np.asarray(jax.device_get(loop.rl.reward_scores(state["reward_model"]["params"], batch)))
+  finally:
+    loop.checkpointer.close()
+    loop.rl.close()
+  if loop.run.reward == "prm":
+    at = rows["step_mask"] > 0
+    return float(np.mean((scores[at] > 0.5) == (rows["step_label"][at] > 0.5)))
+  last = rows["mask"].sum(1).astype(int) - 1
+  return float(np.mean((scores[np.arange(len(last)), last] > 0.5) == (rows["label"][:, 0] > 0.5)))
+
+
 METRIC_KEYS = ("reward_mean", "reward_std", "accuracy", "zero_std_group_fraction", "entropy", "completion_len_mean",
                "truncated_fraction", "rollout_s", "scoring_s", "update_s", "step_s", "tokens_per_s", "loss",
                "grad_norm")
@@ -52,7 +75,9 @@ def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
   if summary["models"]["reward_model"]:
     rm = [r for r in rows if "rm_loss" in r]
     assert rm and math.isfinite(rm[0]["rm_loss"]) and rm[0]["rm_replay_share"] == 0.0
-    assert 0.0 <= rm[0]["rm_heldout_label_accuracy"] <= 1.0  # measured on rows of questions it did not train on
+    # measured on rows of questions it did not train on; recomputed from the checkpoint the run wrote
+    assert rm[0]["rm_heldout_label_accuracy"] == pytest.approx(_heldout_label_accuracy(config(name, sft_run),
+                                                                                       tmp_path), abs=1e-9)
   if summary["method"] in ("rft", "dpo"):
     assert rows[0]["offline_rows"] > 0 and rows[0]["offline_correct"] > 0
   run = load_run(tmp_path)  # the policy is handed on like every training stage's
@@ -104,7 +129,9 @@ def test_held_out_evaluation_leaves_training_unchanged(tmp_path, sft_run):
   assert [r["step"] for r in evals] == [0, 2, 3]
   assert evald["test_accuracy_greedy_before"] == evals[0]["test_accuracy_greedy"]
   assert evald["test_accuracy_sampled_after"] == evals[-1]["test_accuracy_sampled"]
-  assert set(evald["test_accuracy_greedy_gain"]) >= {"gain", "gain_ci95"}
+  gain = evald["test_accuracy_greedy_gain"]
+  assert gain["gain"] == pytest.approx(evals[-1]["test_accuracy_greedy"] - evals[0]["test_accuracy_greedy"])
+  assert gain["gain_ci95"][0] <= gain["gain"] <= gain["gain_ci95"][1]
   train = lambda d: [{k: v for k, v in r.items() if not k.endswith("_s") and k != "tokens_per_s"}  # noqa: E731
                      for r in metric_rows(d) if not r.get("evaluation")]
   assert train(tmp_path / "eval") == train(tmp_path / "plain")
@@ -197,11 +224,17 @@ def test_an_update_raises_the_log_probability_of_positively_advantaged_completio
 
 def test_dynamic_sampling_refills_groups_without_signal(rl_parent_run):
   """DAPO's dynamic sampling: groups whose G rewards are all equal are dropped and replaced by groups of new
-  questions from the stream until the batch is full (or the refill budget is spent, then padded with masked rows)."""
+  questions from the stream until the batch is full (or the refill budget is spent, then padded with masked rows).
+  The first batch's 4 questions get a gold answer no completion can reach, so all 4 groups are dropped and a redraw
+  must happen; the redrawn questions (the parent is partly right on them, G = 8) give groups with signal."""
   run = rl.resolve_rl_config(config("dapo_toy", rl_parent_run, **{"rollout.prompts_per_step": 4,
-                                                                  "rollout.group_size": 4}))
+                                                                  "rollout.group_size": 8,
+                                                                  "reward.overlong_buffer": 0}))
   parent = load_run(rl_parent_run)
   task = rl.build_task(run.config.task, parent.load_tokenizer(), 0)
+  unreachable = np.arange(4)
+  task = dataclasses.replace(task, train=tuple(dataclasses.replace(q, answer="-987654321") if i in unreachable else q
+                                               for i, q in enumerate(task.train)))
   step = rl.RLStep(run, parent.model, task)
   drawn = []
 
@@ -211,14 +244,19 @@ def test_dynamic_sampling_refills_groups_without_signal(rl_parent_run):
 
   try:
     state = step.init_state(parent.load_params(), seed=0)
-    exp = step.dynamic_sample(state, np.arange(4), jax.random.key(1), refill)
-    groups = exp.rewards.reshape(-1, 4)
-    live = np.asarray(exp.batch["mask"]).sum(1).reshape(-1, 4).sum(1) > 0
+    exp = step.dynamic_sample(state, unreachable, jax.random.key(1), refill)
+    m = exp.metrics
+    print({k: m[k] for k in ("refill_rounds", "sampled_groups", "kept_groups", "padded_groups")})
+    groups = exp.rewards.reshape(-1, 8)
+    live = np.asarray(exp.batch["mask"]).sum(1).reshape(-1, 8).sum(1) > 0
     assert len(groups) == 4  # a full batch of 4 groups, always
-    assert exp.metrics["sampled_groups"] > exp.metrics["kept_groups"] or not drawn
+    assert m["refill_rounds"] >= 1 and drawn == [4] * int(m["refill_rounds"])  # the dropped batch was redrawn
+    assert m["sampled_groups"] == 4 * (1 + m["refill_rounds"])
+    assert m["kept_groups"] > 0 and m["kept_groups"] + m["padded_groups"] == 4
     assert all(g.max() > g.min() for g, keep in zip(groups, live) if keep)  # every trained group carries signal
-    assert exp.metrics["kept_groups"] + exp.metrics["padded_groups"] == 4
-    assert int(live.sum()) == int(exp.metrics["kept_groups"])  # padding is masked out of the loss
+    assert int(live.sum()) == int(m["kept_groups"])  # padding is masked out of the loss
+    trained = exp.question_index.reshape(-1, 8)[live, 0]
+    assert not set(trained) & set(unreachable)  # none of the dropped questions is trained on
   finally:
     step.close()
 

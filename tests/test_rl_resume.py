@@ -1,7 +1,8 @@
 """Exact resume of the RL stage: a SIGKILL, then the same command, writes the same per-step metrics as a run that was
 never interrupted, through `python -m experiments.run` in real subprocesses. GRPO with a learned PRM over 2
 iterations (the kill lands while a checkpoint is being written: the half-written one is ignored), and PPO (value
-model, reference model; the kill lands between checkpoints)."""
+model, reference model; the kill lands between checkpoints). Each kill lands at a named hold point (dsmath.holds:
+the process is held there until the test kills it), never by racing the run."""
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dsmath.holds import hold_env, wait_held
 from dsmath.paths import REPO_ROOT
 from tests.rl_configs import flags
 
@@ -44,37 +46,46 @@ def _in_flight(ckpt: Path) -> bool:
 
 
 CASES = {
-    # 2 iterations x 2 steps, a PRM round before each iteration; killed while saving a checkpoint after step 2 or 3
-    "grpo_prm_toy": ({"rl.iterations": 2, "rl.steps": 2, "checkpoint.every": 1}, "during_save"),
-    # 4 PPO steps, checkpoints every 2; killed after step 3's metrics (between checkpoints 2 and 4)
-    "ppo_toy": ({"rl.steps": 4, "checkpoint.every": 2}, "after_step_3"),
+    # name: (overrides, (hold phase, step) where the kill lands (dsmath.holds), the checkpoint a resume starts from)
+    # 2 iterations x 2 steps, a PRM round before each iteration; killed while the checkpoint of step 3 is being
+    # written (every item written, nothing committed): the half-written one is ignored
+    "grpo_prm_toy": ({"rl.iterations": 2, "rl.steps": 2, "checkpoint.every": 1}, ("checkpoint_commit", 3), 2),
+    # 4 PPO steps, checkpoints every 2; killed just after step 3's metrics row (between checkpoints 2 and 4)
+    "ppo_toy": ({"rl.steps": 4, "checkpoint.every": 2}, ("metrics_row", 3), 2),
 }
+
+
+def _settled(ckpt: Path, step: int, proc, timeout_s: float = 120.0) -> bool:
+  """Whether checkpoint `step` is committed and no other save is in flight, waiting for the background commit of a
+  save the held process had already started (it finishes on its own; the process itself is held)."""
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline and proc.poll() is None:
+    if _committed(ckpt)[-1:] == [step] and not _in_flight(ckpt):
+      return True
+    time.sleep(0.05)
+  return False
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_sigkill_then_same_command_gives_the_same_metrics(tmp_path, rl_parent_run, name):
-  overrides, when = CASES[name]
+  overrides, (phase, step), last_good = CASES[name]
   straight = _run(_args(name, tmp_path / "straight", rl_parent_run, **overrides))
   reference = _rows(tmp_path / "straight")
-  workdir, ckpt = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
-  proc = subprocess.Popen(_args(name, workdir, rl_parent_run, **overrides, debug_step_sleep_s=0.3), cwd=REPO_ROOT,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-  deadline, killed = time.time() + 300, False
-  while time.time() < deadline and proc.poll() is None:
-    if when == "during_save":
-      due = bool(_committed(ckpt)) and _committed(ckpt)[-1] >= 2 and _in_flight(ckpt)
+  workdir, ckpt, held = tmp_path / "killed", tmp_path / "killed" / "checkpoints", tmp_path / "held.json"
+  proc = subprocess.Popen(_args(name, workdir, rl_parent_run, **overrides), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu",
+                                                       **hold_env(phase, step, held)})
+  try:
+    assert wait_held(proc, held, timeout_s=300)["step"] == step
+    if phase == "checkpoint_commit":
+      assert _committed(ckpt)[-1] == last_good and _in_flight(ckpt)  # the save of `step` is in flight right now
     else:
-      metrics = workdir / "metrics.jsonl"
-      due = metrics.exists() and any(json.loads(line).get("step") == 3 for line in metrics.read_text().splitlines())
-    if due:
-      os.kill(proc.pid, signal.SIGKILL)
-      killed = True
-      break
-    time.sleep(0.002)
-  proc.wait()
-  assert killed, f"the run ended before the kill point: {proc.stderr.read()[-3000:]}"
-  last_good = _committed(ckpt)[-1]
-  assert 0 < last_good < straight["steps"]
+      assert _settled(ckpt, last_good, proc)
+  finally:
+    proc.kill()
+    proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  assert _committed(ckpt)[-1] == last_good and 0 < last_good < straight["steps"]
   resumed = _run(_args(name, workdir, rl_parent_run, **overrides))
   assert resumed["origin"] == f"resumed from step {last_good}", resumed["origin"]
   assert resumed["status"] == "completed" and not _in_flight(ckpt)

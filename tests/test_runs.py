@@ -12,6 +12,8 @@ import copy
 import json
 import math
 import re
+import sys
+from pathlib import Path
 
 import jax
 import ml_collections
@@ -26,6 +28,9 @@ from dsmath.files import write_json_atomic, write_jsonl_atomic
 from dsmath.runs import RUN_FILE, load_run
 from dsmath.sweep import run_sweep
 from dsmath.train.plan import resolve_plan_config
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from regrade import regraded  # noqa: E402
 
 TRAIN = {"total_steps": 2, "checkpoint_every": 2, "peak_flops": 1e9, "progress": False, "async_checkpoint": False}
 
@@ -101,7 +106,10 @@ def test_eval_starts_from_each_kind_of_run(parent, job, request, tmp_path):
   summary = _run(c, tmp_path)
   run = load_run(run_dir)
   assert summary["run"] == {"path": str(run_dir), "job": job, "step": run.step}
-  assert summary["synthetic"]["num_problems"] == 2 and 0.0 <= summary["synthetic"]["accuracy"] <= 1.0
+  results, verdicts = regraded(tmp_path / "eval" / "synthetic" / "results.json")
+  assert [[s["correct"] for s in r["samples"]] for r in results["samples"]] == verdicts  # graded again
+  assert summary["synthetic"]["num_problems"] == 2
+  assert summary["synthetic"]["accuracy"] == pytest.approx(sum(v[0] for v in verdicts) / 2)
   assert summary["provenance"]["commit"]
 
 

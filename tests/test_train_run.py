@@ -1,5 +1,6 @@
 """The train stage end to end, through `python -m experiments.run` in real subprocesses on the real Grain pipeline:
-exact resume after SIGKILL (killed during an asynchronous save), Ctrl-C, repeated non-finite losses, SFT init_from.
+exact resume after SIGKILL (killed during an asynchronous save, held open there by a hold point), Ctrl-C, repeated
+non-finite losses, SFT init_from.
 
 The subprocesses share a persistent XLA compilation cache, so only the first compiles the step.
 """
@@ -8,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from dsmath.holds import hold_env, wait_held
 from dsmath.paths import REPO_ROOT
 
 N = 4  # the kill lands after step N's checkpoint; runs are 2N steps
@@ -77,26 +78,23 @@ def test_sigkill_during_save_then_resume_is_bitwise(tmp_path, env, tokenizer_pat
   reference = _losses(straight_run)
   assert sorted(reference) == list(range(1, 2 * N + 1))
   workdir, ckpt = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
-  # Sleeping after each step (a test knob that changes no result) keeps the run going while we watch its saves.
-  proc = subprocess.Popen(_args("configs/pretrain_toy.py", workdir, tokenizer_path, **{
-      "train.debug_step_sleep_s": 0.4}), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  deadline, killed_mid_save = time.time() + 240, False
-  while time.time() < deadline and proc.poll() is None:
-    committed = _committed(ckpt)
-    if committed and committed[-1] >= N and _in_flight(ckpt):
-      os.kill(proc.pid, signal.SIGKILL)  # a save of a later step is in flight right now
-      killed_mid_save = True
-      break
-    time.sleep(0.002)
-  proc.wait()
-  assert killed_mid_save, f"run ended before a save after step {N} was seen in flight: {proc.stderr.read()[-2000:]}"
+  # The save of step N + 1 is held open (dsmath.holds: every item written, nothing committed) and killed there.
+  held = tmp_path / "held.json"
+  proc = subprocess.Popen(_args("configs/pretrain_toy.py", workdir, tokenizer_path), cwd=REPO_ROOT,
+                          env={**env, **hold_env("checkpoint_commit", N + 1, held)}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+  try:
+    assert wait_held(proc, held, timeout_s=240) == {"phase": "checkpoint_commit", "step": N + 1, "pid": proc.pid}
+    assert _in_flight(ckpt) and _committed(ckpt)[-1] == N  # the save of step N + 1 is in flight right now
+  finally:
+    proc.kill()
+    proc.wait()
   assert proc.returncode == -signal.SIGKILL
-  last_good = _committed(ckpt)[-1]
-  assert N <= last_good < 2 * N
+  assert _committed(ckpt)[-1] == N and _in_flight(ckpt)  # the half-written checkpoint stays half-written
   # Resume: the half-written checkpoint is ignored, the previous one restores, and every step matches bitwise.
   proc = _run(_args("configs/pretrain_toy.py", workdir, tokenizer_path), env)
   summary = json.loads((workdir / "summary.json").read_text())
-  assert summary["origin"] == f"resumed from step {last_good}", summary
+  assert summary["origin"] == f"resumed from step {N}", summary
   assert summary["step"] == 2 * N and summary["status"] == "completed"
   assert not _in_flight(ckpt)
   assert _losses(workdir) == reference  # float equality of every step's float32 loss
@@ -104,25 +102,27 @@ def test_sigkill_during_save_then_resume_is_bitwise(tmp_path, env, tokenizer_pat
 
 
 def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path, env, tokenizer_path, straight_run):
-  workdir = tmp_path / "interrupted"
+  """Ctrl-C while the run is held just after step 2's metrics row: the loop finishes that step, saves it (no periodic
+  save was due) and stops."""
+  workdir, held = tmp_path / "interrupted", tmp_path / "held.json"
   proc = subprocess.Popen(_args("configs/pretrain_toy.py", workdir, tokenizer_path, **{
-      "train.checkpoint_every": 100, "train.debug_step_sleep_s": 0.4}), cwd=REPO_ROOT, env=env,
+      "train.checkpoint_every": 100}), cwd=REPO_ROOT, env={**env, **hold_env("metrics_row", 2, held)},
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  metrics = workdir / "metrics.jsonl"
-  deadline = time.time() + 240
-  while time.time() < deadline and proc.poll() is None:
-    if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-      proc.send_signal(signal.SIGINT)
-      break
-    time.sleep(0.01)
-  out, err = proc.communicate(timeout=120)
+  try:
+    wait_held(proc, held, timeout_s=240)
+    proc.send_signal(signal.SIGINT)
+    Path(f"{held}.release").touch()
+    out, err = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+    proc.wait()
   assert proc.returncode == 0, err[-3000:]
   summary = json.loads(out[out.index("{"):])
-  assert summary["status"] == "interrupted" and 2 <= summary["step"] < 2 * N, summary
-  assert _committed(workdir / "checkpoints") == [summary["step"]]  # saved on Ctrl-C (no periodic save was due)
+  assert summary["status"] == "interrupted" and summary["step"] == 2, summary
+  assert _committed(workdir / "checkpoints") == [2]  # saved on Ctrl-C (no periodic save was due)
   assert not (workdir / "run.json").exists()  # unfinished: not a run later stages may start from
   reference = _losses(straight_run)
-  assert all(reference[s] == loss for s, loss in _losses(workdir).items())
+  assert _losses(workdir) == {s: reference[s] for s in (1, 2)}
 
 
 def test_repeated_nonfinite_losses_stop_with_last_good_checkpoint(tmp_path, env, tokenizer_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any, Optional
 
 import jax
@@ -21,13 +22,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from dsmath.holds import hold_point
 from dsmath.runs import PARAMS, read_params
 
 TRAIN, DATA = "train", "data"
 
 
 class HostFilesHandler(ocp.CheckpointHandler):
-  """A checkpoint item of plain host files (subclasses write and read them): no array metadata, nothing to finalize."""
+  """A checkpoint item of plain host files (subclasses write and read them): no array metadata, nothing to finalize
+  but the "checkpoint_commit" hold point (dsmath.holds), where every item is written and nothing is committed yet."""
 
   def metadata(self, directory: epath.Path):
     return None
@@ -36,7 +39,9 @@ class HostFilesHandler(ocp.CheckpointHandler):
     return None
 
   def finalize(self, directory: epath.Path):
-    pass
+    # directory: <checkpoints>/<step>[.orbax-checkpoint-tmp...]/<item>[...], the step directory not yet renamed
+    step = re.match(r"\d+", directory.parent.name)
+    hold_point("checkpoint_commit", int(step.group()) if step else None)
 
   def close(self):
     pass

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from etils import epath
 
 from dsmath.files import write_text_atomic
+from dsmath.holds import hold_point
 from dsmath.model import ModelConfig
 
 
@@ -95,6 +96,7 @@ class MetricWriter:
     self._jsonl.flush()
     for k, v in scalars.items():
       self._tb.add_scalar(f"train/{k}", float(v), int(step))
+    hold_point("metrics_row", int(step))
 
   def flush(self):
     if self.enabled:
