@@ -13,6 +13,8 @@ Phases (a phase is a `hold_point(name, step)` call where it happens; add one the
                      the temporary directory is renamed to <step> (a kill here must leave the previous step the
                      latest); step = the checkpoint's step
   metrics_row        a row of metrics.jsonl written and flushed (train and RL runs); step = the row's step
+  reward_model_round a learned reward model's training round half done (its params updated, nothing saved);
+                     step = the round's index (round 1 retrains it at the second iteration's start)
 """
 from __future__ import annotations
 

@@ -75,9 +75,10 @@ def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
   if summary["models"]["reward_model"]:
     rm = [r for r in rows if "rm_loss" in r]
     assert rm and math.isfinite(rm[0]["rm_loss"]) and rm[0]["rm_replay_share"] == 0.0
-    # measured on rows of questions it did not train on; recomputed from the checkpoint the run wrote
+    # measured on rows of questions it did not train on; recomputed from the checkpoint the run wrote (the metric
+    # is a float32 on device: 1e-6 is far below one label's share)
     assert rm[0]["rm_heldout_label_accuracy"] == pytest.approx(_heldout_label_accuracy(config(name, sft_run),
-                                                                                       tmp_path), abs=1e-9)
+                                                                                       tmp_path), abs=1e-6)
   if summary["method"] in ("rft", "dpo"):
     assert rows[0]["offline_rows"] > 0 and rows[0]["offline_correct"] > 0
   run = load_run(tmp_path)  # the policy is handed on like every training stage's

@@ -1,7 +1,8 @@
 """Exact resume of the RL stage: a SIGKILL, then the same command, writes the same per-step metrics as a run that was
 never interrupted, through `python -m experiments.run` in real subprocesses. GRPO with a learned PRM over 2
 iterations (the kill lands while a checkpoint is being written: the half-written one is ignored), and PPO (value
-model, reference model; the kill lands between checkpoints). Each kill lands at a named hold point (dsmath.holds:
+model, reference model; the kill lands between checkpoints), and the learned PRM killed halfway through its second
+training round (the round is redone from the last checkpoint). Each kill lands at a named hold point (dsmath.holds:
 the process is held there until the test kills it), never by racing the run."""
 import json
 import os
@@ -46,12 +47,18 @@ def _in_flight(ckpt: Path) -> bool:
 
 
 CASES = {
-    # name: (overrides, (hold phase, step) where the kill lands (dsmath.holds), the checkpoint a resume starts from)
+    # case: (config, overrides, (hold phase, step) where the kill lands (dsmath.holds), the checkpoint a resume
+    # starts from)
     # 2 iterations x 2 steps, a PRM round before each iteration; killed while the checkpoint of step 3 is being
     # written (every item written, nothing committed): the half-written one is ignored
-    "grpo_prm_toy": ({"rl.iterations": 2, "rl.steps": 2, "checkpoint.every": 1}, ("checkpoint_commit", 3), 2),
+    "grpo_prm_toy": ("grpo_prm_toy", {"rl.iterations": 2, "rl.steps": 2, "checkpoint.every": 1},
+                     ("checkpoint_commit", 3), 2),
+    # the same run killed halfway through the reward model's second round (the second iteration's start, after
+    # step 2's rollouts and update, before checkpoint 2): the resume redoes step 2 and the whole round
+    "grpo_prm_toy_rm_round": ("grpo_prm_toy", {"rl.iterations": 2, "rl.steps": 2, "checkpoint.every": 1},
+                              ("reward_model_round", 1), 1),
     # 4 PPO steps, checkpoints every 2; killed just after step 3's metrics row (between checkpoints 2 and 4)
-    "ppo_toy": ({"rl.steps": 4, "checkpoint.every": 2}, ("metrics_row", 3), 2),
+    "ppo_toy": ("ppo_toy", {"rl.steps": 4, "checkpoint.every": 2}, ("metrics_row", 3), 2),
 }
 
 
@@ -66,9 +73,9 @@ def _settled(ckpt: Path, step: int, proc, timeout_s: float = 120.0) -> bool:
   return False
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_sigkill_then_same_command_gives_the_same_metrics(tmp_path, rl_parent_run, name):
-  overrides, (phase, step), last_good = CASES[name]
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sigkill_then_same_command_gives_the_same_metrics(tmp_path, rl_parent_run, case):
+  name, overrides, (phase, step), last_good = CASES[case]
   straight = _run(_args(name, tmp_path / "straight", rl_parent_run, **overrides))
   reference = _rows(tmp_path / "straight")
   workdir, ckpt, held = tmp_path / "killed", tmp_path / "killed" / "checkpoints", tmp_path / "held.json"

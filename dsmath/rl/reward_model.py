@@ -15,6 +15,7 @@ import numpy as np
 
 from dsmath import model
 from dsmath.config import ConfigError
+from dsmath.holds import hold_point
 
 from dsmath.model.sharding import host_array
 from dsmath.runs import load_run
@@ -169,6 +170,8 @@ class RewardModelTrainer:
       idx = self._batch_rows(data["question"][:, 0], np.random.default_rng([seed, 9, round_index, s]))
       rm, m = self.step(rm, {k: self.rl.to_rows(data[k][idx]) for k in keys})
       bar.update(1)
+      if s == cfg.steps // 2:
+        hold_point("reward_model_round", round_index)
     bar.close()
     state = dict(state, reward_model=rm)
     replay = {k: np.concatenate([replay[k], new[k]]) for k in new} if replay else dict(new)
