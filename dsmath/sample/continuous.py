@@ -192,7 +192,7 @@ def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt
   (<= max_new); slots: the total cache slots (a multiple of the groups). layout: `engine.Layout.key`.
 
   Returns dict(tokens, logprobs, model_logprobs [R', max_new], lengths, reasons [R'] as `engine.decode`; steps: the
-  number of decode steps the loop ran (each one forward over all slots)).
+  decode steps the loop ran; row_steps: the rows those steps ran through the model, the slots of each step's phase).
   """
   take = lambda x, i: nn.with_logical_constraint(jnp.take(x, i, axis=0), ("batch",) + (None,) * (x.ndim - 1))  # noqa
   rows = completion_prompt.shape[0]
@@ -219,18 +219,18 @@ def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt
   st, cache = _per_group(_start_group, layout, st, cache, bank)
 
   def body(carry):
-    t, st, cache = carry
+    t, row_steps, st, cache = carry
     active = st["comp"] >= 0
     hidden, cache = model.forward_with_cache(cfg, params, st["last"][:, None], st["pos"][:, None],
                                              active.astype(jnp.int32)[:, None], cache, p + t % max_new)
     sampled = engine.sample_step(strategy, model.lm_head(cfg, params, hidden[:, 0]), st["key"], st["step"],
                                  st["window"], active, st["budget"], stop_seqs, eos_ids, pad_id)
     st, cache = _per_group(_advance_group, layout, st, engine._constrain_cache(cache), bank, sampled)
-    return t + 1, st, cache
+    return t + 1, row_steps + active.shape[0], st, cache
 
   def running(carry, next_size):
     """Decode on while any slot runs, until the next phase's slots can hold every group's running ones."""
-    st = carry[1]
+    st = carry[2]
     active = st["comp"] >= 0
     if not next_size:
       return jnp.any(active)
@@ -238,15 +238,15 @@ def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt
     return jnp.any(active) & ~fits
 
   sizes = phase_sizes(slots // groups)
-  carry = (jnp.int32(0), st, cache)
+  carry = (jnp.int32(0), jnp.int32(0), st, cache)
   for j, size in enumerate(sizes):
     if j:
-      st, cache = _per_group(_compact_group(size), layout, carry[1], carry[2], bank)
-      carry = (carry[0], st, engine._constrain_cache(cache))
+      st, cache = _per_group(_compact_group(size), layout, carry[2], carry[3], bank)
+      carry = (*carry[:2], st, engine._constrain_cache(cache))
     carry = jax.lax.while_loop(functools.partial(running, next_size=sizes[j + 1] if j + 1 < len(sizes) else 0),
                                body, carry)
-  steps, st, _ = carry
-  return dict({k: st[k] for k in _OUT}, steps=steps)
+  steps, row_steps, st, _ = carry
+  return dict({k: st[k] for k in _OUT}, steps=steps, row_steps=row_steps)
 
 
 def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_new_tokens: int, strategy,
@@ -256,7 +256,7 @@ def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_
   """`engine.sample_arrays` with continuous batching: right-padded prompts tokens [B, P], lengths [B] (host or device;
   any B) -> device arrays tokens, logprobs, model_logprobs [R', max_new], lengths, reasons [R'], prompt-major rows
   (row r: sample r % N of prompt r // N; R' = B * N rounded up to a multiple of the data-parallel size, rows past
-  B * N are empty), and steps (decode steps run).
+  B * N are empty), steps and row_steps (`rollout`).
 
   slots: cache rows decoding at once (default `engine.default_slots`); the KV cache is slots x (P + max_new_tokens). Row r
   draws with fold_in(rng, row_offset + r), exactly as the static engine does. budgets [B * N]: tokens each row may
