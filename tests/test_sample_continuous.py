@@ -115,16 +115,17 @@ def test_bfloat16_rollout_logprobs_close_to_float32(params, prompts):
 
 def test_groups_hold_one_prefill_per_prompt():
   g = continuous.split_groups(1, 8, 4, 4)  # one prompt, G 8, 4 data-parallel groups: its KV goes to each group
-  assert (g.groups, g.rows, g.slots, g.bank) == (4, 2, 1, 1)
+  assert (g.groups, g.rows, g.slots, g.bank, g.own_prompts) == (4, 2, 1, 1, False)
   np.testing.assert_array_equal(g.bank_prompt, [0, 0, 0, 0])
   np.testing.assert_array_equal(g.bank_row, 0)
   g = continuous.split_groups(16, 64, 16, 256)  # the paper's step at 16-way data parallelism: a prompt a group
-  assert (g.rows, g.slots, g.bank) == (64, 16, 1)
+  assert (g.rows, g.slots, g.bank, g.own_prompts) == (64, 16, 1, True)  # the prefill's own rows: nothing moves
   np.testing.assert_array_equal(g.bank_prompt, np.arange(16))
   g = continuous.split_groups(3, 2, 4, 5)  # 6 rows over 4 groups: 2 padding rows, prompts spanning groups
   np.testing.assert_array_equal(g.valid, [1, 1, 1, 1, 1, 1, 0, 0])
   np.testing.assert_array_equal(g.completion_prompt, [0, 0, 1, 1, 2, 2, 2, 2])
   np.testing.assert_array_equal(g.bank_prompt, [0, 1, 2, 2])
+  assert not g.own_prompts and continuous.split_groups(4, 3, 1, 5).own_prompts  # one device: its own prompts
   assert g.slots == 2 and continuous.phase_sizes(32) == (32, 16, 8, 4) and continuous.phase_sizes(1) == (1,)
 
 

@@ -145,11 +145,12 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
       decode = continuous.rollout.lower(
           model_cfg, Temperature(cfg.rollout.temperature), c, params, cache,
           arr((pb, model_cfg.vocab_size), jnp.float32), arr((pb,), jnp.int32, row_sh),
-          arr((r,), jnp.int32, row_sh), arr((r,), jnp.bool_, row_sh), arr(groups.bank_prompt.shape, jnp.int32, row_sh),
+          arr((r,), jnp.int32, row_sh), arr((r,), jnp.bool_, row_sh),
+          None if groups.own_prompts else arr(groups.bank_prompt.shape, jnp.int32, row_sh),
           arr((r,), jnp.int32, row_sh), jax.ShapeDtypeStruct(keys.shape, keys.dtype, sharding=row_sh),
           arr((r,), jnp.int32, row_sh), jax.ShapeDtypeStruct((4, 4), jnp.int32, sharding=rep),
           jax.ShapeDtypeStruct((4,), jnp.int32, sharding=rep), jax.ShapeDtypeStruct((), jnp.int32, sharding=rep),
-          slots=groups.groups * groups.slots, layout=layout.key).compile()
+          slots=groups.groups * groups.slots, prompts=b, layout=layout.key).compile()
       phases.append(_phase("rollout: decode (KV cache)", decode, params))
       slots = groups.groups * groups.slots
       slot_cache = jax.eval_shape(lambda: model.init_cache(model_cfg, slots, p + c))
@@ -199,7 +200,7 @@ def _cache_shardings(rl: RLStep, model_cfg, rows: int, length: int) -> dict:
   """The shardings the engine's cache constraint gives (batch over the data axes, KV heads over tensor)."""
   with rl.scope():
     shapes = jax.eval_shape(lambda: model.init_cache(model_cfg, rows, length))
-    out = jax.jit(lambda: engine._constrain_cache(model.init_cache(model_cfg, rows, length))).lower().compile()
+    out = jax.jit(lambda: engine.constrain_cache(model.init_cache(model_cfg, rows, length))).lower().compile()
   return jax.tree.unflatten(jax.tree.structure(shapes), out.output_shardings if isinstance(
       out.output_shardings, list) else jax.tree.leaves(out.output_shardings))
 

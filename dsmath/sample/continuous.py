@@ -44,7 +44,8 @@ class Groups:
 
   completion_prompt [D * rows]: each completion's prompt (padding rows: the last prompt); valid [D * rows]: real rows;
   bank_prompt [D * bank]: the prompt held in each group's bank row; bank_row [D * rows]: a completion's row in its
-  group's bank; slots: cache slots per group.
+  group's bank; slots: cache slots per group. own_prompts: each group's bank is exactly the prompts the prefill
+  placed on its devices (B a multiple of D, each group's rows whole questions), so no prompt moves between devices.
   """
   groups: int
   rows: int
@@ -54,6 +55,7 @@ class Groups:
   valid: np.ndarray
   bank_prompt: np.ndarray
   bank_row: np.ndarray
+  own_prompts: bool
 
 
 def split_groups(num_prompts: int, num_samples: int, groups: int, slots: int) -> Groups:
@@ -65,10 +67,25 @@ def split_groups(num_prompts: int, num_samples: int, groups: int, slots: int) ->
   prompt = (np.minimum(rows, r - 1) // num_samples).reshape(groups, per)
   lo = prompt[:, 0]
   bank = int((prompt[:, -1] - lo).max()) + 1
+  bank_prompt = np.minimum(lo[:, None] + np.arange(bank), num_prompts - 1).reshape(-1).astype(np.int32)
   return Groups(groups=groups, rows=per, slots=max(1, min(per, -(-slots // groups))), bank=bank,
-                completion_prompt=prompt.reshape(-1).astype(np.int32), valid=rows < r,
-                bank_prompt=np.minimum(lo[:, None] + np.arange(bank), num_prompts - 1).reshape(-1).astype(np.int32),
-                bank_row=(prompt - lo[:, None]).reshape(-1).astype(np.int32))
+                completion_prompt=prompt.reshape(-1).astype(np.int32), valid=rows < r, bank_prompt=bank_prompt,
+                bank_row=(prompt - lo[:, None]).reshape(-1).astype(np.int32),
+                own_prompts=bool(bank_prompt.size == -(-num_prompts // groups) * groups and
+                                 (bank_prompt == np.arange(bank_prompt.size)).all()))
+
+
+def _prompt_bank(prompt_cache: dict, bank_prompt: jax.Array, prompts: int) -> dict:
+  """Each group's bank rows [D * bank] from the prefilled prompts: the real ones (the first `prompts` rows) are
+  replicated over the data axes once, then every device gathers its own rows (a gather from the data-sharded cache
+  would replicate all of it, padding prompts included)."""
+  kv_batch = _kv_axes(prompt_cache)[0]
+  real = {n: jax.tree.map(lambda a: jax.lax.slice_in_dim(a, 0, prompts, axis=kv_batch), prompt_cache[n])
+          for n in ("k", "v")} | {n: prompt_cache[n][:prompts] for n in ("segment_ids", "positions")}
+  real = engine.constrain_cache(real, batch=None)
+  bank = {n: jax.tree.map(lambda a: jnp.take(a, bank_prompt, axis=kv_batch), real[n]) for n in ("k", "v")}
+  return engine.constrain_cache(bank | {n: jnp.take(real[n], bank_prompt, axis=0) for n in ("segment_ids",
+                                                                                            "positions")})
 
 
 def _kv_axes(cache: dict) -> tuple[int, int]:
@@ -181,14 +198,15 @@ def _per_group(fn, layout, st: dict, cache: dict, bank: dict, *extra):
                        out_specs=(rows(st), kv(cache)), check_vma=False)(st, cache, bank, *extra)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "strategy", "max_new", "slots", "layout"))
+@functools.partial(jax.jit, static_argnames=("cfg", "strategy", "max_new", "slots", "prompts", "layout"))
 def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt_cache: dict, logits: jax.Array,
             prompt_lengths: jax.Array, completion_prompt: jax.Array, valid: jax.Array, bank_prompt: jax.Array,
             bank_row: jax.Array, keys: jax.Array, budget: jax.Array, stop_seqs: jax.Array, eos_ids: jax.Array,
-            pad_id: jax.Array, *, slots: int, layout=None) -> dict:
+            pad_id: jax.Array, *, slots: int, prompts: int, layout=None) -> dict:
   """The continuous decode after the prefill. prompt_cache, logits [B', V], prompt_lengths [B']: `engine.prefill` of
-  the prompts with N = 1 and cache_len P; completion_prompt, valid, bank_prompt, bank_row from `split_groups`
-  (device arrays, split over the data axes); keys [R']: each completion's key; budget [R']: tokens each may generate
+  the prompts with N = 1 and cache_len P (B' = prompts, the real ones first, padded to a multiple of the groups);
+  completion_prompt, valid, bank_prompt, bank_row from `split_groups` (device arrays, split over the data axes;
+  bank_prompt None when its `own_prompts`); keys [R']: each completion's key; budget [R']: tokens each may generate
   (<= max_new); slots: the total cache slots (a multiple of the groups). layout: `engine.Layout.key`.
 
   Returns dict(tokens, logprobs, model_logprobs [R', max_new], lengths, reasons [R'] as `engine.decode`; steps: the
@@ -199,12 +217,9 @@ def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt
   groups = 1 if layout is None else engine.data_parallel_size(*layout)
   first = engine.sample_step(strategy, take(logits, completion_prompt), keys, jnp.zeros((rows,), jnp.int32),
                              engine.empty_window(rows, stop_seqs), valid, budget, stop_seqs, eos_ids, pad_id)
-  kv_batch = _kv_axes(prompt_cache)[0]
-  bank = {n: jax.tree.map(lambda a: jnp.take(a, bank_prompt, axis=kv_batch), prompt_cache[n]) for n in ("k", "v")}
-  bank.update({n: jnp.take(prompt_cache[n], bank_prompt, axis=0) for n in ("segment_ids", "positions")})
-  bank = engine._constrain_cache(bank)
+  bank = prompt_cache if bank_prompt is None else _prompt_bank(prompt_cache, bank_prompt, prompts)
   p = prompt_cache["segment_ids"].shape[1]
-  cache = engine._constrain_cache(model.init_cache(cfg, slots, p + max_new, unrolled=model.is_decode_params(params)))
+  cache = engine.constrain_cache(model.init_cache(cfg, slots, p + max_new, unrolled=model.is_decode_params(params)))
 
   column = lambda x, dtype, fill: jnp.full((rows, max_new), fill, dtype).at[:, 0].set(x)  # noqa: E731
   per_slot = lambda dtype: jnp.zeros((slots,), dtype)  # noqa: E731
@@ -225,7 +240,7 @@ def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt
                                              active.astype(jnp.int32)[:, None], cache, p + t % max_new)
     sampled = engine.sample_step(strategy, model.lm_head(cfg, params, hidden[:, 0]), st["key"], st["step"],
                                  st["window"], active, st["budget"], stop_seqs, eos_ids, pad_id)
-    st, cache = _per_group(_advance_group, layout, st, engine._constrain_cache(cache), bank, sampled)
+    st, cache = _per_group(_advance_group, layout, st, engine.constrain_cache(cache), bank, sampled)
     return t + 1, row_steps + active.shape[0], st, cache
 
   def running(carry, next_size):
@@ -242,7 +257,7 @@ def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt
   for j, size in enumerate(sizes):
     if j:
       st, cache = _per_group(_compact_group(size), layout, carry[2], carry[3], bank)
-      carry = (*carry[:2], st, engine._constrain_cache(cache))
+      carry = (*carry[:2], st, engine.constrain_cache(cache))
     carry = jax.lax.while_loop(functools.partial(running, next_size=sizes[j + 1] if j + 1 < len(sizes) else 0),
                                body, carry)
   steps, row_steps, st, _ = carry
@@ -281,7 +296,8 @@ def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_
     keys = engine._row_keys(rng, layout.replicated(np.int32(row_offset)), groups.groups * groups.rows)
     out = rollout(cfg, strategy, max_new_tokens, params, prompt_cache, logits, lengths,
                   layout.batch(groups.completion_prompt), layout.batch(groups.valid),
-                  layout.batch(groups.bank_prompt), layout.batch(groups.bank_row), layout.batch(keys),
-                  layout.batch(budget), layout.replicated(stops), layout.replicated(engine.eos_array(eos_id)),
-                  layout.replicated(np.int32(pad_id)), slots=groups.groups * groups.slots, layout=layout.key)
+                  None if groups.own_prompts else layout.batch(groups.bank_prompt), layout.batch(groups.bank_row),
+                  layout.batch(keys), layout.batch(budget), layout.replicated(stops),
+                  layout.replicated(engine.eos_array(eos_id)), layout.replicated(np.int32(pad_id)),
+                  slots=groups.groups * groups.slots, prompts=b, layout=layout.key)
   return out

@@ -1,4 +1,6 @@
-"""The rollout engine: prefill once per prompt, copy its KV-cache rows for N samples, one jitted while_loop decode.
+"""The rollout engine's static batch: prefill once per prompt, copy its KV-cache rows for N samples, one jitted
+while_loop decode of all rows (`dsmath.sample.continuous` is its continuous-batching twin: fewer cache slots, refilled
+as rows finish; `sample_step` is the sampling rule both share).
 
 Cache layout (shared by every row, see dsmath.model.forward_with_cache): slots [0, P) hold the right-padded prompts
 (pad slots have segment 0, so nobody attends to them); decode step i >= 1 writes the token sampled at step i - 1 at
@@ -8,7 +10,8 @@ before a pause) is never written: the cache always holds "context minus the pend
 (invisible) until every row is done, then the loop exits.
 
 The jitted cores (`prefill`, `extend`, `decode`) are pure functions of arrays with static shapes; `generate` is the
-Python face that pads, buckets prompt lengths (powers of two) and post-processes stop strings.
+Python face that pads, buckets prompt lengths (powers of two), picks static or continuous batching and post-processes
+stop strings.
 """
 import contextlib
 import dataclasses
@@ -80,16 +83,16 @@ def stop_sequence_array(stop_sequences: Sequence[Sequence[int]]) -> np.ndarray:
   return out
 
 
-def _constrain_cache(cache: dict) -> dict:
-  """Batch over the data axes and KV heads over the tensor axis, as the attention that reads the cache (a no-op
-  outside `sharding.activation_rules`)."""
+def constrain_cache(cache: dict, batch: Optional[str] = "batch") -> dict:
+  """Batch over the data axes (batch None: replicated over them) and KV heads over the tensor axis, as the attention
+  that reads the cache (a no-op outside `sharding.activation_rules`)."""
   if isinstance(cache["k"], tuple):  # one array per layer
-    kv = lambda a: tuple(nn.with_logical_constraint(x, ("batch", "act_heads", None, None)) for x in a)
+    kv = lambda a: tuple(nn.with_logical_constraint(x, (batch, "act_heads", None, None)) for x in a)  # noqa: E731
   else:
-    kv = lambda a: nn.with_logical_constraint(a, ("layers", "batch", "act_heads", None, None))
+    kv = lambda a: nn.with_logical_constraint(a, ("layers", batch, "act_heads", None, None))  # noqa: E731
   return {"k": kv(cache["k"]), "v": kv(cache["v"]),
-          "segment_ids": nn.with_logical_constraint(cache["segment_ids"], ("batch", None)),
-          "positions": nn.with_logical_constraint(cache["positions"], ("batch", None))}
+          "segment_ids": nn.with_logical_constraint(cache["segment_ids"], (batch, None)),
+          "positions": nn.with_logical_constraint(cache["positions"], (batch, None))}
 
 
 def decode_windows(slot0: int, max_new: int, segments: Optional[int] = None) -> tuple[tuple[int, int], ...]:
@@ -172,7 +175,7 @@ def prefill(cfg: model.ModelConfig, params: dict, tokens: jax.Array, lengths: ja
   segment_ids = (idx[None, :] < lengths[:, None]).astype(jnp.int32)
   positions = jnp.broadcast_to(idx, (b, p))
   unrolled = model.is_decode_params(params)
-  cache = _constrain_cache(model.init_cache(cfg, b, cache_len, unrolled=unrolled))
+  cache = constrain_cache(model.init_cache(cfg, b, cache_len, unrolled=unrolled))
   hidden, cache = model.forward_with_cache(cfg, params, tokens, positions, segment_ids, cache, 0)
   last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, None], axis=1)[:, 0]
   logits = model.lm_head(cfg, params, last)
@@ -183,7 +186,7 @@ def prefill(cfg: model.ModelConfig, params: dict, tokens: jax.Array, lengths: ja
              "segment_ids": jnp.repeat(cache["segment_ids"], num_samples, axis=0),
              "positions": jnp.repeat(cache["positions"], num_samples, axis=0)}
     logits = jnp.repeat(logits, num_samples, axis=0)
-  return _constrain_cache(cache), nn.with_logical_constraint(logits, ("batch", None))
+  return constrain_cache(cache), nn.with_logical_constraint(logits, ("batch", None))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "layout"), donate_argnames=("cache",))
@@ -203,7 +206,7 @@ def extend(cfg: model.ModelConfig, params: dict, cache: dict, tokens: jax.Array,
   positions = start_pos[:, None] + idx[None, :]
   hidden, cache = model.forward_with_cache(cfg, params, tokens, positions, segment_ids, cache, slot)
   last = jnp.take_along_axis(hidden, jnp.maximum(lengths - 1, 0)[:, None, None], axis=1)[:, 0]
-  return _constrain_cache(cache), nn.with_logical_constraint(model.lm_head(cfg, params, last), ("batch", None))
+  return constrain_cache(cache), nn.with_logical_constraint(model.lm_head(cfg, params, last), ("batch", None))
 
 
 def decode(cfg: model.ModelConfig, strategy, max_new: int, params: dict, cache: dict, logits: jax.Array,
@@ -290,12 +293,12 @@ def _decode(cfg, strategy, max_new, params, cache, logits, pos0, slot0, done, ke
     hidden, new_cache = model.forward_with_cache(cfg, params, st["last"][:, None], pos, seg, st["cache"],
                                                  slot0 + i - 1)
     step_logits = model.lm_head(cfg, params, hidden[:, 0])
-    return sample(i, step_logits, dict(st, cache=_constrain_cache(new_cache)))
+    return sample(i, step_logits, dict(st, cache=constrain_cache(new_cache)))
 
   plan = windows or ((max_new, cache["segment_ids"].shape[1]),)
   full = None
   if plan[0][1] < cache["segment_ids"].shape[1]:  # windows over the first slots of a longer cache
-    full, cache = cache, _constrain_cache(_resize_cache(cache, plan[0][1]))
+    full, cache = cache, constrain_cache(_resize_cache(cache, plan[0][1]))
   init = dict(i=jnp.int32(0), cache=cache, window=empty_window(r, stop_seqs), last=jnp.zeros((r,), jnp.int32),
               tokens=jnp.full((r, max_new), pad_id, jnp.int32), logprobs=jnp.zeros((r, max_new), jnp.float32),
               model_logprobs=jnp.zeros((r, max_new), jnp.float32), lengths=jnp.zeros((r,), jnp.int32),
@@ -303,9 +306,9 @@ def _decode(cfg, strategy, max_new, params, cache, logits, pos0, slot0, done, ke
   st = sample(jnp.int32(0), logits, init)
   for j, (end, size) in enumerate(plan):
     if j:
-      st = dict(st, cache=_constrain_cache(_resize_cache(st["cache"], size)))
+      st = dict(st, cache=constrain_cache(_resize_cache(st["cache"], size)))
     st = jax.lax.while_loop(lambda s, end=end: (s["i"] < end) & ~jnp.all(s["done"]), body, st)
-  cache = st["cache"] if full is None else _constrain_cache(_write_prefix(full, st["cache"]))
+  cache = st["cache"] if full is None else constrain_cache(_write_prefix(full, st["cache"]))
   return dict(tokens=st["tokens"], logprobs=st["logprobs"], model_logprobs=st["model_logprobs"],
               lengths=st["lengths"], reasons=st["reasons"], steps=st["i"], cache=cache)
 
