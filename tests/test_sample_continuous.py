@@ -48,6 +48,11 @@ def _sample(fn, params, prompts, ends, strategy, **kw):
                   rng=jax.random.key(7), eos_id=eos, stop_seqs=stops, **kw))
 
 
+def _continuous(params, prompts, ends, strategy, **kw):
+  """Continuous batching with the tail decoded in 3 phases (5 slots: 5, then 2, then 1), whatever MAX_NEW."""
+  return _sample(continuous.sample_arrays, params, prompts, ends, strategy, phases=3, **kw)
+
+
 def _assert_same(out, ref, atol=1e-5):
   for k in ("tokens", "lengths", "reasons"):
     np.testing.assert_array_equal(out[k], ref[k], err_msg=k)
@@ -60,7 +65,7 @@ def test_same_samples_as_the_static_engine_for_any_slot_count(params, prompts, e
   ref = _sample(engine.sample_arrays, params, prompts, ends, strategy)
   assert len(set(ref["lengths"].tolist())) >= 3 and ref["lengths"].min() < MAX_NEW  # rows end at many lengths
   assert engine.EOS in ref["reasons"]
-  out = _sample(continuous.sample_arrays, params, prompts, ends, strategy, slots=slots)
+  out = _continuous(params, prompts, ends, strategy, slots=slots)
   _assert_same(out, ref)
   if slots == 1:  # one slot decodes the completions one after another, a step for each token after the first
     assert out["steps"] == int((ref["lengths"] - 1).sum())
@@ -69,9 +74,9 @@ def test_same_samples_as_the_static_engine_for_any_slot_count(params, prompts, e
 def test_a_completion_draws_the_same_whatever_its_refill_order(params, prompts, ends):
   """Budgets cut some rows short: the others are refilled at other steps and into other slots, the cut rows keep
   their first tokens; a row offset shifts the keys as it does the static engine's."""
-  full = _sample(continuous.sample_arrays, params, prompts, ends, SAMPLER, slots=5)
+  full = _continuous(params, prompts, ends, SAMPLER, slots=5)
   budgets = np.random.default_rng(0).integers(1, MAX_NEW + 1, len(PROMPTS) * N).astype(np.int32)
-  cut = _sample(continuous.sample_arrays, params, prompts, ends, SAMPLER, slots=5, budgets=budgets)
+  cut = _continuous(params, prompts, ends, SAMPLER, slots=5, budgets=budgets)
   assert cut["steps"] != full["steps"]
   for r, b in enumerate(budgets):
     n = min(b, full["lengths"][r])
@@ -82,13 +87,13 @@ def test_a_completion_draws_the_same_whatever_its_refill_order(params, prompts, 
                                  else engine.LENGTH)
   static_cut = _sample(engine.sample_arrays, params, prompts, ends, SAMPLER, budgets=budgets)
   _assert_same(cut, static_cut)
-  shifted = _sample(continuous.sample_arrays, params, prompts, ends, SAMPLER, slots=5, row_offset=N)
+  shifted = _continuous(params, prompts, ends, SAMPLER, slots=5, row_offset=N)
   _assert_same(shifted, _sample(engine.sample_arrays, params, prompts, ends, SAMPLER, row_offset=N))
 
 
 def test_scanned_layers_equal_unrolled_layers(params, prompts, ends):
-  ref = _sample(continuous.sample_arrays, params, prompts, ends, SAMPLER, slots=5)
-  scanned = _sample(continuous.sample_arrays, params, prompts, ends, SAMPLER, slots=5, unroll_layers=False)
+  ref = _continuous(params, prompts, ends, SAMPLER, slots=5)
+  scanned = _continuous(params, prompts, ends, SAMPLER, slots=5, unroll_layers=False)
   _assert_same(scanned, ref)
 
 
@@ -96,7 +101,8 @@ def test_bfloat16_rollout_logprobs_close_to_float32(params, prompts):
   """compute_dtype="bfloat16": params and KV cache in bfloat16. The model log-probs it reports for its own tokens
   differ from float32 teacher forcing of the same tokens by a small amount (mean ~6e-3 here; float32: ~3e-7)."""
   out = _host(continuous.sample_arrays(CFG, params, *prompts, max_new_tokens=MAX_NEW, strategy=SAMPLER,
-                                       num_samples=N, rng=jax.random.key(7), slots=5, compute_dtype="bfloat16"))
+                                       num_samples=N, rng=jax.random.key(7), slots=5, compute_dtype="bfloat16",
+                                       phases=3))
   assert out["tokens"].shape == (len(PROMPTS) * N, MAX_NEW) and (out["lengths"] == MAX_NEW).all()
   tokens, lengths = prompts
   seq = np.concatenate([np.repeat(tokens, N, 0), out["tokens"]], 1)
@@ -126,7 +132,9 @@ def test_groups_hold_one_prefill_per_prompt():
   np.testing.assert_array_equal(g.completion_prompt, [0, 0, 1, 1, 2, 2, 2, 2])
   np.testing.assert_array_equal(g.bank_prompt, [0, 1, 2, 2])
   assert not g.own_prompts and continuous.split_groups(4, 3, 1, 5).own_prompts  # one device: its own prompts
-  assert g.slots == 2 and continuous.phase_sizes(32) == (32, 16, 8, 4) and continuous.phase_sizes(1) == (1,)
+  assert g.slots == 2 and continuous.phase_sizes(32, 512) == (32, 16, 8, 4) and continuous.phase_sizes(1, 512) == (1,)
+  assert continuous.phase_sizes(32, 128) == (32, 16) and continuous.phase_sizes(32, 64) == (32,)
+  assert continuous.phase_sizes(5, 24, phases=3) == (5, 2, 1)
 
 
 def test_generate_batching_choice_and_bad_inputs(params):

@@ -170,11 +170,13 @@ def _compact_group(size: int):
   return fn
 
 
-def phase_sizes(slots: int) -> tuple[int, ...]:
-  """Slots per group in each phase of the decode: all of them while the queue lasts, then halved as rows finish,
-  down to an eighth (each phase compiles its own copy of the loop)."""
+def phase_sizes(slots: int, max_new: int, phases: Optional[int] = None) -> tuple[int, ...]:
+  """Slots per group in each phase of the decode: all of them while the queue lasts, then halved as rows finish, down
+  to an eighth: at most `phases` phases. Each compiles its own copy of the loop (seconds each), so by default (None)
+  short decodes, whose tails are short, keep fewer: one per 64 new tokens, at most 4 (as `engine.decode_windows`)."""
+  count = min(4, max_new // 64) if phases is None else phases
   sizes = [slots]
-  while sizes[-1] > 1 and sizes[-1] // 2 >= max(1, slots // 8):
+  while len(sizes) < count and sizes[-1] // 2 >= max(1, slots // 8):
     sizes.append(sizes[-1] // 2)
   return tuple(sizes)
 
@@ -198,16 +200,17 @@ def _per_group(fn, layout, st: dict, cache: dict, bank: dict, *extra):
                        out_specs=(rows(st), kv(cache)), check_vma=False)(st, cache, bank, *extra)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "strategy", "max_new", "slots", "prompts", "layout"))
+@functools.partial(jax.jit, static_argnames=("cfg", "strategy", "max_new", "slots", "prompts", "phases", "layout"))
 def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt_cache: dict, logits: jax.Array,
             prompt_lengths: jax.Array, completion_prompt: jax.Array, valid: jax.Array, bank_prompt: jax.Array,
             bank_row: jax.Array, keys: jax.Array, budget: jax.Array, stop_seqs: jax.Array, eos_ids: jax.Array,
-            pad_id: jax.Array, *, slots: int, prompts: int, layout=None) -> dict:
+            pad_id: jax.Array, *, slots: int, prompts: int, phases: Optional[int] = None, layout=None) -> dict:
   """The continuous decode after the prefill. prompt_cache, logits [B', V], prompt_lengths [B']: `engine.prefill` of
   the prompts with N = 1 and cache_len P (B' = prompts, the real ones first, padded to a multiple of the groups);
   completion_prompt, valid, bank_prompt, bank_row from `split_groups` (device arrays, split over the data axes;
   bank_prompt None when its `own_prompts`); keys [R']: each completion's key; budget [R']: tokens each may generate
-  (<= max_new); slots: the total cache slots (a multiple of the groups). layout: `engine.Layout.key`.
+  (<= max_new); slots: the total cache slots (a multiple of the groups); phases: see `phase_sizes`. layout:
+  `engine.Layout.key`.
 
   Returns dict(tokens, logprobs, model_logprobs [R', max_new], lengths, reasons [R'] as `engine.decode`; steps: the
   decode steps the loop ran; row_steps: the rows those steps ran through the model, the slots of each step's phase).
@@ -252,7 +255,7 @@ def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt
     fits = jnp.all(jnp.sum(active.reshape(groups, -1), axis=1) <= next_size) & jnp.all(st["ptr"] >= st["qlen"])
     return jnp.any(active) & ~fits
 
-  sizes = phase_sizes(slots // groups)
+  sizes = phase_sizes(slots // groups, max_new, phases)
   carry = (jnp.int32(0), jnp.int32(0), st, cache)
   for j, size in enumerate(sizes):
     if j:
@@ -267,7 +270,8 @@ def rollout(cfg: model.ModelConfig, strategy, max_new: int, params: dict, prompt
 def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_new_tokens: int, strategy,
                   num_samples: int, rng: jax.Array, slots: Optional[int] = None, eos_id=None, pad_id: int = 0,
                   stop_seqs=None, layout: Optional[engine.Layout] = None, row_offset: int = 0, budgets=None,
-                  unroll_layers: Optional[bool] = None, compute_dtype: Optional[str] = None) -> dict:
+                  unroll_layers: Optional[bool] = None, compute_dtype: Optional[str] = None,
+                  phases: Optional[int] = None) -> dict:
   """`engine.sample_arrays` with continuous batching: right-padded prompts tokens [B, P], lengths [B] (host or device;
   any B) -> device arrays tokens, logprobs, model_logprobs [R', max_new], lengths, reasons [R'], prompt-major rows
   (row r: sample r % N of prompt r // N; R' = B * N rounded up to a multiple of the data-parallel size, rows past
@@ -275,7 +279,8 @@ def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_
 
   slots: cache rows decoding at once (default `engine.default_slots`); the KV cache is slots x (P + max_new_tokens). Row r
   draws with fold_in(rng, row_offset + r), exactly as the static engine does. budgets [B * N]: tokens each row may
-  generate (default max_new_tokens). compute_dtype: see `engine.rollout_params`.
+  generate (default max_new_tokens). compute_dtype: see `engine.rollout_params`. phases: the decode's phases, the
+  tail's ever smaller caches (`phase_sizes`; None: by max_new_tokens); they change the speed, not the samples.
   """
   layout = layout or engine.Layout()
   b, p = tokens.shape
@@ -299,5 +304,5 @@ def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_
                   None if groups.own_prompts else layout.batch(groups.bank_prompt), layout.batch(groups.bank_row),
                   layout.batch(keys), layout.batch(budget), layout.replicated(stops),
                   layout.replicated(engine.eos_array(eos_id)), layout.replicated(np.int32(pad_id)),
-                  slots=groups.groups * groups.slots, prompts=b, layout=layout.key)
+                  slots=groups.groups * groups.slots, prompts=b, phases=phases, layout=layout.key)
   return out
