@@ -1,7 +1,8 @@
 """The RL plan (dsmath.rl.plan) of the 7B RL config at a reduced width on 4 simulated devices: the resident state is
 exactly the models each method needs, every phase the step runs is compiled, the peak is resident + the largest
-phase; and the tables `experiments.plan` prints. The Qwen2.5-Math GRPO config (q/k/v biases, tied embeddings, the
-rule reward: no reward model) plans the same way."""
+phase, the rollout prefills each prompt once and decodes through a KV cache of rollout.max_rows slots (also with fewer
+prompts than data-parallel devices); and the tables `experiments.plan` prints. The Qwen2.5-Math GRPO config (q/k/v
+biases, tied embeddings, the rule reward: no reward model) plans the same way."""
 import json
 import os
 import subprocess
@@ -19,7 +20,10 @@ COMMON = dict(SMALL={f"model.{k}": v for k, v in SMALL.items()}, OTHER={
     "reward_model.batch": 8, "mesh.shape": (1, 4, 1)})
 METHODS = {"grpo": {"rl.method": "grpo", "rollout.prompts_per_step": 4, "rollout.group_size": 4},
            "ppo": {"rl.method": "ppo", "rollout.prompts_per_step": 16},  # PPO: one sample a question, 16 rows too
-           "qwen": {"rollout.prompts_per_step": 4, "rollout.group_size": 4}}
+           "qwen": {"rollout.prompts_per_step": 4, "rollout.group_size": 4},
+           # one question x G 16 on 4 data-parallel devices, a cache of 16 slots: its KV rows go to every device
+           "grpo_one_prompt": {"rl.method": "grpo", "rollout.prompts_per_step": 1, "rollout.group_size": 16,
+                               "rollout.max_rows": 16}}
 CONFIGS = {"qwen": "configs.grpo_qwen2_5_math_1_5b"}  # the rest: configs.grpo_7b
 
 PLAN = r"""
@@ -42,7 +46,8 @@ for name, (module, overrides) in json.loads(sys.argv[1]).items():
   run = resolve_rl_config(c)
   p = plan.plan_rl(run, run.config.model, sharding.make_mesh((1, 4, 1), jax.devices()))
   out[name] = dict(resident=p.resident, phases=[dataclasses.asdict(ph) | {"extra": ph.extra_bytes} for ph in p.phases],
-                   peak=p.peak_bytes, rows=p.rows, table=plan.table([p]), details=plan.phase_details(p))
+                   peak=p.peak_bytes, rows=p.rows, slots=p.rollout_slots, prefill=p.prefill_prompts,
+                   cache=p.rollout_cache_bytes, table=plan.table([p]), details=plan.phase_details(p))
 print(json.dumps(out))
 """
 
@@ -84,6 +89,18 @@ def test_rl_plan_holds_each_models_state_and_compiles_every_phase(plans, method)
   for ph in p["phases"]:
     assert ph["temp_bytes"] > 0, ph
   assert p["peak"] == sum(p["resident"].values()) + max(ph["extra"] for ph in p["phases"])
+
+
+@pytest.mark.parametrize("method, prompts, slots", [("grpo", 4, 8), ("ppo", 16, 8), ("grpo_one_prompt", 4, 16)])
+def test_rollout_prefills_each_prompt_once_and_sizes_the_cache_by_slots(plans, method, prompts, slots):
+  p = plans[method]
+  assert (p["rows"], p["prefill"], p["slots"]) == (16, prompts, slots)  # 1 question: padded to the 4 devices
+  # k and v of every layer: slots x (16 prompt + 16 new tokens) x KV heads x head_dim in bfloat16 (the 7B config's
+  # compute dtype), plus the int32 segment ids and positions of each slot, over the 4 devices
+  kv = 2 * SMALL["num_layers"] * SMALL["num_kv_heads"] * SMALL["head_dim"] * 2
+  assert p["cache"] == slots * 32 * (kv + 2 * 4) // 4
+  decode = next(ph for ph in p["phases"] if ph["name"] == "rollout: decode (KV cache)")
+  assert decode["temp_bytes"] >= p["cache"]
 
 
 def test_grpo_needs_less_than_ppo_by_the_value_model(plans):

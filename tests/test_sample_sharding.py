@@ -1,4 +1,5 @@
-"""generate on an 8-device (data, fsdp, tensor) mesh with params sharded as in training equals one device.
+"""generate on an 8-device (data, fsdp, tensor) mesh with params sharded as in training equals one device, for the
+static engine and for continuous batching (4 data-parallel groups, each with its own slots, queue and prompt bank).
 
 Runs in a subprocess: XLA_FLAGS must be set before jax is imported, and the default test process has one device.
 """
@@ -38,6 +39,27 @@ SCRIPT = textwrap.dedent('''
                          rng=jax.random.key(3), mesh=mesh, rules=rules, unroll_layers=False)
     np.testing.assert_array_equal(scanned_t.tokens, single_t.tokens)
     np.testing.assert_allclose(scanned_t.logprobs, single_t.logprobs, atol=1e-5)
+    # Continuous batching: rows end early (EOS ids drawn by the static run), groups refill their own slots.
+    eos = sorted({int(t) for t in single_t.tokens[:, 3]})
+    static_eos = generate(cfg, params, prompts, max_new_tokens=8, num_samples=2, strategy=Temperature(1.0),
+                          rng=jax.random.key(3), eos_id=eos, batching="static")
+    assert static_eos.lengths.min() < 8
+    for unroll in (True, False):
+      cont = generate(cfg, sharded, prompts, max_new_tokens=8, num_samples=2, strategy=Temperature(1.0),
+                      rng=jax.random.key(3), eos_id=eos, mesh=mesh, rules=rules, batching="continuous", slots=4,
+                      unroll_layers=unroll)
+      np.testing.assert_array_equal(cont.tokens, static_eos.tokens)
+      np.testing.assert_array_equal(cont.lengths, static_eos.lengths)
+      assert cont.finish_reasons == static_eos.finish_reasons
+      np.testing.assert_allclose(cont.logprobs, static_eos.logprobs, atol=1e-5)
+    # One prompt, fewer than the 4 data-parallel groups: its KV rows are copied to every group, prefilled once.
+    one = generate(cfg, params, prompts[:1], max_new_tokens=8, num_samples=8, strategy=Temperature(1.0),
+                   rng=jax.random.key(3), eos_id=eos, batching="static")
+    one_mesh = generate(cfg, sharded, prompts[:1], max_new_tokens=8, num_samples=8, strategy=Temperature(1.0),
+                        rng=jax.random.key(3), eos_id=eos, mesh=mesh, rules=rules, batching="continuous", slots=4,
+                        unroll_layers=False)
+    np.testing.assert_array_equal(one_mesh.tokens, one.tokens)
+    np.testing.assert_allclose(one_mesh.model_logprobs, one.model_logprobs, atol=1e-5)
     # params were used in place: still sharded as in training
     assert sharded["layers"]["attn"]["q"].sharding == ps["layers"]["attn"]["q"]
     print("OK", multi.tokens.shape)

@@ -71,6 +71,13 @@ def test_rounds_limit_and_errors(params, tokenizer):
   plain = generate(CFG, params, [prompt], max_new_tokens=12, stop_strings=[eval_prompts.BLOCK_CLOSE],
                    tokenizer=tokenizer)
   assert plain.texts == out.texts and plain.finish_reasons == ("stop",)
+  # So does continuous batching, its rows refilled through one cache slot.
+  rows = [prompt, tokenizer.encode("Q:"), tokenizer.encode("abc def")]
+  static, cont = (generate(CFG, params, rows, max_new_tokens=12, stop_strings=[eval_prompts.BLOCK_CLOSE],
+                           tokenizer=tokenizer, batching=b, slots=1) for b in ("static", "continuous"))
+  assert cont.texts == static.texts and cont.texts[0] == out.texts[0]
+  assert cont.finish_reasons == static.finish_reasons == ("stop", "stop", "length")
+  assert cont.lengths.tolist() == static.lengths.tolist() == [3, 2, 12]
   assert stop_string_sequences(tokenizer, [eval_prompts.BLOCK_CLOSE]) == [tokenizer.encode(eval_prompts.BLOCK_CLOSE)]
   with pytest.raises(ValueError, match="max_rounds"):
     ToolConfig(max_rounds=-1)

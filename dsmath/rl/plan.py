@@ -3,8 +3,9 @@ of time, allocating nothing.
 
 Everything is abstract: the RL state (policy params + AdamW state, the frozen reference, the reward model's or the
 value model's params and AdamW state) and the batches are ShapeDtypeStructs with the run's shardings, and the very
-programs the RL loop runs are lowered and compiled for the mesh (`dsmath.rl.RLStep`): the rollout (prefill of the
-prompts, then the decode loop over the KV cache, on stacked params as on accelerators), the scoring of the rollout by
+programs the RL loop runs are lowered and compiled for the mesh (`dsmath.rl.RLStep`): the rollout (one prefill of
+each prompt of the step, then the continuous-batching decode, `dsmath.sample.continuous`, over a KV cache of
+rollout.max_rows slots refilled as completions finish; on stacked params as on accelerators), the scoring of the rollout by
 the reference, the reward model and the value model (micro-batched), and the policy and value updates (micro-batched,
 donated state). XLA's `memory_analysis()` gives each program's per-device bytes.
 
@@ -31,7 +32,7 @@ from dsmath.rl.methods import RLRun
 from dsmath.rl.reward_model import RewardModelTrainer
 from dsmath.rl.step import RLStep
 from dsmath.rl.tasks import Task
-from dsmath.sample import engine
+from dsmath.sample import continuous, engine
 from dsmath.sample.strategies import Temperature
 
 GIB = 2 ** 30
@@ -61,7 +62,9 @@ class RLPlan:
   mesh_shape: tuple
   num_params: int
   rows: int  # completions a step (questions x G)
-  rollout_rows: int  # completions sampled at once (rollout.max_rows)
+  rollout_slots: int  # KV cache slots of the continuous rollout (`rollout_slots`)
+  prefill_prompts: int  # prompts the rollout prefills (the step's questions, padded to the data-parallel size)
+  rollout_cache_bytes: int  # per device: the slots' KV cache, rollout_slots x (prompt_len + completion_len)
   prompt_len: int
   completion_len: int
   resident: dict  # component -> bytes per device
@@ -117,38 +120,43 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
       state["reward_model"] = rm.abstract_state()
     b, g, c = cfg.rollout.prompts_per_step, run.samples_per_question, cfg.rollout.max_new_tokens
     rows, p = b * g, prompt_len
-    # the rollout samples rollout.max_rows completions at a time: that many rows of prompts and cache
-    b_roll = min(b, max(1, cfg.rollout.max_rows // g)) if cfg.rollout.max_rows else b
-    rows_roll = b_roll * g
     batch_sh = rl.policy.batch_sharding
     arr = lambda shape, dtype, sh=batch_sh: jax.ShapeDtypeStruct(shape, dtype, sharding=sh)  # noqa: E731
     scored = {"prompt": arr((rows, p), jnp.int32), "prompt_mask": arr((rows, p), jnp.float32),
               "completion": arr((rows, c), jnp.int32), "mask": arr((rows, c), jnp.float32)}
     phases = []
-    # the rollout: prefill of the B prompts into the cache of B * G rows, then the decode loop (accelerator layout:
-    # stacked params under the layer scan, cache over batch and KV heads)
+    # the rollout: each of the step's b prompts prefilled once (padded to the data-parallel size), then the
+    # continuous decode of its b * G completions through rollout.max_rows cache slots (accelerator layout: stacked
+    # params under the layer scan; cache, bank and slot table over the data axes, KV heads over tensor)
     layout = engine.Layout(rl.mesh, rl.rules)
+    groups = continuous.split_groups(b, g, layout.dp, rollout_slots(cfg.rollout.max_rows, rows))
     with rl.scope():
       row_sh = msharding.batch_sharding(rl.mesh, rl.rules, 1)
-      params = state["policy"]["params"]
-      # as RLStep.sample: prompts split over the data axes, or every row its own prompt when they do not divide
-      pb, pg = (b_roll, g) if b_roll % rl.data_parallel == 0 else (rows_roll, 1)
-      prefill = engine.prefill.lower(model_cfg, params, arr((pb, p), jnp.int32), arr((pb,), jnp.int32, row_sh),
-                                     cache_len=p + c, num_samples=pg, layout=layout.key).compile()
-      phases.append(_phase("rollout: prefill", prefill, params))
-      cache = jax.eval_shape(lambda: engine._constrain_cache(model.init_cache(model_cfg, rows_roll, p + c)))
-      cache = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), cache,
-                           _cache_shardings(rl, model_cfg, rows_roll, p + c))
       rep = msharding.replicated(rl.mesh)
-      keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), rows_roll))
-      decode = engine._decode_in_place.lower(
+      params = state["policy"]["params"]
+      pb = -(-b // layout.dp) * layout.dp
+      prefill = engine.prefill.lower(model_cfg, params, arr((pb, p), jnp.int32), arr((pb,), jnp.int32, row_sh),
+                                     cache_len=p, num_samples=1, layout=layout.key).compile()
+      phases.append(_phase("rollout: prefill", prefill, params))
+      cache = jax.eval_shape(lambda: model.init_cache(model_cfg, pb, p))
+      cache = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), cache,
+                           _cache_shardings(rl, model_cfg, pb, p))
+      r = groups.groups * groups.rows
+      keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), r))
+      decode = continuous.rollout.lower(
           model_cfg, Temperature(cfg.rollout.temperature), c, params, cache,
-          arr((rows_roll, model_cfg.vocab_size), jnp.float32), arr((rows_roll,), jnp.int32, row_sh),
-          jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), arr((rows_roll,), jnp.bool_, row_sh),
-          jax.ShapeDtypeStruct(keys.shape, keys.dtype, sharding=row_sh),
-          jax.ShapeDtypeStruct((4, 4), jnp.int32, sharding=rep), jax.ShapeDtypeStruct((4,), jnp.int32, sharding=rep),
-          jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), None, windows=None, layout=layout.key).compile()
+          arr((pb, model_cfg.vocab_size), jnp.float32), arr((pb,), jnp.int32, row_sh),
+          arr((r,), jnp.int32, row_sh), arr((r,), jnp.bool_, row_sh),
+          None if groups.own_prompts else arr(groups.bank_prompt.shape, jnp.int32, row_sh),
+          arr((r,), jnp.int32, row_sh), jax.ShapeDtypeStruct(keys.shape, keys.dtype, sharding=row_sh),
+          arr((r,), jnp.int32, row_sh), jax.ShapeDtypeStruct((4, 4), jnp.int32, sharding=rep),
+          jax.ShapeDtypeStruct((4,), jnp.int32, sharding=rep), jax.ShapeDtypeStruct((), jnp.int32, sharding=rep),
+          slots=groups.groups * groups.slots, prompts=b, layout=layout.key).compile()
       phases.append(_phase("rollout: decode (KV cache)", decode, params))
+      slots = groups.groups * groups.slots
+      slot_cache = jax.eval_shape(lambda: model.init_cache(model_cfg, slots, p + c))
+      cache_bytes = _bytes(jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), slot_cache,
+                                        _cache_shardings(rl, model_cfg, slots, p + c)))
       if run.needs_reference:
         phases.append(_phase("reference log-probs", rl.logprobs.lower(state["ref"], scored).compile(), state["ref"]))
       if rm is not None:
@@ -176,17 +184,24 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
       resident["value model params"] = _bytes(state["value"]["params"])
       resident["value model AdamW state"] = _bytes(state["value"]["opt_state"])
     return RLPlan(mesh_shape=tuple(rl.mesh.shape[a] for a in msharding.MESH_AXES),
-                  num_params=model.count_params(model.abstract_params(model_cfg)), rows=rows, rollout_rows=rows_roll,
+                  num_params=model.count_params(model.abstract_params(model_cfg)), rows=rows,
+                  rollout_slots=slots, prefill_prompts=pb, rollout_cache_bytes=cache_bytes,
                   prompt_len=p, completion_len=c, resident=resident, phases=tuple(phases))
   finally:
     rl.close()
+
+
+def rollout_slots(max_rows: int, rows: int) -> int:
+  """The KV cache slots a step's rollout decodes through: rollout.max_rows (at most the step's rows), or
+  `engine.default_slots` when it is 0."""
+  return min(max_rows, rows) if max_rows else engine.default_slots(rows)
 
 
 def _cache_shardings(rl: RLStep, model_cfg, rows: int, length: int) -> dict:
   """The shardings the engine's cache constraint gives (batch over the data axes, KV heads over tensor)."""
   with rl.scope():
     shapes = jax.eval_shape(lambda: model.init_cache(model_cfg, rows, length))
-    out = jax.jit(lambda: engine._constrain_cache(model.init_cache(model_cfg, rows, length))).lower().compile()
+    out = jax.jit(lambda: engine.constrain_cache(model.init_cache(model_cfg, rows, length))).lower().compile()
   return jax.tree.unflatten(jax.tree.structure(shapes), out.output_shardings if isinstance(
       out.output_shardings, list) else jax.tree.leaves(out.output_shardings))
 
@@ -199,8 +214,10 @@ def table(plans: list[RLPlan]) -> str:
   first = plans[0]
   lines.append("| completions x (prompt + new tokens) | " + " | ".join(
       f"{p.rows} x ({p.prompt_len} + {p.completion_len})" for p in plans) + " |")
-  lines.append("| completions sampled at once (KV cache rows) | " + " | ".join(str(p.rollout_rows) for p in plans) +
-               " |")
+  lines.append("| prompts prefilled (once each) | " + " | ".join(str(p.prefill_prompts) for p in plans) + " |")
+  lines.append("| KV cache slots (continuous batching) | " + " | ".join(str(p.rollout_slots) for p in plans) + " |")
+  lines.append("| rollout KV cache (slots x (prompt + new tokens)) | " + " | ".join(
+      gib(p.rollout_cache_bytes) for p in plans) + " |")
   for k in first.resident:
     lines.append(f"| resident: {k} | " + " | ".join(gib(p.resident[k]) for p in plans) + " |")
   lines.append("| resident total | " + " | ".join(gib(p.resident_bytes) for p in plans) + " |")

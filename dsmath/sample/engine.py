@@ -1,4 +1,6 @@
-"""The rollout engine: prefill once per prompt, copy its KV-cache rows for N samples, one jitted while_loop decode.
+"""The rollout engine's static batch: prefill once per prompt, copy its KV-cache rows for N samples, one jitted
+while_loop decode of all rows (`dsmath.sample.continuous` is its continuous-batching twin: fewer cache slots, refilled
+as rows finish; `sample_step` is the sampling rule both share).
 
 Cache layout (shared by every row, see dsmath.model.forward_with_cache): slots [0, P) hold the right-padded prompts
 (pad slots have segment 0, so nobody attends to them); decode step i >= 1 writes the token sampled at step i - 1 at
@@ -8,7 +10,8 @@ before a pause) is never written: the cache always holds "context minus the pend
 (invisible) until every row is done, then the loop exits.
 
 The jitted cores (`prefill`, `extend`, `decode`) are pure functions of arrays with static shapes; `generate` is the
-Python face that pads, buckets prompt lengths (powers of two) and post-processes stop strings.
+Python face that pads, buckets prompt lengths (powers of two), picks static or continuous batching and post-processes
+stop strings.
 """
 import contextlib
 import dataclasses
@@ -80,16 +83,16 @@ def stop_sequence_array(stop_sequences: Sequence[Sequence[int]]) -> np.ndarray:
   return out
 
 
-def _constrain_cache(cache: dict) -> dict:
-  """Batch over the data axes and KV heads over the tensor axis, as the attention that reads the cache (a no-op
-  outside `sharding.activation_rules`)."""
+def constrain_cache(cache: dict, batch: Optional[str] = "batch") -> dict:
+  """Batch over the data axes (batch None: replicated over them) and KV heads over the tensor axis, as the attention
+  that reads the cache (a no-op outside `sharding.activation_rules`)."""
   if isinstance(cache["k"], tuple):  # one array per layer
-    kv = lambda a: tuple(nn.with_logical_constraint(x, ("batch", "act_heads", None, None)) for x in a)
+    kv = lambda a: tuple(nn.with_logical_constraint(x, (batch, "act_heads", None, None)) for x in a)  # noqa: E731
   else:
-    kv = lambda a: nn.with_logical_constraint(a, ("layers", "batch", "act_heads", None, None))
+    kv = lambda a: nn.with_logical_constraint(a, ("layers", batch, "act_heads", None, None))  # noqa: E731
   return {"k": kv(cache["k"]), "v": kv(cache["v"]),
-          "segment_ids": nn.with_logical_constraint(cache["segment_ids"], ("batch", None)),
-          "positions": nn.with_logical_constraint(cache["positions"], ("batch", None))}
+          "segment_ids": nn.with_logical_constraint(cache["segment_ids"], (batch, None)),
+          "positions": nn.with_logical_constraint(cache["positions"], (batch, None))}
 
 
 def decode_windows(slot0: int, max_new: int, segments: Optional[int] = None) -> tuple[tuple[int, int], ...]:
@@ -142,6 +145,22 @@ def sampling_params(cfg: model.ModelConfig, params: dict, unroll_layers: Optiona
   return params
 
 
+def rollout_params(cfg: model.ModelConfig, params: dict, unroll_layers: Optional[bool] = None,
+                   compute_dtype: Optional[str] = None) -> tuple[model.ModelConfig, dict]:
+  """The (config, params) a rollout decodes with: `sampling_params`, and with compute_dtype "bfloat16" the params
+  cast and the activations and KV cache in bfloat16 (logits and log-probs stay float32); training keeps its own
+  float32 params. None: the model config's dtype."""
+  if compute_dtype is not None and compute_dtype != cfg.dtype:
+    cfg = dataclasses.replace(cfg, dtype=compute_dtype)
+    params = _cast(params, compute_dtype)
+  return cfg, sampling_params(cfg, params, unroll_layers)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _cast(params, dtype):
+  return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, params)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "cache_len", "num_samples", "layout"))
 def prefill(cfg: model.ModelConfig, params: dict, tokens: jax.Array, lengths: jax.Array, *, cache_len: int,
             num_samples: int, layout=None) -> tuple[dict, jax.Array]:
@@ -156,7 +175,7 @@ def prefill(cfg: model.ModelConfig, params: dict, tokens: jax.Array, lengths: ja
   segment_ids = (idx[None, :] < lengths[:, None]).astype(jnp.int32)
   positions = jnp.broadcast_to(idx, (b, p))
   unrolled = model.is_decode_params(params)
-  cache = _constrain_cache(model.init_cache(cfg, b, cache_len, unrolled=unrolled))
+  cache = constrain_cache(model.init_cache(cfg, b, cache_len, unrolled=unrolled))
   hidden, cache = model.forward_with_cache(cfg, params, tokens, positions, segment_ids, cache, 0)
   last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, None], axis=1)[:, 0]
   logits = model.lm_head(cfg, params, last)
@@ -167,7 +186,7 @@ def prefill(cfg: model.ModelConfig, params: dict, tokens: jax.Array, lengths: ja
              "segment_ids": jnp.repeat(cache["segment_ids"], num_samples, axis=0),
              "positions": jnp.repeat(cache["positions"], num_samples, axis=0)}
     logits = jnp.repeat(logits, num_samples, axis=0)
-  return _constrain_cache(cache), nn.with_logical_constraint(logits, ("batch", None))
+  return constrain_cache(cache), nn.with_logical_constraint(logits, ("batch", None))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "layout"), donate_argnames=("cache",))
@@ -187,7 +206,7 @@ def extend(cfg: model.ModelConfig, params: dict, cache: dict, tokens: jax.Array,
   positions = start_pos[:, None] + idx[None, :]
   hidden, cache = model.forward_with_cache(cfg, params, tokens, positions, segment_ids, cache, slot)
   last = jnp.take_along_axis(hidden, jnp.maximum(lengths - 1, 0)[:, None, None], axis=1)[:, 0]
-  return _constrain_cache(cache), nn.with_logical_constraint(model.lm_head(cfg, params, last), ("batch", None))
+  return constrain_cache(cache), nn.with_logical_constraint(model.lm_head(cfg, params, last), ("batch", None))
 
 
 def decode(cfg: model.ModelConfig, strategy, max_new: int, params: dict, cache: dict, logits: jax.Array,
@@ -218,31 +237,53 @@ def decode(cfg: model.ModelConfig, strategy, max_new: int, params: dict, cache: 
                 budget, windows=windows, layout=layout)
 
 
+def sample_step(strategy, logits: jax.Array, keys: jax.Array, steps: jax.Array, window: jax.Array,
+                active: jax.Array, budget: jax.Array, stop_seqs: jax.Array, eos_ids: jax.Array,
+                pad_id: jax.Array) -> dict:
+  """One sampling step for R rows, each at its own step: the rule both engines share, so a completion draws the same
+  token whichever engine, batch or cache slot computes it.
+
+  logits [R, V]; keys [R]: the row's own key (its step j draws with fold_in(key, j)); steps [R]: index j of the token
+  being sampled; window [R, L - 1]: the row's previous L - 1 tokens (_NO_TOKEN before its first), L the width of
+  stop_seqs [n, L]; active [R] bool (inactive rows sample pad_id and finish nothing); budget [R]: the row ends at
+  token index budget - 1. Returns dict(token, logprob, model_logprob [R], finished [R] bool, reason [R]
+  (FINISH_REASONS code, RUNNING unless finished), window [R, L - 1] ending at this token).
+  """
+  tok, lp = strategy(logits, jax.vmap(jax.random.fold_in)(keys, steps))
+  lpm = chosen_logprob(logits.astype(jnp.float32), tok)
+  tok = jnp.where(active, tok, pad_id)
+  recent = jnp.concatenate([window, tok[:, None]], axis=1)  # the last L tokens, ending at this step
+  matches = jnp.all((recent[:, None, :] == stop_seqs[None]) | (stop_seqs == -1)[None], axis=-1)
+  hit_stop = active & jnp.any(matches, axis=-1)
+  hit_eos = active & jnp.any(tok[:, None] == eos_ids[None, :], axis=-1)
+  hit_len = active & (steps + 1 >= budget)
+  reason = jnp.where(hit_eos, EOS, jnp.where(hit_stop, STOP, jnp.where(hit_len, LENGTH, RUNNING)))
+  zero = lambda x: jnp.where(active, x, 0.0)  # noqa: E731
+  return dict(token=tok, logprob=zero(lp), model_logprob=zero(lpm), finished=hit_eos | hit_stop | hit_len,
+              reason=reason.astype(jnp.int32), window=recent[:, 1:])
+
+
+def empty_window(rows: int, stop_seqs: jax.Array) -> jax.Array:
+  """The `sample_step` window of a row before its first token: [rows, L - 1] of _NO_TOKEN."""
+  return jnp.full((rows, stop_seqs.shape[1] - 1), _NO_TOKEN, jnp.int32)
+
+
 def _decode(cfg, strategy, max_new, params, cache, logits, pos0, slot0, done, keys, stop_seqs, eos_ids, pad_id,
             budget=None, *, windows=None, layout=None) -> dict:
   del layout
   r = logits.shape[0]
-  width = stop_seqs.shape[1]
-  wildcard = stop_seqs == -1
   budget = jnp.full((r,), max_new, jnp.int32) if budget is None else budget
 
   def sample(i, logits, st):
-    step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
-    tok, lp = strategy(logits, step_keys)
-    lpm = chosen_logprob(logits.astype(jnp.float32), tok)
     active = ~st["done"]
-    tok = jnp.where(active, tok, pad_id)
-    hist = jax.lax.dynamic_update_slice_in_dim(st["hist"], tok[:, None], width - 1 + i, 1)
-    window = jax.lax.dynamic_slice_in_dim(hist, i, width, 1)  # the last `width` tokens, ending at step i
-    matches = jnp.all((window[:, None, :] == stop_seqs[None]) | wildcard[None], axis=-1)
-    hit_stop = active & jnp.any(matches, axis=-1)
-    hit_eos = active & jnp.any(tok[:, None] == eos_ids[None, :], axis=-1)
-    hit_len = active & (i + 1 >= budget)
-    reasons = jnp.where(hit_eos, EOS, jnp.where(hit_stop, STOP, jnp.where(hit_len, LENGTH, st["reasons"])))
-    put = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, jnp.where(active, x, 0.0)[:, None], i, 1)
-    return dict(st, i=i + 1, hist=hist, last=tok, logprobs=put(st["logprobs"], lp),
-                model_logprobs=put(st["model_logprobs"], lpm), lengths=jnp.where(active, i + 1, st["lengths"]),
-                reasons=reasons.astype(jnp.int32), done=st["done"] | hit_eos | hit_stop | hit_len)
+    out = sample_step(strategy, logits, keys, jnp.full((r,), i, jnp.int32), st["window"], active, budget, stop_seqs,
+                      eos_ids, pad_id)
+    put = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, x[:, None], i, 1)  # noqa: E731
+    return dict(st, i=i + 1, window=out["window"], last=out["token"], tokens=put(st["tokens"], out["token"]),
+                logprobs=put(st["logprobs"], out["logprob"]),
+                model_logprobs=put(st["model_logprobs"], out["model_logprob"]),
+                lengths=jnp.where(active, i + 1, st["lengths"]),
+                reasons=jnp.where(out["finished"], out["reason"], st["reasons"]), done=st["done"] | out["finished"])
 
   def body(st):
     i = st["i"]
@@ -252,23 +293,23 @@ def _decode(cfg, strategy, max_new, params, cache, logits, pos0, slot0, done, ke
     hidden, new_cache = model.forward_with_cache(cfg, params, st["last"][:, None], pos, seg, st["cache"],
                                                  slot0 + i - 1)
     step_logits = model.lm_head(cfg, params, hidden[:, 0])
-    return sample(i, step_logits, dict(st, cache=_constrain_cache(new_cache)))
+    return sample(i, step_logits, dict(st, cache=constrain_cache(new_cache)))
 
   plan = windows or ((max_new, cache["segment_ids"].shape[1]),)
   full = None
   if plan[0][1] < cache["segment_ids"].shape[1]:  # windows over the first slots of a longer cache
-    full, cache = cache, _constrain_cache(_resize_cache(cache, plan[0][1]))
-  init = dict(i=jnp.int32(0), cache=cache, hist=jnp.full((r, width - 1 + max_new), _NO_TOKEN, jnp.int32),
-              last=jnp.zeros((r,), jnp.int32), logprobs=jnp.zeros((r, max_new), jnp.float32),
+    full, cache = cache, constrain_cache(_resize_cache(cache, plan[0][1]))
+  init = dict(i=jnp.int32(0), cache=cache, window=empty_window(r, stop_seqs), last=jnp.zeros((r,), jnp.int32),
+              tokens=jnp.full((r, max_new), pad_id, jnp.int32), logprobs=jnp.zeros((r, max_new), jnp.float32),
               model_logprobs=jnp.zeros((r, max_new), jnp.float32), lengths=jnp.zeros((r,), jnp.int32),
               reasons=jnp.zeros((r,), jnp.int32), done=done)
   st = sample(jnp.int32(0), logits, init)
   for j, (end, size) in enumerate(plan):
     if j:
-      st = dict(st, cache=_constrain_cache(_resize_cache(st["cache"], size)))
+      st = dict(st, cache=constrain_cache(_resize_cache(st["cache"], size)))
     st = jax.lax.while_loop(lambda s, end=end: (s["i"] < end) & ~jnp.all(s["done"]), body, st)
-  cache = st["cache"] if full is None else _constrain_cache(_write_prefix(full, st["cache"]))
-  return dict(tokens=st["hist"][:, width - 1:], logprobs=st["logprobs"], model_logprobs=st["model_logprobs"],
+  cache = st["cache"] if full is None else constrain_cache(_write_prefix(full, st["cache"]))
+  return dict(tokens=st["tokens"], logprobs=st["logprobs"], model_logprobs=st["model_logprobs"],
               lengths=st["lengths"], reasons=st["reasons"], steps=st["i"], cache=cache)
 
 
@@ -436,19 +477,22 @@ def prepare_prompts(cfg: model.ModelConfig, prompts, prompt_lengths, max_context
 def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_new_tokens: int, strategy,
                   num_samples: int, rng: jax.Array, eos_id=None, pad_id: int = 0, stop_seqs=None,
                   layout: Optional[Layout] = None, row_offset: int = 0, unroll_layers: Optional[bool] = None,
-                  decode_segments: Optional[int] = None) -> dict:
-  """The device half of `generate`: right-padded prompts tokens [B, P] and lengths [B] (host or device arrays; B a
-  multiple of the layout's data-parallel size) -> device arrays, nothing copied to the host: tokens, logprobs,
-  model_logprobs [B * N, max_new], lengths, reasons [B * N] (FINISH_REASONS codes), prompt-major rows.
+                  decode_segments: Optional[int] = None, budgets=None, compute_dtype: Optional[str] = None) -> dict:
+  """The device half of `generate` (static batch): right-padded prompts tokens [B, P] and lengths [B] (host or device
+  arrays; B a multiple of the layout's data-parallel size) -> device arrays, nothing copied to the host: tokens,
+  logprobs, model_logprobs [B * N, max_new], lengths, reasons [B * N] (FINISH_REASONS codes), prompt-major rows, and
+  steps (decode steps run). budgets [B * N]: tokens each row may generate (default max_new_tokens); compute_dtype:
+  see `rollout_params`. `dsmath.sample.continuous.sample_arrays` is the continuous-batching twin.
 
   The RL loop samples through this, so a rollout's tokens and log-probs stay on the device for the update."""
   layout = layout or Layout()
   stops = stop_sequence_array([]) if stop_seqs is None else stop_seqs
   b, p = tokens.shape
   rows = b * num_samples
+  budget = None if budgets is None else layout.batch(check_budgets(budgets, rows, max_new_tokens))
   windows = decode_windows(p, max_new_tokens, decode_segments)
+  cfg, params = rollout_params(cfg, params, unroll_layers, compute_dtype)
   with layout.scope():
-    params = sampling_params(cfg, params, unroll_layers)
     lengths = layout.batch(lengths)
     cache, logits = prefill(cfg, params, layout.batch(tokens), lengths, cache_len=windows[0][1],
                             num_samples=num_samples, layout=layout.key)
@@ -457,16 +501,48 @@ def sample_arrays(cfg: model.ModelConfig, params: dict, tokens, lengths, *, max_
                  layout.batch(np.zeros((rows,), bool)),
                  layout.batch(_row_keys(rng, layout.replicated(np.int32(row_offset)), rows)),
                  layout.replicated(stops), layout.replicated(eos_array(eos_id)),
-                 layout.replicated(np.int32(pad_id)), windows=windows, layout=layout.key)
-  return {k: out[k] for k in ("tokens", "logprobs", "model_logprobs", "lengths", "reasons")}
+                 layout.replicated(np.int32(pad_id)), budget, windows=windows, layout=layout.key)
+  return {k: out[k] for k in ("tokens", "logprobs", "model_logprobs", "lengths", "reasons", "steps")}
+
+
+def check_budgets(budgets, rows: int, max_new_tokens: int) -> np.ndarray:
+  """Per-row token budgets -> [rows] int32, each in [1, max_new_tokens]."""
+  out = np.asarray(budgets).reshape(-1)
+  if out.shape != (rows,) or not np.issubdtype(out.dtype, np.integer) or (out < 1).any() or \
+      (out > max_new_tokens).any():
+    raise ValueError(f"budgets must be {rows} integers in [1, max_new_tokens={max_new_tokens}], got "
+                     f"{out.dtype} shape {out.shape}" + (f", range [{out.min()}, {out.max()}]" if out.size else ""))
+  return out.astype(np.int32)
+
+
+BATCHING = ("auto", "continuous", "static")
+
+
+def default_slots(rows: int) -> int:
+  """Continuous batching's cache slots when the caller names none: a quarter of the rows, at least 16 (fewer rows:
+  all of them)."""
+  return min(rows, max(16, rows // 4))
+
+
+def choose_batching(batching: str, rows: int, slots: Optional[int], can_end_early: bool) -> str:
+  """"auto" -> "continuous" when rows can end before max_new_tokens (an EOS id or stop sequences) and there are more
+  rows than cache slots to refill (`continuous.default_slots` when slots is None), else "static"; other values pass
+  through (validated)."""
+  if batching not in BATCHING:
+    raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
+  if batching != "auto":
+    return batching
+  refills = rows > (default_slots(rows) if slots is None else slots)
+  return "continuous" if can_end_early and refills else "static"
 
 
 def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: int, strategy=Greedy(),
              num_samples: int = 1, eos_id=None, stop_sequences: Sequence[Sequence[int]] = (),
              stop_strings: Sequence[str] = (), tokenizer: Optional["Tokenizer"] = None, rng: Optional[jax.Array] = None,
              prompt_lengths=None, pad_id: int = 0, mesh=None, rules=None, min_bucket: int = 16,
-             row_offset: int = 0, unroll_layers: Optional[bool] = None,
-             decode_segments: Optional[int] = None) -> SampleOutput:
+             row_offset: int = 0, unroll_layers: Optional[bool] = None, decode_segments: Optional[int] = None,
+             batching: str = "auto", slots: Optional[int] = None,
+             compute_dtype: Optional[str] = None) -> SampleOutput:
   """Samples `num_samples` completions for each prompt.
 
   prompts: list of token-id lists, or an int array [B, T] (with prompt_lengths [B] when right-padded).
@@ -476,22 +552,29 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
   rng: a jax PRNG key (required unless strategy is Greedy). mesh/rules: params stay as the caller placed them
   (e.g. sharded as in training); the batch is split over the data axes (padded to a multiple of their size).
   row_offset: row r draws with fold_in(rng, row_offset + r), so a batch split over several calls (or hosts) samples
-  exactly what one call would. unroll_layers: see `sampling_params` (default: on CPU only). decode_segments: how many
-  cache windows the decode grows through (`decode_windows`; None: by max_new_tokens); it changes the speed, and the
-  samples only through float rounding.
+  exactly what one call would. unroll_layers: see `sampling_params` (default: on CPU only).
+  batching: "continuous" (`dsmath.sample.continuous`: `slots` cache rows, refilled as rows finish), "static" (every
+  row decodes until the longest ends; decode_segments: how many cache windows it grows through, `decode_windows`), or
+  "auto" (`choose_batching`). Both sample the same tokens for the same rng (log-probs equal to float rounding).
+  compute_dtype: "bfloat16" decodes with bfloat16 params and cache (`rollout_params`).
   """
   rng = check_sampling_args(max_new_tokens, num_samples, strategy, rng)
   if stop_strings and tokenizer is None:
     raise ValueError("stop_strings need a tokenizer")
   layout = Layout(mesh, rules)
-  stops = stop_sequence_array(list(stop_sequences) + (stop_string_sequences(tokenizer, stop_strings) if stop_strings
-                                                      else []))
+  stop_list = list(stop_sequences) + (stop_string_sequences(tokenizer, stop_strings) if stop_strings else [])
+  stops = stop_sequence_array(stop_list)
   tokens, lengths, num_prompts = prepare_prompts(cfg, prompts, prompt_lengths, max_new_tokens, layout,
                                                  min_bucket=min_bucket, pad_id=pad_id)
-  out = sample_arrays(cfg, params, tokens, lengths, max_new_tokens=max_new_tokens, strategy=strategy,
-                      num_samples=num_samples, rng=rng, eos_id=eos_id, pad_id=pad_id, stop_seqs=stops, layout=layout,
-                      row_offset=row_offset, unroll_layers=unroll_layers, decode_segments=decode_segments)
   keep = num_prompts * num_samples
+  common = dict(max_new_tokens=max_new_tokens, strategy=strategy, num_samples=num_samples, rng=rng, eos_id=eos_id,
+                pad_id=pad_id, stop_seqs=stops, layout=layout, row_offset=row_offset, unroll_layers=unroll_layers,
+                compute_dtype=compute_dtype)
+  if choose_batching(batching, keep, slots, eos_id is not None or bool(stop_list)) == "continuous":
+    from dsmath.sample import continuous  # it builds on this module
+    out = continuous.sample_arrays(cfg, params, tokens[:num_prompts], lengths[:num_prompts], slots=slots, **common)
+  else:
+    out = sample_arrays(cfg, params, tokens, lengths, decode_segments=decode_segments, **common)
   host = {k: sharding.host_array(out[k])[:keep].copy() for k in ("tokens", "logprobs", "model_logprobs", "lengths",
                                                                  "reasons")}
   texts = None
