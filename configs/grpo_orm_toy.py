@@ -7,8 +7,9 @@ check). configs/grpo_orm_paper_toy.py is the paper-faithful run that collapses, 
 """
 from configs.grpo_toy import get_config as _base
 
-# what the recipe's RL stage keeps for this config (configs/toy.py:rl:grpo_orm_toy)
-RECIPE_RL: dict = {}
+# what the recipe's RL stage keeps for this config (configs/toy.py:rl:grpo_orm_toy): its learning rate
+LR = 1e-4
+RECIPE_RL: dict = {"optimizer.peak_lr": LR}
 
 
 def get_config():
@@ -24,4 +25,7 @@ def get_config():
   # Advantages r - mean(r) without the group std: GRPO's std turns a reward model's small score differences inside
   # a group the grader cannot split into unit-size advantages
   c.advantage.scale_std = False
+  # A third of the rule reward's lr: at 3e-4 the policy finds the reward model's errors within ~100 steps (held-out
+  # accuracy up at step 50, back down by 200); at 1e-4 the gain holds (validation, seed 0: +0.02 vs +0.09)
+  c.optimizer.peak_lr = LR
   return c

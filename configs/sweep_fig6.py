@@ -9,7 +9,7 @@ the recipe's SFT model for that seed, so the arms of a seed share one SFT policy
 training reward; the rule grader measures the rollouts (rule accuracy beside the proxy) and the held-out test split.
   prm_paper / orm_paper   configs/grpo_{prm,orm}_paper_toy.py: the paper's estimators, reward models of 64 samples
   prm_one / orm_one       configs/grpo_{prm,orm}_toy.py: the settings chosen on the validation split, 1 x 200 steps
-  prm_two / orm_two       the same, 2 iterations x 100 steps
+  prm_two / orm_two       the same, 2 iterations x 100 steps (orm_two: configs/grpo_iterative_toy.py)
   step_check              GRPO+PS with the synthetic task's rule step checker (Figure 5's row), beside prm_one
 Reported beside accuracy: the reward model's label accuracy on samples of questions it did not train on, after its
 first and last round, and the rollouts' rule accuracy and learned reward over the last 20 steps.
@@ -28,6 +28,8 @@ FIG5_SETUP = os.path.join(str(REPO_ROOT), "runs", "sweep_fig5", "_setup")
 
 def _arm(kind: str, variant: str) -> dict:
   config = f"configs/toy.py:rl:grpo_{kind}_{'paper_' if variant == 'paper' else ''}toy"
+  if (kind, variant) == ("orm", "two"):
+    config = "configs/toy.py:rl:grpo_iterative_toy"  # the same settings as orm_one, as its own config
   iterations = 2 if variant == "two" else 1
   return {"rl:config": config, "rl/rl.iterations": iterations, "rl/rl.steps": TOTAL_STEPS // iterations}
 
