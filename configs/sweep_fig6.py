@@ -58,9 +58,9 @@ def get_config():
       "group_by": ["arm"],
       "metrics": accuracy_metrics() + [
           {"name": "reward-model label accuracy (held-out), first round", "stage": "rl",
-           "path": "reward_model.first_heldout_label_accuracy", "paired": False},
+           "path": "reward_model.first_heldout_label_accuracy", "paired": False, "optional": True},
           {"name": "reward-model label accuracy (held-out), last round", "stage": "rl",
-           "path": "reward_model.last_heldout_label_accuracy"}] + window_metrics(),
+           "path": "reward_model.last_heldout_label_accuracy", "optional": True}] + window_metrics(),
       "curves": CURVES + [{"name": "proxy_reward_mean", "stage": "rl", "file": "metrics.jsonl",
                            "key": "proxy_reward_mean", "title": "Learned reward of the rollouts vs RL step"}],
       "comparisons": [f"arm={k}_two vs arm={k}_one" for k in ("prm", "orm")] +

@@ -64,7 +64,8 @@ def window_metrics() -> list:
                      ("kl_ref", "KL to pi_ref"), ("adv_share_unanimous", "|A| share in unanimous groups"),
                      ("steps_mean", "steps per output")):
     for part, when in WINDOW:
-      out.append({"name": f"{label}, {when}", "stage": "rl", "path": f"{part}.{key}", "paired": False})
+      out.append({"name": f"{label}, {when}", "stage": "rl", "path": f"{part}.{key}", "paired": False,
+                  "optional": True})  # a rule-reward run has no learned reward
   return out
 
 
@@ -82,7 +83,7 @@ def get_config():
   c.aggregate = {"group_by": ["probe"],
                  "metrics": accuracy_metrics() + [
                      {"name": "reward-model label accuracy (held-out)", "stage": "rl",
-                      "path": "reward_model.first_heldout_label_accuracy", "paired": False}] + window_metrics(),
+                      "path": "reward_model.first_heldout_label_accuracy", "paired": False, "optional": True}] + window_metrics(),
                  "curves": CURVES + [
                      {"name": "proxy_reward_mean", "stage": "rl", "file": "metrics.jsonl", "key": "proxy_reward_mean",
                       "title": "Learned reward of the rollouts vs RL step"},

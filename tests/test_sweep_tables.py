@@ -122,6 +122,19 @@ def test_comparisons_pair_each_group_with_its_own_baseline(tmp_path):
     aggregate(cells, {**spec, "comparisons": ["arm=b minus arm=a"]}, {c.name for c in cells})
 
 
+def test_optional_metric_leaves_out_cells_without_it(tmp_path):
+  cells = _make_cells(tmp_path)
+  summary = Path(cells[0].stages[0].workdir) / "summary.json"  # arm a, seed 0: no final.loss (a rule-reward arm's RM)
+  summary.write_text(json.dumps({"final": {}}))
+  spec = {"group_by": ["arm"], "metrics": [{"name": "final loss", "stage": "train", "path": "final.loss"}]}
+  with pytest.raises(KeyError, match="no 'loss' in path 'final.loss'"):
+    aggregate(cells, spec, {c.name for c in cells})
+  spec["metrics"][0]["optional"] = True
+  res = aggregate(cells, spec, {c.name for c in cells})["metrics"]["final loss"]["groups"]
+  assert res["arm=a"]["cells"] == ["arm=a__seed=1", "arm=a__seed=2"] and res["arm=a"]["mean"] == pytest.approx(1.15)
+  assert res["arm=b"]["n"] == 3
+
+
 def test_metric_from_a_recipe_stage_summary(tmp_path):
   cells = _make_cells(tmp_path)
   for i, c in enumerate(cells):  # a recipe cell keeps each stage's summary in a subdirectory

@@ -104,6 +104,9 @@ class MetricSpec:
   lower_is_better: bool = False
   summary: str = "summary.json"  # the JSON read without `file`, relative to the stage dir (a recipe: "grpo/...")
   paired: bool = True  # in aggregate.compare_to's paired table (off for a value the groups share by design)
+  # a cell whose summary lacks `path` has no value (e.g. a reward model's accuracy in a rule-reward arm), instead of
+  # an error naming the file
+  optional: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

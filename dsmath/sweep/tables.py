@@ -101,6 +101,14 @@ def cell_metric(cell: Cell, spec: MetricSpec) -> float:
   return float(get_path(summary, spec.path, str(d / spec.summary)))
 
 
+def _has_metric(cell: Cell, spec: MetricSpec) -> bool:
+  try:
+    cell_metric(cell, spec)
+  except KeyError:
+    return False
+  return True
+
+
 def _group_key(cell: Cell, group_by: Sequence[str]) -> str:
   levels = dict(cell.levels)
   unknown = [a for a in group_by if a not in levels]
@@ -129,6 +137,8 @@ def aggregate(cells: Sequence[Cell], agg_config, complete: set[str]) -> dict:
     table = {}
     for g, members in groups.items():
       members = [c for c in members if _has_stage(c, spec.stage)]
+      if spec.optional:
+        members = [c for c in members if _has_metric(c, spec)]
       if members:
         values = [cell_metric(c, spec) for c in members]
         table[g] = {**t_interval(values, conf), "cells": [c.name for c in members]}
