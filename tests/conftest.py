@@ -1,7 +1,7 @@
 """Shared test setup: JAX on the CPU for the whole suite (the tests assert bitwise equality and 1e-5 agreement of
 CPU float32 programs; the subprocesses they start inherit the setting), one persistent XLA compilation cache for the
-session (identical programs compiled by different tests, or by the subprocesses they start, compile once), and the
-shared RL parent run."""
+subprocesses of the session (identical programs compiled by different runs compile once), and the shared RL parent
+run."""
 import os
 import sys
 
@@ -14,19 +14,29 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 
 def pytest_configure(config):
+  # The subprocesses the tests start (RL and train runs, resumes, sweeps) share one persistent compilation cache: the
+  # same programs compile once. This process does not write to it (jax was imported above, before these variables):
+  # in jaxlib 0.10.2, serializing an executable that reuses kernels compiled earlier in a long-lived process can
+  # segfault (`executable.serialize()` in put_executable_and_time; the suite died twice at the same test, which
+  # passes alone), and in-process programs are compiled once per process anyway.
   cache = os.path.join(str(config.rootpath), "build", f"xla_test_cache_{os.getpid()}")
-  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)  # subprocesses inherit it
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def pytest_unconfigure(config):
   import shutil
   cache = os.path.join(str(config.rootpath), "build", f"xla_test_cache_{os.getpid()}")
   shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+  """Drops each test module's compiled programs when it ends: the suite is one long process, and XLA's CPU compiler
+  crashed in it (a segfault compiling the sampler's decode ~470 tests in, in a test that passes alone)."""
+  yield
+  jax.clear_caches()
 
 
 @pytest.fixture(scope="session")

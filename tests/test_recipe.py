@@ -56,6 +56,8 @@ def test_recipe_names_a_missing_stage(tmp_path):
     run_job(c, str(tmp_path))
 
 
+@pytest.mark.slow  # 5 minutes, and its bar holds on some trajectories only (one core: +0.05); the default run covers
+# every stage with tests/test_recipe_smoke.py and the learning claim with tests/test_rl_loop.py
 def test_default_recipe_rl_stage_raises_held_out_accuracy(tmp_path):
   """README's first command's job, end to end (configs/toy.py, stage seeds 0): the GRPO stage raises held-out accuracy
   on the synthetic test split, greedy and sampled at T = 0.7, by at least 0.15 over its SFT model with the paired 95%
