@@ -16,9 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 def pytest_configure(config):
   # The subprocesses the tests start (RL and train runs, resumes, sweeps) share one persistent compilation cache: the
   # same programs compile once. This process does not write to it (jax was imported above, before these variables):
-  # in jaxlib 0.10.2, serializing an executable that reuses kernels compiled earlier in a long-lived process can
-  # segfault (`executable.serialize()` in put_executable_and_time; the suite died twice at the same test, which
-  # passes alone), and in-process programs are compiled once per process anyway.
+  # its programs compile once per process anyway, and writing every one of them cost minutes of the suite.
   cache = os.path.join(str(config.rootpath), "build", f"xla_test_cache_{os.getpid()}")
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
@@ -33,8 +31,10 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
-  """Drops each test module's compiled programs when it ends: the suite is one long process, and XLA's CPU compiler
-  crashed in it (a segfault compiling the sampler's decode ~470 tests in, in a test that passes alone)."""
+  """Drops each test module's compiled programs when it ends. The suite is one long process, and each program XLA's CPU
+  backend compiles keeps ~3 memory maps per kernel: without this the process reached the kernel's map limit
+  (vm.max_map_count, 65530) ~470 tests in and segfaulted compiling the sampler's decode, in a test that passes alone;
+  with it the count peaks at ~23,000 within one module and falls back to ~2,000 after it."""
   yield
   jax.clear_caches()
 
