@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 def pytest_configure(config):
   # The subprocesses the tests start (RL and train runs, resumes, sweeps) share one persistent compilation cache: the
   # same programs compile once. This process does not write to it (jax was imported above, before these variables):
-  # its programs compile once per process anyway, and writing every one of them cost minutes of the suite.
+  # its programs compile once per process anyway, and serializing every one of them only costs time.
   cache = os.path.join(str(config.rootpath), "build", f"xla_test_cache_{os.getpid()}")
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
