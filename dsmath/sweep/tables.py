@@ -101,12 +101,11 @@ def cell_metric(cell: Cell, spec: MetricSpec) -> float:
   return float(get_path(summary, spec.path, str(d / spec.summary)))
 
 
-def _has_metric(cell: Cell, spec: MetricSpec) -> bool:
+def _metric_or_none(cell: Cell, spec: MetricSpec) -> float | None:
   try:
-    cell_metric(cell, spec)
+    return cell_metric(cell, spec)
   except KeyError:
-    return False
-  return True
+    return None
 
 
 def _group_key(cell: Cell, group_by: Sequence[str]) -> str:
@@ -136,12 +135,12 @@ def aggregate(cells: Sequence[Cell], agg_config, complete: set[str]) -> dict:
   for spec in cfg.metrics:
     table = {}
     for g, members in groups.items():
-      members = [c for c in members if _has_stage(c, spec.stage)]
-      if spec.optional:
-        members = [c for c in members if _has_metric(c, spec)]
-      if members:
-        values = [cell_metric(c, spec) for c in members]
-        table[g] = {**t_interval(values, conf), "cells": [c.name for c in members]}
+      read = _metric_or_none if spec.optional else cell_metric
+      found = {c.name: read(c, spec) for c in members if _has_stage(c, spec.stage)}
+      found = {name: v for name, v in found.items() if v is not None}
+      if found:
+        values = list(found.values())
+        table[g] = {**t_interval(values, conf), "cells": list(found)}
     out["metrics"][spec.name] = {"spec": config_lib.to_dict(spec), "groups": table}
   for spec in cfg.curves:
     table = {}
@@ -284,10 +283,17 @@ def _paired_table(result: Mapping, digits: int) -> str:
     cells = []
     for name in names:
       r = paired["metrics"][name].get(g)
-      cells.append("n/a" if r is None else f"{r['mean']:+.{digits}f} ± {_fmt(r['half_width'], digits)} "
-                                           f"[{_fmt(r['low'], digits)}, {_fmt(r['high'], digits)}] (n={r['n']})")
+      cells.append(_difference(r, digits))
     lines.append(f"| {g} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
+
+
+def _difference(r: Mapping | None, digits: int) -> str:
+  """A paired difference: mean ± half-width [interval] (n), or n/a."""
+  if r is None:
+    return "n/a"
+  return (f"{r['mean']:+.{digits}f} ± {_fmt(r['half_width'], digits)} [{_fmt(r['low'], digits)}, "
+          f"{_fmt(r['high'], digits)}] (n={r['n']})")
 
 
 def _comparisons_table(result: Mapping, digits: int) -> str:
@@ -304,7 +310,6 @@ def _comparisons_table(result: Mapping, digits: int) -> str:
     cells = []
     for name in names:
       r = comp["metrics"][name].get(key)
-      cells.append("n/a" if r is None else f"{r['mean']:+.{digits}f} ± {_fmt(r['half_width'], digits)} "
-                                           f"[{_fmt(r['low'], digits)}, {_fmt(r['high'], digits)}] (n={r['n']})")
+      cells.append(_difference(r, digits))
     lines.append(f"| {key} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
