@@ -5,7 +5,7 @@ The reward model is a scalar head on the policy's body trained on rule labels of
 score is the only training reward (the rule grader only measures: rollouts.jsonl, `accuracy`, the over-optimisation
 check). configs/grpo_orm_paper_toy.py is the paper-faithful run that collapses, kept for comparison.
 """
-from configs.grpo_toy import get_config as _base
+from configs.grpo_orm_paper_toy import get_config as _paper
 
 # what the recipe's RL stage keeps for this config (configs/toy.py:rl:grpo_orm_toy): its learning rate
 LR = 1e-4
@@ -13,11 +13,9 @@ RECIPE_RL: dict = {"optimizer.peak_lr": LR}
 
 
 def get_config():
-  c = _base()
-  c.rl.reward = "orm"
+  c = _paper()  # what differs from the paper-faithful run:
   # A reward model that reads labels of new questions: ~900 questions x 4 samples of the policy (the paper's 64
   # samples memorise and then score new questions near chance), 400 steps.
-  c.reward_model.lr = 1e-3  # the paper's 2e-5 is for a 7B reward model
   c.reward_model.questions = 1000
   c.reward_model.samples_per_question = 4
   c.reward_model.steps = 400

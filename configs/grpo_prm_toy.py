@@ -6,17 +6,14 @@ The PRM is a scalar head on the policy's body trained on Math-Shepherd labels of
 is good when one of 4 completions from it reaches the gold answer); its step scores are the only training reward
 (the rule grader only measures). configs/grpo_prm_paper_toy.py is the paper-faithful run that collapses.
 """
-from configs.grpo_toy import get_config as _base
+from configs.grpo_prm_paper_toy import get_config as _paper
 
 # what the recipe's RL stage keeps for this config (configs/toy.py:rl:grpo_prm_toy)
 RECIPE_RL: dict = {}
 
 
 def get_config():
-  c = _base()
-  c.rl.reward = "prm"
-  c.reward_model.lr = 1e-3  # the paper's 2e-5 is for a 7B reward model
-  c.reward_model.label = "hard"
+  c = _paper()  # what differs from the paper-faithful run:
   c.reward_model.questions = 256
   c.reward_model.samples_per_question = 4
   c.reward_model.steps = 200
