@@ -400,8 +400,7 @@ class RLStep:
       b["values"] = b["old_values"]
     out = adv_lib.ESTIMATORS[name].fn(b, self.group, self.cfg.advantage, self.cfg.ppo)
     if self.cfg.advantage.zero_unanimous_groups:  # diagnosis: only groups the rule grader splits carry signal
-      c = b["correct"].reshape(-1, self.group)
-      out["advantages"] = out["advantages"] * jnp.repeat(c.max(axis=1) > c.min(axis=1), self.group)[:, None]
+      out["advantages"] = out["advantages"] * ~_unanimous_rows(b["correct"], self.group)[:, None]
     return {k: jax.lax.with_sharding_constraint(v, self._batch_sh) for k, v in out.items()}
 
   def dynamic_sample(self, state: dict, indices: np.ndarray, key: jax.Array,
@@ -517,11 +516,16 @@ def _row_advantages(advantages, mask):
   return jnp.stack([(advantages * m).sum(1) / jnp.maximum(m.sum(1), 1.0), jnp.abs(advantages * m).sum(1)], axis=1)
 
 
+def _unanimous_rows(correct, group: int):
+  """[R] bool: the row's group (G consecutive rows) has rule verdicts that all agree. correct: [R] or [R, 1]."""
+  c = correct.reshape(-1, group)
+  return jnp.repeat(c.max(axis=1) == c.min(axis=1), group)
+
+
 @functools.partial(jax.jit, static_argnums=(2,))
 def _unanimous_share(advantages, correct, group: int):
   """Share of sum |A| over a batch's tokens that falls in groups whose rule verdicts all agree."""
-  c = correct[:, 0].reshape(-1, group)
-  unanimous = jnp.repeat(c.max(axis=1) == c.min(axis=1), group)
+  unanimous = _unanimous_rows(correct, group)
   per_row = jnp.abs(advantages).sum(axis=1)
   return jnp.sum(jnp.where(unanimous, per_row, 0.0)) / jnp.maximum(per_row.sum(), 1e-30)
 
