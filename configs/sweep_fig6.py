@@ -35,6 +35,10 @@ def _arm(kind: str, variant: str) -> dict:
 
 
 ARMS = {f"{kind}_{variant}": _arm(kind, variant) for kind in ("prm", "orm") for variant in ("paper", "one", "two")}
+# orm_one with the reward-model recipe chosen by within-question pair accuracy on held-out training questions
+# (configs/sweep_rm_selection.py): reward-model lr 3e-4 for 800 steps, the state that orders pairs best kept
+ARMS["orm_one_rm800"] = {**ARMS["orm_one"], "rl/reward_model.lr": 3e-4, "rl/reward_model.steps": 800,
+                         "rl/reward_model.select_every": 50}
 # Figure 5's GRPO+PS with the rule step checker, beside the learned PRM (prm_one) on the same SFT models
 ARMS["step_check"] = {"rl:config": "configs/toy.py:rl:grpo_ps_toy", "rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}
 
@@ -60,10 +64,15 @@ def get_config():
           {"name": "reward-model label accuracy (held-out), first round", "stage": "rl",
            "path": "reward_model.first_heldout_label_accuracy", "paired": False, "optional": True},
           {"name": "reward-model label accuracy (held-out), last round", "stage": "rl",
-           "path": "reward_model.last_heldout_label_accuracy", "optional": True}] + window_metrics(),
+           "path": "reward_model.last_heldout_label_accuracy", "optional": True},
+          {"name": "reward-model pair accuracy (held-out), first round", "stage": "rl",
+           "path": "reward_model.first_heldout_pair_accuracy", "paired": False, "optional": True},
+          {"name": "reward-model pair accuracy (held-out), last round", "stage": "rl",
+           "path": "reward_model.last_heldout_pair_accuracy", "optional": True}] + window_metrics(),
       "curves": CURVES + [{"name": "proxy_reward_mean", "stage": "rl", "file": "metrics.jsonl",
                            "key": "proxy_reward_mean", "title": "Learned reward of the rollouts vs RL step"}],
       "comparisons": [f"arm={k}_two vs arm={k}_one" for k in ("prm", "orm")] +
                      [f"arm={k}_one vs arm={k}_paper" for k in ("prm", "orm")] +
-                     ["arm=prm_one vs arm=orm_one", "arm=prm_one vs arm=step_check"]}
+                     ["arm=prm_one vs arm=orm_one", "arm=prm_one vs arm=step_check",
+                      "arm=orm_one_rm800 vs arm=orm_one"]}
   return c

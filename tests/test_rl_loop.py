@@ -37,7 +37,7 @@ def _heldout_label_accuracy(cfg, workdir) -> float:
   loop = RLLoop(rl.resolve_rl_config(cfg), workdir)
   try:
     state = loop.checkpointer.restore(0, loop._abstract_state())
-    rows, _ = loop.rm.new_rows(state, 0, loop.cfg.seed, held_out=True)
+    rows, _ = loop.rm.new_rows(state, 0, loop.cfg.seed, split="heldout")
     batch = {k: loop.rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
     with loop.rl.scope():
       scores = np.asarray(jax.device_get(loop.rl.reward_scores(state["reward_model"]["params"], batch)))
@@ -85,6 +85,79 @@ def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
   assert run.job == "rl" and run.step == 1 and run.parents == (str(sft_run),)
   assert run.model == load_run(sft_run).model and run.tokenizer == load_run(sft_run).tokenizer
   assert summary["config"]["model"] == run.config["model"] == dataclasses.asdict(run.model)  # the model that ran
+
+
+def _pair_accuracy_on_select_rows(cfg, workdir) -> float:
+  """The within-question pair accuracy of the step-0 checkpoint's reward model on the first round's selection rows
+  (sampled again from that checkpoint's policy with the round's keys), counted here pair by pair."""
+  from dsmath.rl.loop import RLLoop
+  loop = RLLoop(rl.resolve_rl_config(cfg), workdir)
+  try:
+    state = loop.checkpointer.restore(0, loop._abstract_state())
+    rows, _ = loop.rm.new_rows(state, 0, loop.cfg.seed, split="select")
+    batch = {k: loop.rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
+    with loop.rl.scope():
+      scores = np.asarray(jax.device_get(loop.rl.reward_scores(state["reward_model"]["params"], batch)))
+  finally:
+    loop.checkpointer.close()
+    loop.rl.close()
+  z = scores[np.arange(len(scores)), rows["mask"].sum(1).astype(int) - 1]
+  y, q = rows["label"][:, 0], rows["question"][:, 0]
+  pairs = [(i, j) for i in range(len(q)) for j in range(len(q)) if q[i] == q[j] and y[i] > y[j]]
+  assert pairs, "no question of the selection rows has a right and a wrong sample: the test says nothing"
+  return sum(z[i] > z[j] for i, j in pairs) / len(pairs)
+
+
+def test_reward_model_round_keeps_the_state_that_orders_pairs_best(tmp_path, sft_run):
+  """reward_model.select_every: the round scores selection rows every k steps and keeps its best state; the state the
+  run went on with (its step-0 checkpoint) orders the selection rows' pairs exactly as well as the round logged, at
+  least as well as the round's last state, and the held-out measurements of both states are logged."""
+  over = {"reward_model.select_every": 1, "reward_model.steps": 4, "reward_model.questions": 16,
+          "reward_model.samples_per_question": 4, "reward_model.heldout_questions": 16,
+          "reward_model.select_questions": 24, "rollout.max_new_tokens": 24}
+  summary = rl.run(config("grpo_orm_toy", sft_run, **over), tmp_path)
+  rm = [r for r in metric_rows(tmp_path) if "rm_loss" in r][0]
+  assert rm["rm_selected_step"] in (1.0, 2.0, 3.0, 4.0)
+  assert rm["rm_select_pair_accuracy"] >= rm["rm_select_pair_accuracy_last"]
+  assert rm["rm_select_pair_accuracy"] == pytest.approx(_pair_accuracy_on_select_rows(
+      config("grpo_orm_toy", sft_run, **over), tmp_path), abs=1e-9)
+  if rm["rm_selected_step"] == 4.0:  # the last state was kept: one model, one measurement
+    assert rm["rm_heldout_pair_accuracy_last"] == rm["rm_heldout_pair_accuracy"]
+  assert summary["reward_model"]["selected_step"] == [rm["rm_selected_step"]]
+
+
+def test_reward_model_rows_include_gold_solutions_labelled_right(tmp_path, sft_run):
+  """reward_model.gold_solutions: after the policy's samples, one row per training question holding its worked
+  solution as the SFT entry tokenizes it (+ EOS), labelled right, every step good; the samples keep their labels."""
+  from dsmath.rl.loop import RLLoop
+  over = {"reward_model.gold_solutions": True, "reward_model.questions": 6, "rollout.max_new_tokens": 24}
+  cfg = config("grpo_prm_toy", sft_run, **over)
+  rl.run(cfg, tmp_path)
+  rm = [r for r in metric_rows(tmp_path) if "rm_loss" in r][0]
+  assert rm["rm_rows_new"] == 12 and rm["rm_rows_gold"] + rm["rm_gold_too_long"] == 6 and rm["rm_rows_gold"] > 0
+  loop = RLLoop(rl.resolve_rl_config(cfg), tmp_path)
+  try:
+    state = loop.checkpointer.restore(0, loop._abstract_state())
+    rows, metrics = loop.rm.new_rows(state, 0, loop.cfg.seed)
+    train_q = loop.rm._questions(0, loop.cfg.seed)["train"]
+    tok, task = loop.rl.tokenizer, loop.rl.task
+  finally:
+    loop.checkpointer.close()
+    loop.rl.close()
+  n_gold = int(metrics["rows_gold"])
+  assert len(rows["label"]) == 12 + n_gold
+  gold = {k: v[12:] for k, v in rows.items()}
+  for r in range(n_gold):
+    q = int(gold["question"][r, 0])
+    assert q in train_q
+    ids = list(tok.encode(task.train[q].solution)) + [tok.eos_id]
+    n = int(gold["mask"][r].sum())
+    assert gold["completion"][r, :n].tolist() == ids and gold["label"][r, 0] == 1.0
+    steps = task.train[q].solution.count("\n") + 1
+    assert gold["step_mask"][r].sum() == steps and np.all(gold["step_label"][r][gold["step_mask"][r] > 0] == 1.0)
+  # the samples' labels are the rule grader's verdicts, as without gold rows
+  assert set(np.unique(rows["label"][:12])) <= {0.0, 1.0}
+  assert np.all(np.repeat(np.sort(train_q), 2) == rows["question"][:12, 0])
 
 
 def test_iterative_rl_resets_ref_and_replays_reward_model_data(tmp_path, sft_run):

@@ -198,6 +198,15 @@ class RewardModelConfig:
   label: Literal["hard", "soft"] = "hard"  # Math-Shepherd's hard (any completion correct) or soft estimate
   questions: int = 32  # training questions sampled per round
   heldout_questions: int = 0  # other training questions whose samples measure the label accuracy; 0 = `questions`
+  # Each training question's worked gold solution as one more row labelled right (a PRM: every step good) beside the
+  # policy's samples: every question the policy gets wrong then has a (right, wrong) pair to learn the order from, and
+  # the model sees right arithmetic for every question. False = the paper's data (the policy's samples only).
+  gold_solutions: bool = False
+  # Model selection: every select_every steps the round scores samples of select_questions further training
+  # questions (disjoint from its training and held-out ones) and keeps the state whose within-question pair accuracy
+  # (what GRPO's group comparison reads) is best, instead of the last. 0 = the last state (the paper's).
+  select_every: int = 0
+  select_questions: int = 256
   samples_per_question: int = 2
   shepherd_completions: int = 4  # completions from each step prefix that estimate its label
   # The training reward read from the model's probability: "probability" (the paper) or "binary" (1 when > 0.5: the
@@ -216,6 +225,9 @@ class RewardModelConfig:
   def __post_init__(self):
     if not 0.0 <= self.replay_fraction < 1.0:
       raise ValueError(f"replay_fraction must be in [0, 1), got {self.replay_fraction}")
+    if self.select_every < 0 or (self.select_every and self.select_questions < 1):
+      raise ValueError(f"select_every must be >= 0 and select_questions >= 1 when selecting, got {self.select_every} "
+                       f"and {self.select_questions}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -272,6 +272,10 @@ class RLLoop:
       summary["reward_model"] = {"rounds": len(acc), "heldout_label_accuracy": acc, "first_heldout_label_accuracy":
                                  acc[0], "last_heldout_label_accuracy": acc[-1], "heldout_pair_accuracy": pair,
                                  "first_heldout_pair_accuracy": pair[0], "last_heldout_pair_accuracy": pair[-1]}
+      if "rm_selected_step" in host.rm_history[0]:  # reward_model.select_every: the state each round kept
+        summary["reward_model"].update({k: [m[f"rm_{k}"] for m in host.rm_history] for k in (
+            "selected_step", "select_pair_accuracy", "select_pair_accuracy_last", "heldout_pair_accuracy_last",
+            "heldout_label_accuracy_last")})
     write_rl_report(self.workdir, summary)
     if status == "completed":
       write_run(self.workdir, job="rl", model=self.model_cfg, tokenizer=self.tokenizer_ref, step=host.step,

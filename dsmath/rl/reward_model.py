@@ -11,6 +11,7 @@ import dataclasses
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dsmath import model
@@ -19,7 +20,7 @@ from dsmath.holds import hold_point
 
 from dsmath.model.sharding import host_array
 from dsmath.runs import load_run
-from dsmath.rl import rewards
+from dsmath.rl import rewards, sources
 from dsmath.rl.step import RLStep
 from dsmath.sample import engine
 from dsmath.sample.strategies import Temperature
@@ -105,20 +106,28 @@ class RewardModelTrainer:
                   for s in range(n)]
     return out
 
-  def _questions(self, round_index: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training questions, held-out questions) of a round: disjoint draws from the task's training questions."""
-    n_all = len(self.rl.task.train)
-    h = min(self.cfg.heldout_questions or self.cfg.questions, n_all // 2)  # at most half the questions held out
-    n = min(self.cfg.questions, n_all - h)
+  def _questions(self, round_index: int, seed: int) -> dict[str, np.ndarray]:
+    """A round's questions by split, disjoint draws from the task's training questions: "train", "heldout" (measures
+    the trained model) and, with select_every, "select" (chooses among the round's states)."""
+    cfg, n_all = self.cfg, len(self.rl.task.train)
+    h = min(cfg.heldout_questions or cfg.questions, n_all // 2)  # at most half the questions held out
+    n = min(cfg.questions, n_all - h)
     order = np.random.default_rng([seed, 7, round_index]).permutation(n_all)
-    return np.sort(order[:n]), np.sort(order[n:n + h])
+    out = {"train": order[:n], "heldout": order[n:n + h]}
+    if cfg.select_every:
+      if n + h + cfg.select_questions > n_all:
+        raise ConfigError(f"config.reward_model.select_questions={cfg.select_questions}: the task has {n_all} training "
+                          f"questions and the round already draws {n} to train on and {h} held out")
+      out["select"] = order[n + h:n + h + cfg.select_questions]
+    return {k: np.sort(v) for k, v in out.items()}
 
-  def new_rows(self, state: dict, round_index: int, seed: int, held_out: bool = False) -> tuple[dict, dict]:
-    """Rows sampled from the current policy, labelled: ORM by the rule reward, PRM by Math-Shepherd. held_out: rows
-    of questions the round does not train on, to measure the reward model's label accuracy."""
+  def new_rows(self, state: dict, round_index: int, seed: int, split: str = "train") -> tuple[dict, dict]:
+    """Rows sampled from the current policy, labelled: ORM by the rule reward, PRM by Math-Shepherd. split: "train",
+    or rows of questions the round does not train on ("heldout": to measure the reward model; "select": to choose
+    among its states)."""
     rl, cfg = self.rl, self.cfg
-    indices = self._questions(round_index, seed)[1 if held_out else 0]
-    key = jax.random.fold_in(jax.random.key(seed + 104729 + (1 if held_out else 0)), round_index)
+    indices = self._questions(round_index, seed)[split]
+    key = jax.random.fold_in(jax.random.key(seed + 104729 + ("train", "heldout", "select").index(split)), round_index)
     params = state["policy"]["params"]
     rows, lengths_d, _ = rl.sample(params, indices, jax.random.fold_in(key, 0), cfg.samples_per_question)
     texts, tokens, lengths = rl.texts(rows, lengths_d)
@@ -127,11 +136,22 @@ class RewardModelTrainer:
     correct = rl.grade(texts, golds).correct
     host = {k: host_array(rows[k]) for k in ("prompt", "prompt_mask", "mask")}
     host["completion"] = tokens
+    metrics = {"rows_new": float(len(texts)), "label_mean": float(correct.mean())}
+    if split == "train" and cfg.gold_solutions:  # each question's worked solution, labelled right (every step good)
+      gold = sources.gold_experience(rl, indices)
+      keep = np.flatnonzero(gold.lengths > 0)  # a solution longer than the policy's budget is left out (counted)
+      g = {k: host_array(gold.batch[k])[keep] for k in ("prompt", "prompt_mask", "completion", "mask")}
+      texts = texts + [gold.texts[i] for i in keep]
+      tokens, lengths = np.concatenate([tokens, g["completion"]]), np.concatenate([lengths, gold.lengths[keep]])
+      host = {**{k: np.concatenate([host[k], g[k]]) for k in ("prompt", "prompt_mask", "mask")}, "completion": tokens}
+      correct = np.concatenate([correct, np.ones(len(keep), np.float32)])
+      qidx = np.concatenate([qidx, indices[keep]])
+      metrics.update(rows_gold=float(len(keep)), gold_too_long=gold.metrics["gold_too_long"])
+    n_sampled = len(golds)
     width = tokens.shape[1]
     out = {**host, "label": correct[:, None].astype(np.float32), "question": qidx[:, None].astype(np.int32),
            "step_label": np.zeros((len(texts), width), np.float32), "step_mask": np.zeros((len(texts), width),
                                                                                           np.float32)}
-    metrics = {"rows_new": float(len(texts)), "label_mean": float(correct.mean())}
     if self.kind == "prm":
       ends = rewards.step_ends(texts, tokens, lengths, rl.tokenizer.decode, rl.cfg.rl.step_separator)
       prompt_rows = [[int(t) for t, m in zip(p, pm) if m > 0] for p, pm in zip(host["prompt"], host["prompt_mask"])]
@@ -140,9 +160,11 @@ class RewardModelTrainer:
         return self._complete(params, [prompt_rows[r] for r, _ in prefixes],
                               [tokens[r, :e + 1].tolist() for r, e in prefixes], k, jax.random.fold_in(key, 1))
 
-      labels = rewards.math_shepherd_labels(ends, golds, complete, cfg.shepherd_completions, texts,
-                                            lambda t, g: rl.grade(t, g).correct)
+      # Math-Shepherd labels for the samples; a gold solution's steps are right by construction
+      labels = rewards.math_shepherd_labels(ends[:n_sampled], golds, complete, cfg.shepherd_completions,
+                                            texts[:n_sampled], lambda t, g: rl.grade(t, g).correct)
       vals = [list(lab.soft if cfg.label == "soft" else lab.hard) for lab in labels]
+      vals += [[1.0] * len(e) for e in ends[n_sampled:]]
       out["step_label"], out["step_mask"] = rewards.place_step_values(vals, ends, width)
       metrics["step_label_mean"] = float(np.sum(out["step_label"]) / max(np.sum(out["step_mask"]), 1.0))
     return out, metrics
@@ -163,6 +185,8 @@ class RewardModelTrainer:
     n = len(data["prompt"])
     rm = state["reward_model"]
     m = {}
+    select = self.new_rows(state, round_index, seed, split="select")[0] if cfg.select_every else None
+    best, curve = (-np.inf, rm, 0), []
     bar = progress_bar(cfg.steps, 0, self.rl.cfg.progress, desc=f"reward model round {round_index}")
     keys = ("prompt", "prompt_mask", "completion", "mask") + (("label",) if self.kind == "orm" else (
         "step_label", "step_mask")) + (("question",) if cfg.pairwise_weight else ())
@@ -172,15 +196,29 @@ class RewardModelTrainer:
       bar.update(1)
       if s == cfg.steps // 2:
         hold_point("reward_model_round", round_index)
+      if select is not None and ((s + 1) % cfg.select_every == 0 or s + 1 == cfg.steps):
+        pair = self.label_accuracy(rm["params"], select)[1]
+        curve.append(pair)
+        if pair >= best[0]:  # a later state wins ties; nan (no pairs to order) never does
+          best = (pair, jax.tree.map(jnp.copy, rm) if s + 1 < cfg.steps else rm, s + 1)
     bar.close()
+    last = rm
+    if select is not None:
+      rm = best[1] if best[2] else rm  # no state ordered a pair: the last
+      metrics.update(selected_step=float(best[2]), select_pair_accuracy=float(best[0]),
+                     select_pair_accuracy_last=float(curve[-1]))
     state = dict(state, reward_model=rm)
     replay = {k: np.concatenate([replay[k], new[k]]) for k in new} if replay else dict(new)
     m = {k: float(v) for k, v in jax.device_get(m).items()}
     metrics.update(m, rows_replay=float(n_replay), replay_share=n_replay / n, round=float(round_index))
     # How well the trained model reads labels of samples it was not trained on (fresh questions, same policy): the
     # step labels for a PRM, the answer labels for an ORM.
-    held_out, _ = self.new_rows(state, round_index, seed, held_out=True)
+    held_out, _ = self.new_rows(state, round_index, seed, split="heldout")
     metrics["heldout_label_accuracy"], metrics["heldout_pair_accuracy"] = self.label_accuracy(rm["params"], held_out)
+    if select is not None:  # what selection bought, on questions neither the training nor the selection saw
+      metrics["heldout_label_accuracy_last"], metrics["heldout_pair_accuracy_last"] = (
+          self.label_accuracy(last["params"], held_out) if last is not rm else
+          (metrics["heldout_label_accuracy"], metrics["heldout_pair_accuracy"]))
     return state, replay, {f"rm_{k}" if not k.startswith("rm_") else k: v for k, v in metrics.items()}
 
   def _batch_rows(self, question: np.ndarray, rng: np.random.Generator) -> np.ndarray:
