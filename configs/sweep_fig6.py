@@ -35,10 +35,18 @@ def _arm(kind: str, variant: str) -> dict:
 
 
 ARMS = {f"{kind}_{variant}": _arm(kind, variant) for kind in ("prm", "orm") for variant in ("paper", "one", "two")}
-# orm_one with the reward-model recipe chosen by within-question pair accuracy on held-out training questions
-# (configs/sweep_rm_selection.py): reward-model lr 3e-4 for 800 steps, the state that orders pairs best kept
-ARMS["orm_one_rm800"] = {**ARMS["orm_one"], "rl/reward_model.lr": 3e-4, "rl/reward_model.steps": 800,
-                         "rl/reward_model.select_every": 50}
+# orm_one / orm_two as first run: the reward model of the earlier grpo_orm_toy (lr 1e-3, 400 steps, the last state)
+EARLIER_ORM = {"rl/reward_model.lr": 1e-3, "rl/reward_model.steps": 400, "rl/reward_model.select_every": 0}
+for _name in ("orm_one", "orm_two"):
+  ARMS[_name] = {**ARMS[_name], **EARLIER_ORM}
+# The configs as they stand (grpo_orm_toy's reward model chosen by within-question pair accuracy on held-out training
+# questions, configs/sweep_rm_selection.py: lr 3e-4 for 800 steps, the state that orders pairs best kept)
+RM800 = {"rl/reward_model.lr": 3e-4, "rl/reward_model.steps": 800, "rl/reward_model.select_every": 50}
+ARMS["orm_one_rm800"] = {**ARMS["orm_one"], **RM800}
+ARMS["orm_two_rm800"] = {**ARMS["orm_two"], **RM800}
+# prm_one at a third of the policy lr (prm_one collapsed on seed 1 at 3e-4 with KL 1.3; validation seed 0: +0.035 vs
+# +0.040 at 3e-4)
+ARMS["prm_one_lr1e-4"] = {**ARMS["prm_one"], "rl/optimizer.peak_lr": 1e-4}
 # Figure 5's GRPO+PS with the rule step checker, beside the learned PRM (prm_one) on the same SFT models
 ARMS["step_check"] = {"rl:config": "configs/toy.py:rl:grpo_ps_toy", "rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}
 
@@ -74,5 +82,6 @@ def get_config():
       "comparisons": [f"arm={k}_two vs arm={k}_one" for k in ("prm", "orm")] +
                      [f"arm={k}_one vs arm={k}_paper" for k in ("prm", "orm")] +
                      ["arm=prm_one vs arm=orm_one", "arm=prm_one vs arm=step_check",
-                      "arm=orm_one_rm800 vs arm=orm_one"]}
+                      "arm=orm_one_rm800 vs arm=orm_one", "arm=orm_two_rm800 vs arm=orm_one_rm800",
+                      "arm=orm_two_rm800 vs arm=orm_two", "arm=prm_one_lr1e-4 vs arm=prm_one"]}
   return c

@@ -15,12 +15,14 @@ SFT = os.path.join(str(REPO_ROOT), "runs", "sweep_fig5", "_setup", "base_s{seed}
 ORM, PRM = "configs/toy.py:rl:grpo_orm_toy", "configs/toy.py:rl:grpo_prm_toy"
 SEEDS = (0, 1, 2, 3, 4)
 
+# The earlier grpo_orm_toy's reward model (lr 1e-3, 400 steps), which the recipes below change
+EARLIER_ORM = {"rl:config": ORM, "rl/reward_model.lr": 1e-3, "rl/reward_model.steps": 400}
 RECIPES = {
-    "orm": {"rl:config": ORM},
+    "orm": EARLIER_ORM,
     "orm_lr3e-4_800": {"rl:config": ORM, "rl/reward_model.lr": 3e-4, "rl/reward_model.steps": 800},
-    "orm_pair": {"rl:config": ORM, "rl/reward_model.pairwise_weight": 1.0},
+    "orm_pair": {**EARLIER_ORM, "rl/reward_model.pairwise_weight": 1.0},
     "orm_lr1e-4_800": {"rl:config": ORM, "rl/reward_model.lr": 1e-4, "rl/reward_model.steps": 800},
-    "orm_lr3e-3": {"rl:config": ORM, "rl/reward_model.lr": 3e-3},
+    "orm_lr3e-3": {**EARLIER_ORM, "rl/reward_model.lr": 3e-3},
     # 2.8x the questions, 8 samples each, trained for their order (whole questions per batch) 3x as long
     "orm_big_pair": {"rl:config": ORM, "rl/reward_model.questions": 1400, "rl/reward_model.samples_per_question": 8,
                      "rl/reward_model.pairwise_weight": 1.0, "rl/reward_model.batch": 64,
@@ -31,6 +33,9 @@ RECIPES = {
                       "rl/reward_model.gold_solutions": True, "rl/reward_model.pairwise_weight": 1.0},
     "prm": {"rl:config": PRM},
     "prm_gold": {"rl:config": PRM, "rl/reward_model.gold_solutions": True},
+    "prm_lr3e-4_400": {"rl:config": PRM, "rl/reward_model.lr": 3e-4, "rl/reward_model.steps": 400},
+    "prm_1000q_lr3e-4_800": {"rl:config": PRM, "rl/reward_model.lr": 3e-4, "rl/reward_model.steps": 800,
+                             "rl/reward_model.questions": 1000},
 }
 
 

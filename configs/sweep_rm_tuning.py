@@ -13,6 +13,8 @@ from dsmath.sweep import SweepConfig
 
 SFT = os.path.join(str(REPO_ROOT), "runs", "sweep_fig5", "_setup", "base_s{seed}", "sft")
 ORM, PRM = "configs/toy.py:rl:grpo_orm_toy", "configs/toy.py:rl:grpo_prm_toy"
+# grpo_orm_toy's reward model as it stood when this sweep ran (configs/sweep_rm_selection.py chose the later one)
+EARLIER_ORM = {"rl/reward_model.lr": 1e-3, "rl/reward_model.steps": 400, "rl/reward_model.select_every": 0}
 
 CANDIDATES = {
     "orm": {"rl:config": ORM},
@@ -37,6 +39,9 @@ CANDIDATES = {
     "prm_lr1e-4": {"rl:config": PRM, "rl/optimizer.peak_lr": 1e-4},
     "prm_two_iterations": {"rl:config": PRM, "rl/rl.iterations": 2, "rl/rl.steps": 100},
 }
+
+
+CANDIDATES = {name: {**EARLIER_ORM, **cell} if cell["rl:config"] == ORM else cell for name, cell in CANDIDATES.items()}
 
 
 def get_config():

@@ -9,6 +9,7 @@ TOY = {"task.synthetic.num_train": 256, "task.synthetic.num_test": 64, "task.syn
 SMALL = {**TOY, "rl.steps": 1, "rl.sft_warmup_steps": 0, "rollout.prompts_per_step": 2, "rollout.group_size": 4,
          "rollout.max_new_tokens": 16, "eval.num_questions": 0, "checkpoint.every": 100, "reward_model.steps": 2,
          "reward_model.batch": 8, "reward_model.questions": 4, "reward_model.samples_per_question": 2,
+         "reward_model.select_questions": 8,
          "reward_model.shepherd_completions": 2, "offline.samples_per_question": 4, "offline.questions": 16,
          "ppo.samples_per_question": 2}
 
