@@ -9,10 +9,14 @@ the recipe's SFT model for that seed, so the arms of a seed share one SFT policy
 training reward; the rule grader measures the rollouts (rule accuracy beside the proxy) and the held-out test split.
   prm_paper / orm_paper   configs/grpo_{prm,orm}_paper_toy.py: the paper's estimators, reward models of 64 samples
   prm_one / orm_one       configs/grpo_{prm,orm}_toy.py: the settings chosen on the validation split, 1 x 200 steps
+                          (orm_one with the earlier reward model: lr 1e-3, 400 steps, the last state)
   prm_two / orm_two       the same, 2 iterations x 100 steps (orm_two: configs/grpo_iterative_toy.py)
+  orm_one_rm800 / orm_two_rm800   orm_one / orm_two with grpo_orm_toy's reward model as it stands (lr 3e-4, 800
+                          steps, the state that orders held-out pairs best; configs/sweep_rm_selection.py)
   step_check              GRPO+PS with the synthetic task's rule step checker (Figure 5's row), beside prm_one
-Reported beside accuracy: the reward model's label accuracy on samples of questions it did not train on, after its
-first and last round, and the rollouts' rule accuracy and learned reward over the last 20 steps.
+Reported beside accuracy: the reward model's label and within-question pair accuracy on samples of questions it did
+not train on, after its first and last round, and the rollouts' rule accuracy and learned reward over the last 20
+steps.
 """
 import os
 
@@ -44,9 +48,6 @@ for _name in ("orm_one", "orm_two"):
 RM800 = {"rl/reward_model.lr": 3e-4, "rl/reward_model.steps": 800, "rl/reward_model.select_every": 50}
 ARMS["orm_one_rm800"] = {**ARMS["orm_one"], **RM800}
 ARMS["orm_two_rm800"] = {**ARMS["orm_two"], **RM800}
-# prm_one at a third of the policy lr (prm_one collapsed on seed 1 at 3e-4 with KL 1.3; validation seed 0: +0.035 vs
-# +0.040 at 3e-4)
-ARMS["prm_one_lr1e-4"] = {**ARMS["prm_one"], "rl/optimizer.peak_lr": 1e-4}
 # Figure 5's GRPO+PS with the rule step checker, beside the learned PRM (prm_one) on the same SFT models
 ARMS["step_check"] = {"rl:config": "configs/toy.py:rl:grpo_ps_toy", "rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}
 
@@ -83,5 +84,5 @@ def get_config():
                      [f"arm={k}_one vs arm={k}_paper" for k in ("prm", "orm")] +
                      ["arm=prm_one vs arm=orm_one", "arm=prm_one vs arm=step_check",
                       "arm=orm_one_rm800 vs arm=orm_one", "arm=orm_two_rm800 vs arm=orm_one_rm800",
-                      "arm=orm_two_rm800 vs arm=orm_two", "arm=prm_one_lr1e-4 vs arm=prm_one"]}
+                      "arm=orm_two_rm800 vs arm=orm_two"]}
   return c

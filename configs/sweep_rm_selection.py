@@ -20,7 +20,6 @@ EARLIER_ORM = {"rl:config": ORM, "rl/reward_model.lr": 1e-3, "rl/reward_model.st
 RECIPES = {
     "orm": EARLIER_ORM,
     "orm_lr3e-4_800": {"rl:config": ORM, "rl/reward_model.lr": 3e-4, "rl/reward_model.steps": 800},
-    "orm_pair": {**EARLIER_ORM, "rl/reward_model.pairwise_weight": 1.0},
     "orm_lr1e-4_800": {"rl:config": ORM, "rl/reward_model.lr": 1e-4, "rl/reward_model.steps": 800},
     "orm_lr3e-3": {**EARLIER_ORM, "rl/reward_model.lr": 3e-3},
     # 2.8x the questions, 8 samples each, trained for their order (whole questions per batch) 3x as long
