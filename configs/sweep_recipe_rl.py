@@ -21,6 +21,9 @@ SETTINGS = {
     "q16": {"rl/rl.steps": 200, "rl/rollout.prompts_per_step": 16},
     "dynamic": {"rl/rl.steps": 200, "rl/rollout.dynamic_sampling": "on"},
     "lr6e-4": {"rl/rl.steps": 200, "rl/optimizer.peak_lr": 6e-4},
+    "g16": {"rl/rl.steps": 200, "rl/rollout.group_size": 16},
+    "t1.3": {"rl/rl.steps": 200, "rl/rollout.temperature": 1.3},
+    "t1.6": {"rl/rl.steps": 200, "rl/rollout.temperature": 1.6},
 }
 
 

@@ -44,7 +44,7 @@ def rl_parent_run(tmp_path_factory):
   """A finished run (run.json) the RL tests start from: 60 steps of the paradigm's SFT entry on the toy task, partly
   right on its questions."""
   from dsmath import rl
-  from tests.rl_configs import config
+  from tests.rl_configs import parent_config
   workdir = tmp_path_factory.mktemp("rl_parent")
-  rl.run(config("sft_toy", **{"rl.steps": 60, "optimizer.peak_lr": 3e-3, "rollout.prompts_per_step": 32}), workdir)
+  rl.run(parent_config(), workdir)
   return workdir

@@ -40,3 +40,23 @@ def flags(parent=None, **overrides) -> list:
     small["init_from"] = str(parent)
   small.update(overrides)
   return [f"--config.{k}={v!r}" if isinstance(v, tuple) else f"--config.{k}={v}" for k, v in small.items()]
+
+
+def parent_config(seed: int = 0):
+  """The RL tests' parent run (conftest's rl_parent_run): 60 steps of the paradigm's SFT entry, partly right."""
+  return config("sft_toy", **{"rl.steps": 60, "optimizer.peak_lr": 3e-3, "rollout.prompts_per_step": 32,
+                              "seed": seed})
+
+
+def grpo_learning_config(parent, seed: int = 0):
+  """The learning test's GRPO run: 12 steps on 8 training questions (all 8 every step, G = 8) from `parent`."""
+  return config("grpo_toy", parent, **{"rl.steps": 12, "rollout.prompts_per_step": 8, "rollout.group_size": 8,
+                                       "optimizer.peak_lr": 3e-4, "task.synthetic.num_train": 8, "seed": seed})
+
+
+def rollout_accuracy_gain(workdir) -> tuple[float, float, list]:
+  """The learning test's statistic: mean rollout accuracy of the first 3 and of the last 3 steps, and every step's."""
+  import json
+  acc = [json.loads(line)["accuracy"] for line in (workdir / "metrics.jsonl").read_text().splitlines()
+         if '"accuracy"' in line]
+  return sum(acc[:3]) / 3, sum(acc[-3:]) / 3, acc

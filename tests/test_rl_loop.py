@@ -17,7 +17,7 @@ from dsmath import rl
 from dsmath.config import ConfigError
 from dsmath.rl.checkpoint import RLCheckpointer
 from dsmath.runs import load_run
-from tests.rl_configs import config
+from tests.rl_configs import config, grpo_learning_config, rollout_accuracy_gain
 
 def metric_rows(workdir) -> list:
   return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -181,13 +181,13 @@ def test_iterative_rl_resets_ref_and_replays_reward_model_data(tmp_path, sft_run
   assert len(arrays["replay/completion"]) == n_new + int(rm[1]["rm_rows_new"])
 
 
-def test_grpo_raises_training_reward_of_an_sft_policy(tmp_path, sft_run):
-  """Fixed seed: 12 GRPO steps on 8 questions (all 8 every step, G = 8) raise the accuracy of samples on them."""
-  c = config("grpo_toy", sft_run, **{"rl.steps": 12, "rollout.prompts_per_step": 8, "rollout.group_size": 8,
-                                     "optimizer.peak_lr": 3e-4, "task.synthetic.num_train": 8})
-  rl.run(c, tmp_path)
-  acc = [r["accuracy"] for r in metric_rows(tmp_path) if "accuracy" in r]
-  first, last = np.mean(acc[:3]), np.mean(acc[-3:])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grpo_raises_training_reward_of_an_sft_policy(tmp_path, sft_run, seed):
+  """On each of three RL seeds, 12 GRPO steps on 8 questions (all 8 every step, G = 8) raise the accuracy of samples
+  on them by more than 0.1 (mean of the last 3 steps over the first 3). Over 3 SFT parents x 4 RL seeds on 2 cores,
+  one core and AVX2 (the slow tests/test_rl_learning_trajectories.py) the smallest gain measured was +0.167."""
+  rl.run(grpo_learning_config(sft_run, seed), tmp_path)
+  first, last, acc = rollout_accuracy_gain(tmp_path)
   print(f"GRPO rollout accuracy per step: {np.round(acc, 3).tolist()}")
   assert 0.05 < first < 0.95, acc  # partly right: the groups carry signal
   assert last > first + 0.1, acc

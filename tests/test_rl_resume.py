@@ -73,11 +73,25 @@ def _settled(ckpt: Path, step: int, proc, timeout_s: float = 120.0) -> bool:
   return False
 
 
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, rl_parent_run):
+  """The uninterrupted run of a (config, overrides): its summary and metric rows, run once for the cases that share
+  it (the two PRM kills)."""
+  done = {}
+
+  def get(name: str, overrides: dict):
+    key = (name, json.dumps(overrides, sort_keys=True))
+    if key not in done:
+      workdir = tmp_path_factory.mktemp("straight")
+      done[key] = (_run(_args(name, workdir, rl_parent_run, **overrides)), _rows(workdir))
+    return done[key]
+  return get
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_sigkill_then_same_command_gives_the_same_metrics(tmp_path, rl_parent_run, case):
+def test_sigkill_then_same_command_gives_the_same_metrics(tmp_path, rl_parent_run, straight_run, case):
   name, overrides, (phase, step), last_good = CASES[case]
-  straight = _run(_args(name, tmp_path / "straight", rl_parent_run, **overrides))
-  reference = _rows(tmp_path / "straight")
+  straight, reference = straight_run(name, overrides)
   workdir, ckpt, held = tmp_path / "killed", tmp_path / "killed" / "checkpoints", tmp_path / "held.json"
   proc = subprocess.Popen(_args(name, workdir, rl_parent_run, **overrides), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu",
