@@ -40,5 +40,5 @@ def get_config():
   c.axes = [{"name": "setting", "levels": [{"name": n, "set": s} for n, s in SETTINGS.items()]},
             {"name": "sft", "levels": [{"name": n, "set": {"rl/init_from": p, "rl/seed": int(n[1])}}
                                        for n, p in SFT.items()]}]
-  c.aggregate = {"group_by": ["setting"], "metrics": accuracy_metrics(), "curves": CURVES, "compare_to": "setting=steps400"}
+  c.aggregate = {"group_by": ["sft", "setting"], "metrics": accuracy_metrics(), "curves": CURVES}
   return c
