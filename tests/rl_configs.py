@@ -60,3 +60,35 @@ def rollout_accuracy_gain(workdir) -> tuple[float, float, list]:
   acc = [json.loads(line)["accuracy"] for line in (workdir / "metrics.jsonl").read_text().splitlines()
          if '"accuracy"' in line]
   return sum(acc[:3]) / 3, sum(acc[-3:]) / 3, acc
+
+
+METRIC_KEYS = ("reward_mean", "reward_std", "accuracy", "zero_std_group_fraction", "entropy", "completion_len_mean",
+               "truncated_fraction", "rollout_s", "scoring_s", "update_s", "step_s", "tokens_per_s", "loss",
+               "grad_norm")
+
+
+def heldout_label_accuracy(cfg, workdir) -> float:
+  """The first reward-model round's held-out label accuracy, recomputed from what the run left: the reward model of
+  its step-0 checkpoint scores the round's held-out rows (sampled again from that checkpoint's policy with the
+  round's keys), and the agreement of scores > 0.5 with the labels > 0.5 (at step ends for a PRM, at the last token
+  for an ORM) is counted here."""
+  import jax
+  import numpy as np
+
+  from dsmath import rl
+  from dsmath.rl.loop import RLLoop
+  loop = RLLoop(rl.resolve_rl_config(cfg), workdir)
+  try:
+    state = loop.checkpointer.restore(0, loop._abstract_state())
+    rows, _ = loop.rm.new_rows(state, 0, loop.cfg.seed, split="heldout")
+    batch = {k: loop.rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
+    with loop.rl.scope():
+      scores = np.asarray(jax.device_get(loop.rl.reward_scores(state["reward_model"]["params"], batch)))
+  finally:
+    loop.checkpointer.close()
+    loop.rl.close()
+  if loop.run.reward == "prm":
+    at = rows["step_mask"] > 0
+    return float(np.mean((scores[at] > 0.5) == (rows["step_label"][at] > 0.5)))
+  last = rows["mask"].sum(1).astype(int) - 1
+  return float(np.mean((scores[np.arange(len(last)), last] > 0.5) == (rows["label"][:, 0] > 0.5)))

@@ -17,7 +17,7 @@ from dsmath import rl
 from dsmath.config import ConfigError
 from dsmath.rl.checkpoint import RLCheckpointer
 from dsmath.runs import load_run
-from tests.rl_configs import config, grpo_learning_config, rollout_accuracy_gain
+from tests.rl_configs import METRIC_KEYS, config, grpo_learning_config, rollout_accuracy_gain
 
 def metric_rows(workdir) -> list:
   return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -28,39 +28,10 @@ def sft_run(rl_parent_run):
   return rl_parent_run
 
 
-def _heldout_label_accuracy(cfg, workdir) -> float:
-  """The first reward-model round's held-out label accuracy, recomputed from what the run left: the reward model of
-  its step-0 checkpoint scores the round's held-out rows (sampled again from that checkpoint's policy with the
-  round's keys), and the agreement of scores > 0.5 with the labels > 0.5 (at step ends for a PRM, at the last token
-  for an ORM) is counted here."""
-  from dsmath.rl.loop import RLLoop
-  loop = RLLoop(rl.resolve_rl_config(cfg), workdir)
-  try:
-    state = loop.checkpointer.restore(0, loop._abstract_state())
-    rows, _ = loop.rm.new_rows(state, 0, loop.cfg.seed, split="heldout")
-    batch = {k: loop.rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
-    with loop.rl.scope():
-      scores = np.asarray(jax.device_get(loop.rl.reward_scores(state["reward_model"]["params"], batch)))
-  finally:
-    loop.checkpointer.close()
-    loop.rl.close()
-  if loop.run.reward == "prm":
-    at = rows["step_mask"] > 0
-    return float(np.mean((scores[at] > 0.5) == (rows["step_label"][at] > 0.5)))
-  last = rows["mask"].sum(1).astype(int) - 1
-  return float(np.mean((scores[np.arange(len(last)), last] > 0.5) == (rows["label"][:, 0] > 0.5)))
-
-
-METRIC_KEYS = ("reward_mean", "reward_std", "accuracy", "zero_std_group_fraction", "entropy", "completion_len_mean",
-               "truncated_fraction", "rollout_s", "scoring_s", "update_s", "step_s", "tokens_per_s", "loss",
-               "grad_norm")
-
-
 @pytest.mark.parametrize("name,extra", [
     ("rft_toy", ()), ("online_rft_toy", ()), ("dpo_toy", ("margin", "reward_accuracy")),
     ("ppo_toy", ("value_loss", "clip_fraction")), ("grpo_toy", ("kl_ref", "clip_fraction")),
-    ("grpo_ps_toy", ("kl_ref", "step_reward_mean")), ("grpo_orm_toy", ("kl_ref",)),
-    ("grpo_prm_toy", ("kl_ref", "step_reward_mean")),
+    ("grpo_ps_toy", ("kl_ref", "step_reward_mean")),
     ("dr_grpo_toy", ("kl_ref",)), ("dapo_toy", ("kept_groups", "refill_rounds")), ("gspo_toy", ("clip_fraction",)),
     ("rloo_toy", ("kl_ref",))])
 def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
@@ -72,13 +43,7 @@ def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
   for k in (METRIC_KEYS if online else ("loss", "grad_norm", "entropy")) + tuple(extra):
     assert k in step and math.isfinite(step[k]), (name, k, step)
   assert step["skipped"] == 0
-  if summary["models"]["reward_model"]:
-    rm = [r for r in rows if "rm_loss" in r]
-    assert rm and math.isfinite(rm[0]["rm_loss"]) and rm[0]["rm_replay_share"] == 0.0
-    # measured on rows of questions it did not train on; recomputed from the checkpoint the run wrote (the metric
-    # is a float32 on device: 1e-6 is far below one label's share)
-    assert rm[0]["rm_heldout_label_accuracy"] == pytest.approx(_heldout_label_accuracy(config(name, sft_run),
-                                                                                       tmp_path), abs=1e-6)
+  assert not summary["models"]["reward_model"]  # the learned-reward configs: tests/test_rl_reward_hacking.py
   if summary["method"] in ("rft", "dpo"):
     assert rows[0]["offline_rows"] > 0 and rows[0]["offline_correct"] > 0
   run = load_run(tmp_path)  # the policy is handed on like every training stage's

@@ -3,6 +3,7 @@ that logs every rollout's rule verdict beside the reward model's score, the prox
 reward model's score by step position and the share of |advantage| in groups the rule grader cannot split."""
 import json
 import logging
+import math
 import types
 
 import numpy as np
@@ -16,7 +17,7 @@ from dsmath.rl import overoptimisation
 from dsmath.rl.loop import HostState, RLLoop
 from dsmath.rl.rollout_log import RolloutLog, read_rollouts
 from dsmath.runs import load_run
-from tests.rl_configs import config
+from tests.rl_configs import METRIC_KEYS, config, heldout_label_accuracy
 
 
 def test_trailing_mean_against_numpy():
@@ -102,11 +103,22 @@ def grader():
 
 @pytest.mark.parametrize("name", ["grpo_orm_toy", "grpo_prm_toy"])
 def test_learned_reward_stage_logs_verdicts_beside_scores(tmp_path, rl_parent_run, grader, name):
-  summary = rl.run(config(name, rl_parent_run, **{"rl.steps": 3, "rollout.prompts_per_step": 4}), tmp_path)
+  over = {"rl.steps": 3, "rollout.prompts_per_step": 4}
+  summary = rl.run(config(name, rl_parent_run, **over), tmp_path)
   rows = read_rollouts(tmp_path)
   metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   steps = [m for m in metrics if "proxy_reward_mean" in m]
   assert [m["step"] for m in steps] == [1, 2, 3] and len(rows) == 3 * 4 * 4
+  # the run's metrics (as every method's in test_rl_loop), and the reward model's round
+  extra = ("kl_ref", "step_reward_mean") if name == "grpo_prm_toy" else ("kl_ref",)
+  for m in steps:
+    assert all(k in m and math.isfinite(m[k]) for k in METRIC_KEYS + extra) and m["skipped"] == 0, m
+  rm = [m for m in metrics if "rm_loss" in m]
+  assert rm and math.isfinite(rm[0]["rm_loss"]) and rm[0]["rm_replay_share"] == 0.0
+  # measured on rows of questions it did not train on; recomputed from the checkpoint the run wrote (the metric is a
+  # float32 on device: 1e-6 is far below one label's share)
+  assert rm[0]["rm_heldout_label_accuracy"] == pytest.approx(
+      heldout_label_accuracy(config(name, rl_parent_run, **over), tmp_path), abs=1e-6)
   cfg = rl.resolve_rl_config(config(name, rl_parent_run)).config
   task = rl.build_task(cfg.task, load_run(rl_parent_run).load_tokenizer(), cfg.seed)
   texts = [r["text"] for r in rows]
