@@ -67,11 +67,9 @@ METRIC_KEYS = ("reward_mean", "reward_std", "accuracy", "zero_std_group_fraction
                "grad_norm")
 
 
-def heldout_label_accuracy(cfg, workdir) -> float:
-  """The first reward-model round's held-out label accuracy, recomputed from what the run left: the reward model of
-  its step-0 checkpoint scores the round's held-out rows (sampled again from that checkpoint's policy with the
-  round's keys), and the agreement of scores > 0.5 with the labels > 0.5 (at step ends for a PRM, at the last token
-  for an ORM) is counted here."""
+def first_round_scores(cfg, workdir, split: str):
+  """The first reward-model round's rows of `split` ("heldout", "select"), sampled again from the run's step-0
+  checkpoint with the round's keys, and that checkpoint's reward-model scores of them; and the run's reward kind."""
   import jax
   import numpy as np
 
@@ -80,14 +78,22 @@ def heldout_label_accuracy(cfg, workdir) -> float:
   loop = RLLoop(rl.resolve_rl_config(cfg), workdir)
   try:
     state = loop.checkpointer.restore(0, loop._abstract_state())
-    rows, _ = loop.rm.new_rows(state, 0, loop.cfg.seed, split="heldout")
+    rows, _ = loop.rm.new_rows(state, 0, loop.cfg.seed, split=split)
     batch = {k: loop.rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
     with loop.rl.scope():
       scores = np.asarray(jax.device_get(loop.rl.reward_scores(state["reward_model"]["params"], batch)))
   finally:
     loop.checkpointer.close()
     loop.rl.close()
-  if loop.run.reward == "prm":
+  return rows, scores, loop.run.reward
+
+
+def heldout_label_accuracy(cfg, workdir) -> float:
+  """The first reward-model round's held-out label accuracy, recomputed from what the run left: the agreement of the
+  step-0 reward model's scores > 0.5 with the labels > 0.5 (at step ends for a PRM, at the last token for an ORM)."""
+  import numpy as np
+  rows, scores, reward = first_round_scores(cfg, workdir, "heldout")
+  if reward == "prm":
     at = rows["step_mask"] > 0
     return float(np.mean((scores[at] > 0.5) == (rows["step_label"][at] > 0.5)))
   last = rows["mask"].sum(1).astype(int) - 1

@@ -18,12 +18,13 @@ from dsmath import rl
 from tests.rl_configs import grpo_learning_config, parent_config, rollout_accuracy_gain
 out = {}
 for parent_seed in (0, 1, 2):
-  root = pathlib.Path(tempfile.mkdtemp())
-  rl.run(parent_config(parent_seed), root / "parent")
-  for seed in (0, 1, 2, 3):
-    rl.run(grpo_learning_config(root / "parent", seed), root / str(seed))
-    first, last, _ = rollout_accuracy_gain(root / str(seed))
-    out[f"{parent_seed}/{seed}"] = [first, last]
+  with tempfile.TemporaryDirectory() as tmp:
+    root = pathlib.Path(tmp)
+    rl.run(parent_config(parent_seed), root / "parent")
+    for seed in (0, 1, 2, 3):
+      rl.run(grpo_learning_config(root / "parent", seed), root / str(seed))
+      first, last, _ = rollout_accuracy_gain(root / str(seed))
+      out[f"{parent_seed}/{seed}"] = [first, last]
 print("RESULT " + json.dumps(out))
 """
 

@@ -17,7 +17,7 @@ from dsmath import rl
 from dsmath.config import ConfigError
 from dsmath.rl.checkpoint import RLCheckpointer
 from dsmath.runs import load_run
-from tests.rl_configs import METRIC_KEYS, config, grpo_learning_config, rollout_accuracy_gain
+from tests.rl_configs import METRIC_KEYS, config, first_round_scores, grpo_learning_config, rollout_accuracy_gain
 
 def metric_rows(workdir) -> list:
   return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -55,17 +55,7 @@ def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
 def _pair_accuracy_on_select_rows(cfg, workdir) -> float:
   """The within-question pair accuracy of the step-0 checkpoint's reward model on the first round's selection rows
   (sampled again from that checkpoint's policy with the round's keys), counted here pair by pair."""
-  from dsmath.rl.loop import RLLoop
-  loop = RLLoop(rl.resolve_rl_config(cfg), workdir)
-  try:
-    state = loop.checkpointer.restore(0, loop._abstract_state())
-    rows, _ = loop.rm.new_rows(state, 0, loop.cfg.seed, split="select")
-    batch = {k: loop.rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
-    with loop.rl.scope():
-      scores = np.asarray(jax.device_get(loop.rl.reward_scores(state["reward_model"]["params"], batch)))
-  finally:
-    loop.checkpointer.close()
-    loop.rl.close()
+  rows, scores, _ = first_round_scores(cfg, workdir, "select")
   z = scores[np.arange(len(scores)), rows["mask"].sum(1).astype(int) - 1]
   y, q = rows["label"][:, 0], rows["question"][:, 0]
   pairs = [(i, j) for i in range(len(q)) for j in range(len(q)) if q[i] == q[j] and y[i] > y[j]]
