@@ -132,9 +132,7 @@ def get_config(kind: str = "") -> ml_collections.ConfigDict:
 
   s.sources = materialize.default_config()
   s.sources.synthetic.num_train = 2000
-  # 8000 teacher solutions seen ~2.4 times in SFT's 1200 steps (2000 were seen ~10 times: a sharper, lower-entropy SFT
-  # model with fewer groups for GRPO to learn from; EXPERIMENTS.md, "Making every trajectory gain")
-  s.sources.synthetic.num_sft = 8000
+  s.sources.synthetic.num_sft = 2000
   s.sources.synthetic.teacher.slip = TEACHER_SLIP
   s.sources.synthetic.test_fraction = test_fraction
   s.sources.synthetic.validation_fraction = VALIDATION_FRACTION
@@ -143,11 +141,9 @@ def get_config(kind: str = "") -> ml_collections.ConfigDict:
 
   pre = pretrain_toy.get_config()
   pre.model = MODEL
-  # Half the mixture is the task's right solutions: what GRPO can raise a model to is what pre-training taught it to
-  # compute (at 0.3 some trajectories' SFT models solved only ~0.74 of the questions in 16 samples; EXPERIMENTS.md)
   pre.data.sources = {
-      "math_corpus": {"path": "{run}/corpus/corpus/corpus-*.jsonl", "text_field": "text", "weight": 0.3},
-      "synthetic": {"path": "{run}/sources/synthetic_train.jsonl", "text_field": "text", "weight": 0.5},
+      "math_corpus": {"path": "{run}/corpus/corpus/corpus-*.jsonl", "text_field": "text", "weight": 0.5},
+      "synthetic": {"path": "{run}/sources/synthetic_train.jsonl", "text_field": "text", "weight": 0.3},
       "code": {"path": "{run}/sources/code.jsonl", "text_field": "text", "weight": 0.1},
       "natural_language": {"path": "toy:web/dclm_*_data.jsonl", "text_field": "text", "weight": 0.1},
   }
