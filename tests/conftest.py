@@ -13,6 +13,15 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for configs/
 
 
+def pytest_xdist_auto_num_workers(config):
+  """Workers for `-n auto` (pyproject's addopts): two where this process may run on two cores or more (the suite is
+  mostly single-threaded compiles and subprocess start-ups, which two cores overlap), none on one core (two workers
+  sharing one core took 35 min where one in-process run took 25). PYTEST_XDIST_AUTO_NUM_WORKERS overrides it."""
+  if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+    return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+  return 2 if len(os.sched_getaffinity(0)) >= 2 else 0
+
+
 def pytest_configure(config):
   # The subprocesses the tests start (RL and train runs, resumes, sweeps) share one persistent compilation cache: the
   # same programs compile once. This process does not write to it (jax was imported above, before these variables):
