@@ -12,10 +12,12 @@ TRL: `trainer.train()` for 1 + reps steps; a callback times each step, a subclas
 --lengths gsm8k: Rollout R-GSM8K (../shared/BENCHMARK-SHAPES.md): row r of every step ends at the r-th target of the
 length table (16 questions x G 8, budget 512: pass --completion-len 512) instead of the full length; TRL through a
 LogitsProcessor forcing EOS there, dsmath through its sampler's per-row budgets (`dsmath_forced_lengths`, whichever
-engine the RL step samples with). --set key=value overrides the dsmath RL config (e.g. the rollout's engine).
+engine the RL step samples with). --set key=value overrides the dsmath RL config; each --variant times dsmath once
+more with its own overrides beside the one TRL run (e.g. rollout.batching=static / continuous).
 
 python -m benchmarks.rl_grpo_vs_trl [--prompts 16] [--group 8] [--prompt-len 64] [--completion-len 128] [--reps 5]
-python -m benchmarks.rl_grpo_vs_trl --lengths gsm8k --completion-len 512 [--set rollout.<key>=<value> ...]
+python -m benchmarks.rl_grpo_vs_trl --lengths gsm8k --completion-len 512 [--set rollout.<key>=<value> ...] \
+    [--variant rollout.batching=static --variant rollout.batching=continuous]
 python -m benchmarks.rl_grpo_vs_trl --lengths gsm8k --smoke      # tiny model, the table's lengths / 4, 1 rep
 """
 import argparse
@@ -40,6 +42,45 @@ def trl_reward(completions, completion_ids, **kwargs):
   return [float(even_fraction(ids)) for ids in completion_ids]
 
 
+def time_dsmath(args, cfg, tok, texts, workdir, params, targets, sets) -> tuple[float, float]:
+  """Median step and generation seconds of dsmath's public rl_step over args.reps steps after a warm-up step, with
+  the RL config overrides `sets` (KEY=VALUE, values parsed as Python literals)."""
+  config = rl_config(texts, workdir, method="grpo", questions_per_step=args.prompts, group=args.group,
+                     completion_len=args.completion_len)
+  for item in sets:
+    key, value = item.split("=", 1)
+    node = config
+    *path, leaf = key.split(".")
+    for part in path:
+      node = node[part]
+    try:
+      node[leaf] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):  # a bare word: a string
+      node[leaf] = value
+  run = rl.resolve_rl_config(config)
+  task = rl.build_task(run.config.task, tok, seed=0)
+  assert task.prompt_len == args.prompt_len, task.prompt_len
+  rl_step = rl.RLStep(run, cfg, task, total_updates=args.reps + 1)
+  state = rl_step.init_state(params, seed=0)
+  ds_times, ds_gen = [], []
+  want_len = args.completion_len if targets is None else float(targets.mean())
+  label = " ".join(sets) or "default"
+  for step in range(args.reps + 1):
+    t0 = time.perf_counter()
+    with contextlib.nullcontext() if targets is None else dsmath_forced_lengths(targets):
+      state, m = rl_step(state, np.arange(step * args.prompts, (step + 1) * args.prompts))
+    jax.block_until_ready(state["policy"]["params"])
+    total = time.perf_counter() - t0
+    assert abs(m["completion_len_mean"] - want_len) < 1e-3, m
+    print(f"dsmath [{label}] step {step}: {total:.2f} s (generation {m['rollout_s']:.2f} s, scoring "
+          f"{m['scoring_s']:.2f} s, update {m['update_s']:.2f} s)", flush=True)
+    if step:  # step 0 = warm-up (compilation)
+      ds_times.append(total)
+      ds_gen.append(m["rollout_s"])
+  rl_step.close()
+  return statistics.median(ds_times), statistics.median(ds_gen)
+
+
 def main():
   ap = argparse.ArgumentParser()
   add_grpo_shape_args(ap)
@@ -48,6 +89,9 @@ def main():
                   help="full: every completion completion-len tokens; a Rollout R shape: its length table")
   ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                   help="dsmath RL config override, e.g. rollout.max_rows=32 (values parsed as Python literals)")
+  ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                  help="time dsmath once per --variant (its overrides on top of --set) beside one TRL run, e.g. "
+                       "--variant rollout.batching=static --variant rollout.batching=continuous")
   ap.add_argument("--smoke", action="store_true", help="tiny model, 1 rep; with --lengths: the lengths / 4")
   args = ap.parse_args()
   if args.smoke:
@@ -72,54 +116,24 @@ def main():
   texts = word_prompts(cfg.vocab_size, n_prompts, args.prompt_len)
   assert all(len(tok.encode(t)) == args.prompt_len - 1 for t in texts[:4])
 
-  # -- dsmath: the public rl_step, one GRPO step per call -------------------------------------------------------------
+  # -- dsmath: the public rl_step, one GRPO step per call, for each --variant ----------------------------------------
   workdir = tempfile.mkdtemp(prefix="rl_grpo_vs_trl_")
-  config = rl_config(texts, workdir, method="grpo", questions_per_step=args.prompts, group=args.group,
-                     completion_len=args.completion_len)
-  for item in args.set:
-    key, value = item.split("=", 1)
-    node = config
-    *path, leaf = key.split(".")
-    for part in path:
-      node = node[part]
-    try:
-      node[leaf] = ast.literal_eval(value)
-    except (ValueError, SyntaxError):  # a bare word: a string
-      node[leaf] = value
-  run = rl.resolve_rl_config(config)
-  task = rl.build_task(run.config.task, tok, seed=0)
-  assert task.prompt_len == args.prompt_len, task.prompt_len
   params = jax.jit(model.init_params, static_argnums=0)(cfg, jax.random.key(0))
   hf_dir = os.path.join(workdir, "hf")
   model.to_hf(cfg, params, hf_dir)
   hf_tok.save_pretrained(hf_dir)
-  rl_step = rl.RLStep(run, cfg, task, total_updates=args.reps + 1)
-  state = rl_step.init_state(params, seed=0)
-  ds_times, ds_gen = [], []
-  want_len = args.completion_len if targets is None else float(targets.mean())
-  for step in range(args.reps + 1):
-    t0 = time.perf_counter()
-    with contextlib.nullcontext() if targets is None else dsmath_forced_lengths(targets):
-      state, m = rl_step(state, np.arange(step * args.prompts, (step + 1) * args.prompts))
-    jax.block_until_ready(state["policy"]["params"])
-    total = time.perf_counter() - t0
-    assert abs(m["completion_len_mean"] - want_len) < 1e-3, m
-    print(f"dsmath step {step}: {total:.2f} s (generation {m['rollout_s']:.2f} s, scoring {m['scoring_s']:.2f} s, "
-          f"update {m['update_s']:.2f} s)", flush=True)
-    if step:  # step 0 = warm-up (compilation)
-      ds_times.append(total)
-      ds_gen.append(m["rollout_s"])
-  rl_step.close()
-  ds_med, ds_gen_med = statistics.median(ds_times), statistics.median(ds_gen)
-  del state
-
   shape = (f"completion {args.completion_len}" if targets is None else
            f"Rollout R {args.lengths} lengths (mean {targets.mean():.1f}, max {targets.max()})")
-  row = (f"| model {args.model}, {args.prompts} prompts x G {args.group}, prompt {args.prompt_len}, {shape}"
-         f"{' ' + ' '.join(args.set) if args.set else ''} | dsmath {ds_med:.2f} s (generation {ds_gen_med:.2f} s, "
-         f"rest {ds_med - ds_gen_med:.2f} s)")
+  rows = []
+  for variant in args.variant or [""]:
+    sets = args.set + [v for v in variant.split(",") if v]
+    ds_med, ds_gen_med = time_dsmath(args, cfg, tok, texts, workdir, params, targets, sets)
+    rows.append((f"| model {args.model}, {args.prompts} prompts x G {args.group}, prompt {args.prompt_len}, {shape}"
+                 f"{' ' + ' '.join(sets) if sets else ''} | dsmath {ds_med:.2f} s (generation {ds_gen_med:.2f} s, "
+                 f"rest {ds_med - ds_gen_med:.2f} s)", ds_med, ds_gen_med))
   if args.skip_trl:
-    print(row + " |")
+    for row, _, _ in rows:
+      print(row + " |")
     return
 
   # -- TRL GRPOTrainer on the same weights ---------------------------------------------------------------------------
@@ -165,9 +179,10 @@ def main():
     trainer.model.generate = lambda *a, **kw: generate(*a, logits_processor=forced, **kw)
   trainer.train()
   trl_med, trl_gen_med = statistics.median(step_times[1:]), statistics.median(gen_times[1:len(step_times)])
-  print(row + f" | TRL {trl_med:.2f} s (generation {trl_gen_med:.2f} s, rest {trl_med - trl_gen_med:.2f} s) | "
-        f"TRL/dsmath {trl_med / ds_med:.2f}x (generation {trl_gen_med / ds_gen_med:.2f}x, "
-        f"rest {(trl_med - trl_gen_med) / (ds_med - ds_gen_med):.2f}x) |")
+  for row, ds_med, ds_gen_med in rows:
+    print(row + f" | TRL {trl_med:.2f} s (generation {trl_gen_med:.2f} s, rest {trl_med - trl_gen_med:.2f} s) | "
+          f"TRL/dsmath {trl_med / ds_med:.2f}x (generation {trl_gen_med / ds_gen_med:.2f}x, "
+          f"rest {(trl_med - trl_gen_med) / (ds_med - ds_gen_med):.2f}x) |")
 
 
 if __name__ == "__main__":

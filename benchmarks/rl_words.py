@@ -21,7 +21,9 @@ class HFTokenizerAdapter:
     self.hf = hf_tok
     self.vocab_size = len(hf_tok)
     self.pad_id, self.bos_id, self.unk_id = 0, 1, 3
+    self.add_bos = True  # prompts start with <bos>, as TRL's (its dataset's texts begin with it)
     self.eos_id = None  # completions run to the full length (as min_new_tokens forces on an HF peer)
+    self.stop_ids = ()
 
   def encode(self, text):
     return self.hf.encode(text, add_special_tokens=False)

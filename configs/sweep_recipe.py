@@ -3,6 +3,7 @@
   python -m experiments.sweep --config configs/sweep_recipe.py                            # seeds 0-7, this machine
   taskset -c 0 python -m experiments.sweep --config configs/sweep_recipe.py:one_core       # seeds 0-2, one core
   python -m experiments.sweep --config configs/sweep_recipe.py:avx2                       # seeds 0-2, AVX2 only
+  python -m experiments.sweep --config configs/sweep_recipe.py:,slip=0.8                  # the slip-0.8 candidate
 The float rounding of XLA's CPU kernels depends on the instruction set and the number of cores, and the recipe's SFT
 amplifies rounding differences into a different model: each machine configuration is its own set of trajectories.
 "one_core" only names its own directories: the affinity comes from taskset, which every stage process inherits;
@@ -27,18 +28,26 @@ def _curve(key: str, title: str) -> dict:
   return {"name": key, "stage": "recipe", "file": GRPO, "key": key, "title": title}
 
 
-def get_config(machine: str = ""):
-  if machine not in MACHINES:
-    raise ValueError(f"configs/sweep_recipe.py takes '', 'one_core' or 'avx2', got {machine!r}")
+def get_config(arg: str = ""):
+  """arg: the machine ('', 'one_core' or 'avx2'), optionally followed by ",slip=<s>": the recipe with the SFT teacher's
+  slip rate s (a candidate recipe, EXPERIMENTS.md; its own directories)."""
+  machine, *options = arg.split(",")
+  if machine not in MACHINES or any(not o.startswith("slip=") for o in options):
+    raise ValueError(f"configs/sweep_recipe.py takes '', 'one_core' or 'avx2', then optionally ',slip=<s>'; got {arg!r}")
   suffix, env = MACHINES[machine]
+  overrides = {}
+  for o in options:
+    slip = float(o[len("slip="):])
+    overrides["stages.sources.synthetic.teacher.slip"] = slip
+    suffix += f"_slip{slip:g}"
   c = config_dict(SweepConfig)
-  c.name = "The toy recipe over seeds (README's numbers)" + (f", {machine}" if machine else "")
+  c.name = "The toy recipe over seeds (README's numbers)" + (f", {arg}" if arg else "")
   c.sweep_dir = f"runs/sweep_recipe{suffix}"
   c.results_dir = f"results/recipe{suffix}"
   c.parallel = 1
   c.stage_timeout_s = 3600
   c.env = env
-  c.stages = [{"name": "recipe", "config": "configs/toy.py", "overrides": {}}]
+  c.stages = [{"name": "recipe", "config": "configs/toy.py", "overrides": overrides}]
   c.axes = [{"name": "seed", "values": list(SEEDS if not machine else SEEDS[:3]),
              "keys": ["recipe/stages.pretrain.seed", "recipe/stages.sft.seed", "recipe/stages.grpo.seed"]}]
   metrics = [{**m, "stage": "recipe", "summary": "grpo/summary.json"} for m in accuracy_metrics()]

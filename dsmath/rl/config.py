@@ -114,7 +114,12 @@ class RolloutConfig:
   # Completions sampled at once (whole questions: a multiple of the group size); 0 = the whole step's batch. The KV
   # cache holds this many rows, so at 7B scale it decides the rollout's memory; the samples do not depend on it.
   max_rows: int = 0
-  decode_segments: int = 0  # cache windows of the decode (dsmath.sample.decode_windows); 0 = by length
+  # "continuous": max_rows (default `engine.default_slots`) KV cache slots, each refilled with the next completion as
+  # soon as its row ends, all of a step's completions in one call (dsmath.sample.continuous); "static": chunks of
+  # max_rows rows, each decoded until its longest row ends (the same samples, to float rounding). "auto": continuous
+  # when there are more completions than slots (engine.choose_batching). Tool-integrated rollouts are static.
+  batching: Literal["auto", "continuous", "static"] = "auto"
+  decode_segments: int = 0  # cache windows of the static decode (dsmath.sample.decode_windows); 0 = by length
   # pi_old: the sampler's log-probs (free), or recomputed by teacher forcing at training precision (a forward more;
   # worth it under bf16, where the two differ by more than GSPO's 3e-4 clip; `old_logp_gap` logs the difference)
   recompute_old_logp: bool = False

@@ -30,7 +30,7 @@ from dsmath import model
 from dsmath.model import sharding as msharding
 from dsmath.rl.methods import RLRun
 from dsmath.rl.reward_model import RewardModelTrainer
-from dsmath.rl.step import RLStep
+from dsmath.rl.step import RLStep, rollout_slots
 from dsmath.rl.tasks import Task
 from dsmath.sample import continuous, engine
 from dsmath.sample.strategies import Temperature
@@ -114,6 +114,10 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
   prompt_len = prompt_len or cfg.task.prompt_budget
   rl = RLStep(run, model_cfg, planning_task((0, 1), prompt_len), mesh=mesh, total_updates=cfg.rl.steps)
   try:
+    if rl.batching(cfg.rollout.prompts_per_step, run.samples_per_question) != "continuous":
+      raise ValueError(f"the plan compiles the continuous rollout, and rollout.batching={cfg.rollout.batching!r} "
+                       f"with rollout.max_rows={cfg.rollout.max_rows} samples this step statically; plan with "
+                       "rollout.batching='continuous'")
     state = rl.abstract_state()
     rm = RewardModelTrainer(rl, cfg.rl.iterations) if run.needs_reward_model else None
     if rm is not None:
@@ -189,12 +193,6 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
                   prompt_len=p, completion_len=c, resident=resident, phases=tuple(phases))
   finally:
     rl.close()
-
-
-def rollout_slots(max_rows: int, rows: int) -> int:
-  """The KV cache slots a step's rollout decodes through: rollout.max_rows (at most the step's rows), or
-  `engine.default_slots` when it is 0."""
-  return min(max_rows, rows) if max_rows else engine.default_slots(rows)
 
 
 def _cache_shardings(rl: RLStep, model_cfg, rows: int, length: int) -> dict:

@@ -5,7 +5,8 @@ task and a (data, fsdp, tensor) mesh; `rl_step = RLStep(...)`, then `state, metr
 the public step a user or a benchmark calls (`questions`: indices into the task's training questions).
 
 Where the data lives: the task's prompt arrays are on the device; a step gathers its questions' rows there, samples
-with the KV-cache engine (params sharded as in training, the cache over batch and KV heads), and keeps completions,
+with the KV-cache engine (continuous batching where rows can end early and outnumber the cache slots, else a static
+batch: rollout.batching; params sharded as in training, the cache over batch and KV heads), and keeps completions,
 log-probs, rewards, advantages and the update batch on the device. Only the completion tokens come to the host, to
 be decoded for the grader (which grades in worker processes while the device computes reference log-probs); the
 rewards go back as one [R] array. Tool-integrated rollouts (rollout.tool_rounds) are the exception: their programs run
@@ -43,7 +44,7 @@ from dsmath.rl import losses, policy, rewards
 from dsmath.rl.experience import Experience, attended, concat, rollout_metrics, rollout_records, take_rows
 from dsmath.rl.methods import RLRun
 from dsmath.rl.tasks import Task
-from dsmath.sample import engine
+from dsmath.sample import continuous, engine
 from dsmath.sample.strategies import Temperature
 from dsmath.sample.tools import ToolConfig, generate_with_tools
 from dsmath.train.optimizer import make_optimizer
@@ -58,6 +59,12 @@ def scalar_head_layout(model_cfg: model.ModelConfig, mesh, rules) -> tuple:
                                      "b": jax.ShapeDtypeStruct((), jnp.float32)}}
   rep = msharding.replicated(mesh)
   return abstract, {"body": msharding.param_shardings(model_cfg, mesh, rules), "head": {"w": rep, "b": rep}}
+
+
+def rollout_slots(max_rows: int, rows: int) -> int:
+  """The KV cache slots a continuous rollout of `rows` completions decodes through: rollout.max_rows (at most the
+  rows), or `engine.default_slots` when it is 0."""
+  return min(max_rows, rows) if max_rows else engine.default_slots(rows)
 
 
 class RLStep:
@@ -220,9 +227,25 @@ class RLStep:
                       self.tokenizer.pad_id)
     return tokens, mask, right, lengths
 
+  def batching(self, prompts: int, num_samples: int) -> str:
+    """How a rollout of num_samples completions of each of `prompts` questions decodes: "continuous" or "static"
+    (rollout.batching; tool rounds: static). "auto" is continuous where static batching wastes work: more completions
+    than cache slots (finished rows would keep decoding), or prompts that do not split over the data-parallel devices
+    (static batching would prefill every completion's prompt)."""
+    if self.tools is not None:
+      return "static"
+    rows = prompts * num_samples
+    if self.cfg.rollout.batching == "auto" and prompts % self.data_parallel:
+      return "continuous"
+    return engine.choose_batching(self.cfg.rollout.batching, rows, rollout_slots(self.cfg.rollout.max_rows, rows),
+                                  can_end_early=bool(self.tokenizer.stop_ids))
+
   def sample(self, params, indices: np.ndarray, key: jax.Array, num_samples: int) -> tuple:
-    """num_samples completions of each question in `indices` from `params`: device rows [R, ...] prompt-major, in
-    chunks of at most rollout.max_rows rows (row r draws from fold_in(key, r) whatever the chunking)."""
+    """num_samples completions of each question in `indices` from `params`: device rows [R, ...] prompt-major. Static
+    batching decodes chunks of at most rollout.max_rows rows, continuous batching all rows through rollout.max_rows
+    cache slots; row r draws from fold_in(key, r) either way."""
+    if self.batching(len(indices), num_samples) == "continuous":
+      return self._sample_chunk(params, indices, key, num_samples, 0, continuous_batching=True)
     per_chunk = max(1, self.cfg.rollout.max_rows // num_samples) if self.cfg.rollout.max_rows else len(indices)
     if per_chunk >= len(indices):
       return self._sample_chunk(params, indices, key, num_samples, 0)
@@ -231,7 +254,8 @@ class RLStep:
     rows = {k: jnp.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
     return rows, jnp.concatenate([p[1] for p in parts]), jnp.concatenate([p[2] for p in parts])
 
-  def _sample_chunk(self, params, indices: np.ndarray, key: jax.Array, num_samples: int, row_offset: int) -> tuple:
+  def _sample_chunk(self, params, indices: np.ndarray, key: jax.Array, num_samples: int, row_offset: int,
+                    continuous_batching: bool = False) -> tuple:
     b = len(indices)
     tokens, mask, right, lengths = self.gather_prompts(self.prompt_tokens, self.prompt_mask, self.replicated(
         np.asarray(indices, np.int32)))
@@ -240,14 +264,18 @@ class RLStep:
                        f"{self.data_parallel} data-parallel devices (rollout.prompts_per_step, rollout.group_size)")
     if self.tools is not None:
       return self._sample_with_tools(params, tokens, mask, right, lengths, key, num_samples, row_offset)
+    common = dict(max_new_tokens=self.completion_len, strategy=Temperature(self.temperature), rng=key,
+                  eos_id=self.tokenizer.stop_ids, pad_id=self.tokenizer.pad_id, layout=self.layout,
+                  row_offset=row_offset)
+    if continuous_batching:  # one prefill per prompt at any data-parallel size: no repeated prompts
+      out = continuous.sample_arrays(self.model_cfg, params, right, lengths, num_samples=num_samples,
+                                     slots=rollout_slots(self.cfg.rollout.max_rows, b * num_samples), **common)
+      return self._rows(tokens, mask, out["tokens"], out["lengths"], out["logprobs"], out["reasons"], num_samples)
     repeat_first = b % self.data_parallel != 0
     if repeat_first:  # the sampler splits prompts over the data axes: sample every row as its own prompt
       right, lengths = jnp.repeat(right, num_samples, axis=0), jnp.repeat(lengths, num_samples)
-    out = engine.sample_arrays(self.model_cfg, params, right, lengths, max_new_tokens=self.completion_len,
-                               strategy=Temperature(self.temperature), num_samples=1 if repeat_first else num_samples,
-                               rng=key, eos_id=self.tokenizer.stop_ids, pad_id=self.tokenizer.pad_id,
-                               layout=self.layout, row_offset=row_offset,
-                               decode_segments=self.cfg.rollout.decode_segments or None)
+    out = engine.sample_arrays(self.model_cfg, params, right, lengths, num_samples=1 if repeat_first else num_samples,
+                               decode_segments=self.cfg.rollout.decode_segments or None, **common)
     return self._rows(tokens, mask, out["tokens"], out["lengths"], out["logprobs"], out["reasons"], num_samples)
 
   def _sample_with_tools(self, params, tokens, mask, right, lengths, key, num_samples: int, row_offset: int) -> tuple:
