@@ -32,11 +32,10 @@ def rollouts(rl_parent_run):
   for batching in ("static", "continuous"):
     step, params, task = _step(rl_parent_run, batching)
     try:
-      rows, lengths, truncated = step.sample(params, rl.stream_indices(0, len(task.train), 0, PROMPTS),
-                                             jax.random.key(3), G)
-      out[batching] = {k: sharding.host_array(v) for k, v in {**rows, "lengths": lengths,
-                                                              "truncated": truncated}.items()}
-      out[batching]["choice"] = step.batching(PROMPTS, G)
+      s = step.rollout.sample(params, rl.stream_indices(0, len(task.train), 0, PROMPTS), jax.random.key(3), G)
+      out[batching] = {k: sharding.host_array(v) for k, v in {**s.rows, "lengths": s.lengths,
+                                                              "truncated": s.truncated}.items()}
+      out[batching]["choice"] = step.rollout.batching(PROMPTS, G)
     finally:
       step.close()
   return out
@@ -59,6 +58,6 @@ def test_auto_batching_picks_continuous_where_static_wastes_work(rl_parent_run):
                                       (PROMPTS * G, PROMPTS, "static")):
     step, _, _ = _step(rl_parent_run, "auto", max_rows)
     try:
-      assert step.batching(prompts, G) == expected, (max_rows, prompts)
+      assert step.rollout.batching(prompts, G) == expected, (max_rows, prompts)
     finally:
       step.close()

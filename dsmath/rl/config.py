@@ -118,7 +118,7 @@ class RolloutConfig:
   # soon as its row ends, all of a step's completions in one call (dsmath.sample.continuous); "static": chunks of
   # max_rows rows, each decoded until its longest row ends (the same samples, to float rounding). "auto": continuous
   # when rows can end early and outnumber the slots, or when the step's questions do not split over the data-parallel
-  # devices (RLStep.batching). Tool-integrated rollouts are static.
+  # devices (dsmath.rl.rollout.RolloutSampler.batching). Tool-integrated rollouts are static.
   batching: Literal["auto", "continuous", "static"] = "auto"
   decode_segments: int = 0  # cache windows of the static decode (dsmath.sample.decode_windows); 0 = by length
   # pi_old: the sampler's log-probs (free), or recomputed by teacher forcing at training precision (a forward more;

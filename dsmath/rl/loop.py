@@ -102,8 +102,9 @@ class HeldOut:
     if not self.sources:
       return {}
     rl, out = self.rl, {}
+    # evaluated as it was trained: tools run, chat template
     common = dict(max_new_tokens=rl.completion_len, batch_rows=self.cfg.batch_rows, mesh=rl.mesh, rules=rl.rules,
-                  tools=rl.tools, chat=rl.cfg.task.chat)  # evaluated as it was trained: tools run, chat template
+                  tools=rl.rollout.tools, chat=rl.cfg.task.chat)
     runs = []
     if self.cfg.greedy:
       runs.append(("greedy", sample.Greedy(), 1))

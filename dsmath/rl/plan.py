@@ -30,7 +30,8 @@ from dsmath import model
 from dsmath.model import sharding as msharding
 from dsmath.rl.methods import RLRun
 from dsmath.rl.reward_model import RewardModelTrainer
-from dsmath.rl.step import RLStep, rollout_slots
+from dsmath.rl.rollout import rollout_slots
+from dsmath.rl.step import RLStep
 from dsmath.rl.tasks import Task
 from dsmath.sample import continuous, engine
 from dsmath.sample.strategies import Temperature
@@ -114,7 +115,7 @@ def plan_rl(run: RLRun, model_cfg: model.ModelConfig, mesh, prompt_len: Optional
   prompt_len = prompt_len or cfg.task.prompt_budget
   rl = RLStep(run, model_cfg, planning_task((0, 1), prompt_len), mesh=mesh, total_updates=cfg.rl.steps)
   try:
-    if rl.batching(cfg.rollout.prompts_per_step, run.samples_per_question) != "continuous":
+    if rl.rollout.batching(cfg.rollout.prompts_per_step, run.samples_per_question) != "continuous":
       raise ValueError(f"the plan compiles the continuous rollout, and rollout.batching={cfg.rollout.batching!r} "
                        f"with rollout.max_rows={cfg.rollout.max_rows} samples this step statically; plan with "
                        "rollout.batching='continuous'")

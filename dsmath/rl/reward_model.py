@@ -129,8 +129,9 @@ class RewardModelTrainer:
     indices = self._questions(round_index, seed)[split]
     key = jax.random.fold_in(jax.random.key(seed + 104729 + ("train", "heldout", "select").index(split)), round_index)
     params = state["policy"]["params"]
-    rows, lengths_d, _ = rl.sample(params, indices, jax.random.fold_in(key, 0), cfg.samples_per_question)
-    texts, tokens, lengths = rl.texts(rows, lengths_d)
+    sampled = rl.rollout.sample(params, indices, jax.random.fold_in(key, 0), cfg.samples_per_question)
+    texts, tokens, lengths = rl.rollout.texts(sampled)
+    rows = sampled.rows
     qidx = np.repeat(indices, cfg.samples_per_question)
     golds = [rl.task.train[i].answer for i in qidx]
     correct = rl.grade(texts, golds).correct

@@ -1,4 +1,4 @@
-"""The paradigm's data sources besides the current policy's samples (dsmath.rl.step): gold SFT solutions, and the
+"""The paradigm's data sources besides the current policy's samples (dsmath.rl.rollout): gold SFT solutions, and the
 offline samples of the initial (SFT) policy that RFT and DPO train on.
 
   gold              P_sft: the question's worked solution (GC = 1), for the SFT entry of the registry. The recipe's
@@ -43,8 +43,7 @@ def gold_experience(rl: RLStep, indices: np.ndarray) -> Experience:
       too_long += 1
       continue
     comp[r, :len(ids)], mask[r, :len(ids)] = ids, 1.0
-  tokens, pmask, _, _ = rl.gather_prompts(rl.prompt_tokens, rl.prompt_mask, rl.replicated(np.asarray(indices,
-                                                                                                   np.int32)))
+  tokens, pmask, _, _ = rl.rollout.prompts(indices)
   lengths = mask.sum(1).astype(np.int32)
   batch = {"prompt": rl.reshard_rows(tokens), "prompt_mask": rl.reshard_rows(pmask),
            "completion": rl.to_rows(comp), "mask": rl.to_rows(mask),
@@ -91,8 +90,9 @@ class OfflineData:
     per_call = 32  # questions a sampler call
     for start in range(0, n, per_call):
       part = indices[start:start + per_call]
-      rows, lengths_d, _ = rl.sample(state["policy"]["params"], part, jax.random.fold_in(key, start), k)
-      texts, tokens, lengths = rl.texts(rows, lengths_d)
+      sampled = rl.rollout.sample(state["policy"]["params"], part, jax.random.fold_in(key, start), k)
+      texts, tokens, lengths = rl.rollout.texts(sampled)
+      rows = sampled.rows
       host = {name: host_array(v) for name, v in rows.items()}
       correct = rl.grade(texts, [rl.task.train[i].answer for i in np.repeat(part, k)]).correct
       if self.pairs:

@@ -4,15 +4,13 @@
 task and a (data, fsdp, tensor) mesh; `rl_step = RLStep(...)`, then `state, metrics = rl_step(state, questions)` is
 the public step a user or a benchmark calls (`questions`: indices into the task's training questions).
 
-Where the data lives: the task's prompt arrays are on the device; a step gathers its questions' rows there, samples
-with the KV-cache engine (continuous batching where rows can end early and outnumber the cache slots, else a static
-batch: rollout.batching; params sharded as in training, the cache over batch and KV heads), and keeps completions,
-log-probs, rewards, advantages and the update batch on the device. Only the completion tokens come to the host, to
-be decoded for the grader (which grades in worker processes while the device computes reference log-probs); the
-rewards go back as one [R] array. Tool-integrated rollouts (rollout.tool_rounds) are the exception: their programs run
-on the host between decode rounds (dsmath.sample.tools), so those rows come to the host and go back once; their batch
-holds `context_mask` (every completion token the model reads: its own and the output blocks) beside `mask` (the
-tokens it wrote, the only ones a loss trains on).
+Where the data lives: the rollout is `rl_step.rollout` (`dsmath.rl.rollout.RolloutSampler`: the task's prompt arrays
+on the device, the KV-cache sampler with continuous or static batching, tool rounds); it returns the completions,
+log-probs and masks as device rows (`SampledRows`), and the rewards, advantages and update batch stay on the device
+too. Only the completion tokens come to the host, to be decoded for the grader (which grades in worker processes
+while the device computes reference log-probs); the rewards go back as one [R] array. Tool-integrated rollouts run
+their programs on the host (see dsmath.rl.rollout); their batch holds `context_mask` beside `mask`, and a loss trains
+on `mask` only.
 
 The state is a dict pytree of sharded arrays (what the checkpoint saves):
   policy        the policy's train state (dsmath.train: params, opt_state, step, rng, num_skipped)
@@ -43,13 +41,13 @@ from dsmath.rl import advantages as adv_lib
 from dsmath.rl import losses, policy, rewards
 from dsmath.rl.experience import Experience, attended, concat, rollout_metrics, rollout_records, take_rows
 from dsmath.rl.methods import RLRun
+from dsmath.rl.rollout import RolloutSampler
 from dsmath.rl.tasks import Task
-from dsmath.sample import continuous, engine
-from dsmath.sample.strategies import Temperature
-from dsmath.sample.tools import ToolConfig, generate_with_tools
+from dsmath.sample import engine
 from dsmath.train.optimizer import make_optimizer
 from dsmath.train.step import (TrainStep, make_train_step, microbatches, new_state, sharded_abstract_state,
                                unmicrobatch)
+
 
 def scalar_head_layout(model_cfg: model.ModelConfig, mesh, rules) -> tuple:
   """(abstract params, shardings) of a scalar-head model (value / reward model): the body sharded like the policy,
@@ -59,12 +57,6 @@ def scalar_head_layout(model_cfg: model.ModelConfig, mesh, rules) -> tuple:
                                      "b": jax.ShapeDtypeStruct((), jnp.float32)}}
   rep = msharding.replicated(mesh)
   return abstract, {"body": msharding.param_shardings(model_cfg, mesh, rules), "head": {"w": rep, "b": rep}}
-
-
-def rollout_slots(max_rows: int, rows: int) -> int:
-  """The KV cache slots a continuous rollout of `rows` completions decodes through: rollout.max_rows (at most the
-  rows), or `engine.default_slots` when it is 0."""
-  return min(max_rows, rows) if max_rows else engine.default_slots(rows)
 
 
 class RLStep:
@@ -81,25 +73,13 @@ class RLStep:
     self.group = run.samples_per_question
     self.temperature = cfg.rollout.temperature
     self.completion_len = cfg.rollout.max_new_tokens  # tokens the model writes
-    self.tools = ToolConfig(max_rounds=cfg.rollout.tool_rounds, max_output_tokens=cfg.rollout.tool_output_tokens,
-                            timeout_s=cfg.rollout.tool_timeout_s,
-                            isolation=cfg.rollout.tool_isolation) if cfg.rollout.tool_rounds else None
-    # the completion rows' width: the model's tokens plus, with tools, every output block it may read
-    self.completion_width = self.completion_len + (
-        self.tools.max_rounds * self.tools.max_output_tokens if self.tools else 0)
-    if self.tools and jax.process_count() > 1:
-      raise ValueError("rollout.tool_rounds: tool-integrated rollouts run their programs on one host; this run has "
-                       f"{jax.process_count()} processes")
     rows = cfg.rollout.prompts_per_step * self.group
-    dp = engine.Layout(self.mesh, self.rules).dp
+    dp = self.layout.dp
     if rows % (dp * cfg.rl.grad_accum_steps) and run.method.data == "policy":
       raise ValueError(f"a step's {rows} completions (rollout.prompts_per_step x {self.group} samples) do not split "
                        f"into rl.grad_accum_steps={cfg.rl.grad_accum_steps} micro-batches over {dp} data-parallel "
                        f"devices")
-    if task.prompt_len + self.completion_width > model_cfg.max_positions:
-      raise ValueError(f"prompt width {task.prompt_len} (task.prompt_budget) + rollout.max_new_tokens "
-                       f"{self.completion_len} (+ rollout.tool_rounds x tool_output_tokens) exceed the model's "
-                       f"max_positions={model_cfg.max_positions}")
+    self.rollout = RolloutSampler(cfg.rollout, model_cfg, task, self.layout)  # checks the rollout's widths
     self.estimator = adv_lib.ESTIMATORS[run.estimator] if run.estimator else None
     self.reward = rewards.REWARDS[run.reward] if run.reward else None
     self.optimizer, self.schedule = make_optimizer(cfg.optimizer, max(total_updates, 1))
@@ -144,9 +124,6 @@ class RLStep:
                                                                  b["completion"], attended(b), before_token=True), head_sh)
     self.reward_scores = scored(lambda p, b: rewards.reward_model_scores(model_cfg, p, b["prompt"], b["prompt_mask"],
                                                                       b["completion"], attended(b)), head_sh)
-    rep = msharding.replicated(self.mesh)
-    self.prompt_tokens = jax.device_put(task.prompt_tokens, rep)
-    self.prompt_mask = jax.device_put(task.prompt_mask, rep)
     self.rule = rewards.RuleReward(cfg.rl.grade_mode, cfg.reward.unformatted_reward)
     self.log_rollouts = {"learned": run.needs_reward_model, "on": True, "off": False}[cfg.rollout.log_rollouts]
     self._batch_sh = batch_sh
@@ -159,10 +136,6 @@ class RLStep:
   @property
   def data_parallel(self) -> int:
     return self.layout.dp
-
-  def replicated(self, x) -> jax.Array:
-    """A host array (the same on every process) onto every device: an explicit host -> device copy."""
-    return msharding.global_array(x, msharding.replicated(self.mesh))
 
   def reshard_rows(self, x: jax.Array) -> jax.Array:
     """A device array [R, ...] laid out over the data axes (no host copy)."""
@@ -214,105 +187,6 @@ class RLStep:
     out["step"] = jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)
     return out
 
-  # -- rollout --------------------------------------------------------------------------------------------------------
-
-  @functools.partial(jax.jit, static_argnums=(0,))
-  def gather_prompts(self, prompt_tokens, prompt_mask, indices):
-    """Left-padded prompt rows of `indices` and the same rows right-padded for the sampler, with lengths."""
-    tokens, mask = prompt_tokens[indices], prompt_mask[indices]
-    p = tokens.shape[1]
-    lengths = mask.sum(axis=1).astype(jnp.int32)
-    shift = (jnp.arange(p)[None, :] + (p - lengths)[:, None]) % p
-    right = jnp.where(jnp.arange(p)[None, :] < lengths[:, None], jnp.take_along_axis(tokens, shift, axis=1),
-                      self.tokenizer.pad_id)
-    return tokens, mask, right, lengths
-
-  def batching(self, prompts: int, num_samples: int) -> str:
-    """How a rollout of num_samples completions of each of `prompts` questions decodes: "continuous" or "static"
-    (rollout.batching; tool rounds: static). "auto" is continuous where static batching wastes work: more completions
-    than cache slots (finished rows would keep decoding), or prompts that do not split over the data-parallel devices
-    (static batching would prefill every completion's prompt)."""
-    if self.tools is not None:
-      return "static"
-    rows = prompts * num_samples
-    if self.cfg.rollout.batching == "auto" and prompts % self.data_parallel:
-      return "continuous"
-    return engine.choose_batching(self.cfg.rollout.batching, rows, rollout_slots(self.cfg.rollout.max_rows, rows),
-                                  can_end_early=bool(self.tokenizer.stop_ids))
-
-  def sample(self, params, indices: np.ndarray, key: jax.Array, num_samples: int) -> tuple:
-    """num_samples completions of each question in `indices` from `params`: device rows [R, ...] prompt-major. Static
-    batching decodes chunks of at most rollout.max_rows rows, continuous batching all rows through rollout.max_rows
-    cache slots; row r draws from fold_in(key, r) either way."""
-    if self.batching(len(indices), num_samples) == "continuous":
-      return self._sample_chunk(params, indices, key, num_samples, 0, continuous_batching=True)
-    per_chunk = max(1, self.cfg.rollout.max_rows // num_samples) if self.cfg.rollout.max_rows else len(indices)
-    if per_chunk >= len(indices):
-      return self._sample_chunk(params, indices, key, num_samples, 0)
-    parts = [self._sample_chunk(params, indices[i:i + per_chunk], key, num_samples, i * num_samples)
-             for i in range(0, len(indices), per_chunk)]
-    rows = {k: jnp.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
-    return rows, jnp.concatenate([p[1] for p in parts]), jnp.concatenate([p[2] for p in parts])
-
-  def _sample_chunk(self, params, indices: np.ndarray, key: jax.Array, num_samples: int, row_offset: int,
-                    continuous_batching: bool = False) -> tuple:
-    b = len(indices)
-    tokens, mask, right, lengths = self.gather_prompts(self.prompt_tokens, self.prompt_mask, self.replicated(
-        np.asarray(indices, np.int32)))
-    if (b * num_samples) % self.data_parallel:
-      raise ValueError(f"{b} questions x {num_samples} samples = {b * num_samples} rows do not split over the "
-                       f"{self.data_parallel} data-parallel devices (rollout.prompts_per_step, rollout.group_size)")
-    if self.tools is not None:
-      return self._sample_with_tools(params, tokens, mask, right, lengths, key, num_samples, row_offset)
-    common = dict(max_new_tokens=self.completion_len, strategy=Temperature(self.temperature), rng=key,
-                  eos_id=self.tokenizer.stop_ids, pad_id=self.tokenizer.pad_id, layout=self.layout,
-                  row_offset=row_offset)
-    if continuous_batching:  # one prefill per prompt at any data-parallel size: no repeated prompts
-      out = continuous.sample_arrays(self.model_cfg, params, right, lengths, num_samples=num_samples,
-                                     slots=rollout_slots(self.cfg.rollout.max_rows, b * num_samples), **common)
-      return self._rows(tokens, mask, out["tokens"], out["lengths"], out["logprobs"], out["reasons"], num_samples)
-    repeat_first = b % self.data_parallel != 0
-    if repeat_first:  # the sampler splits prompts over the data axes: sample every row as its own prompt
-      right, lengths = jnp.repeat(right, num_samples, axis=0), jnp.repeat(lengths, num_samples)
-    out = engine.sample_arrays(self.model_cfg, params, right, lengths, num_samples=1 if repeat_first else num_samples,
-                               decode_segments=self.cfg.rollout.decode_segments or None, **common)
-    return self._rows(tokens, mask, out["tokens"], out["lengths"], out["logprobs"], out["reasons"], num_samples)
-
-  def _sample_with_tools(self, params, tokens, mask, right, lengths, key, num_samples: int, row_offset: int) -> tuple:
-    """Tool-integrated sampling (programs run on the host between decode rounds): rows padded to completion_width,
-    `mask` = the model's tokens, `context_mask` = every completion token."""
-    out = generate_with_tools(self.model_cfg, params, msharding.host_array(right), tokenizer=self.tokenizer,
-                              max_new_tokens=self.completion_len, strategy=Temperature(self.temperature),
-                              num_samples=num_samples, eos_id=self.tokenizer.stop_ids, tools=self.tools, rng=key,
-                              prompt_lengths=msharding.host_array(lengths), pad_id=self.tokenizer.pad_id,
-                              mesh=self.mesh, rules=self.rules, row_offset=row_offset,
-                              decode_segments=self.cfg.rollout.decode_segments or None)
-    w = out.tokens.shape[1]
-    pad = lambda x, fill: np.pad(x, ((0, 0), (0, self.completion_width - w)), constant_values=fill)  # noqa: E731
-    model_mask = pad(out.model_mask, False).astype(np.float32)
-    context = (np.arange(self.completion_width)[None] < out.lengths[:, None]).astype(np.float32)
-    rows = {"prompt": jnp.repeat(tokens, num_samples, axis=0), "prompt_mask": jnp.repeat(mask, num_samples, axis=0)}
-    rows = {k: self.reshard_rows(v) for k, v in rows.items()}
-    rows.update(completion=self.to_rows(pad(out.tokens, self.tokenizer.pad_id)), mask=self.to_rows(model_mask),
-                context_mask=self.to_rows(context),
-                old_logp=self.to_rows(pad(out.logprobs, 0.0) * model_mask))
-    truncated = np.array([f == "length" for f in out.finish_reasons])
-    return rows, self.to_rows(out.lengths), self.to_rows(truncated)
-
-  @functools.partial(jax.jit, static_argnums=(0, 7))
-  def _rows(self, tokens, mask, completion, lengths, logprobs, reasons, num_samples):
-    cmask = (jnp.arange(completion.shape[1])[None, :] < lengths[:, None]).astype(jnp.float32)
-    rows = {"prompt": jnp.repeat(tokens, num_samples, axis=0), "prompt_mask": jnp.repeat(mask, num_samples, axis=0),
-            "completion": completion, "mask": cmask, "old_logp": logprobs * cmask}
-    rows = {k: jax.lax.with_sharding_constraint(v, self._batch_sh) for k, v in rows.items()}
-    return rows, lengths, reasons == engine.LENGTH
-
-  def texts(self, rows: dict, lengths: jax.Array) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The host side of a rollout: (decoded texts, completion tokens, lengths) (the only device -> host copy)."""
-    tokens, lengths = msharding.host_array(rows["completion"]), msharding.host_array(lengths)
-    decode = self.tokenizer.decode
-    return [decode(tokens[r, :lengths[r]].tolist()) for r in range(len(lengths))], tokens, lengths
-
   # -- grading --------------------------------------------------------------------------------------------------------
 
   def submit_grading(self, texts: Sequence[str], golds: Sequence[str]) -> "_Grading":
@@ -329,14 +203,16 @@ class RLStep:
   def online_experience(self, state: dict, indices: np.ndarray, key: jax.Array) -> Experience:
     """Samples G outputs of each question from the current policy and turns them into training rows."""
     t0 = time.perf_counter()
-    rows, lengths_d, truncated_d = self.sample(state["policy"]["params"], indices, key, self.group)
-    texts, tokens, lengths = self.texts(rows, lengths_d)
+    sampled = self.rollout.sample(state["policy"]["params"], indices, key, self.group)
+    texts, tokens, lengths = self.rollout.texts(sampled)
+    rows = sampled.rows
     t_rollout = time.perf_counter() - t0
     qidx = np.repeat(np.asarray(indices), self.group)
     metrics = {"rollout_s": t_rollout}
-    if self.tools is not None:  # tokens the model wrote and output-block tokens it read (device scalars, read after
-      metrics["model_tokens_mean"], metrics["tool_tokens_mean"] = _tool_token_means(rows)  # the update)
-    return self.score(state, rows, texts, tokens, lengths, msharding.host_array(truncated_d), qidx, metrics)
+    if self.rollout.tools is not None:  # tokens the model wrote and output-block tokens it read (device scalars,
+      metrics["model_tokens_mean"], metrics["tool_tokens_mean"] = _tool_token_means(rows)  # read after the update)
+    return self.score(state, rows, texts, tokens, lengths, msharding.host_array(sampled.truncated), qidx,
+                      metrics)
 
   def score(self, state: dict, rows: dict, texts, tokens, lengths, truncated, qidx, metrics) -> Experience:
     """Rewards, reference log-probs, values and advantages of sampled rows (rows stay on the device). Every rollout
@@ -389,7 +265,8 @@ class RLStep:
     else:
       reward = graded.reward.copy()
     if self.run.overlong_buffer:  # on the tokens the model wrote (max_new_tokens counts those)
-      written = lengths if self.tools is None else msharding.host_array(jnp.sum(rows["mask"], axis=1)).astype(int)
+      written = lengths if self.rollout.tools is None else \
+          msharding.host_array(jnp.sum(rows["mask"], axis=1)).astype(int)
       reward = reward + rewards.overlong_penalty(written, truncated, self.completion_len, self.run.overlong_buffer,
                                                  self.cfg.reward.overlong_penalty)
     batch["rewards"] = self.to_rows(reward[:, None])
