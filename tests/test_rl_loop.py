@@ -39,7 +39,7 @@ def test_every_method_runs_from_its_config(tmp_path, sft_run, name, extra):
   assert summary["status"] == "completed" and summary["steps"] == 1
   rows = metric_rows(tmp_path)
   step = [r for r in rows if r["step"] == 1 and "loss" in r][-1]
-  online = rl.METHODS[summary["method"]].data == "policy"
+  online = rl.METHODS[summary["method"]].source.online
   for k in (METRIC_KEYS if online else ("loss", "grad_norm", "entropy")) + tuple(extra):
     assert k in step and math.isfinite(step[k]), (name, k, step)
   assert step["skipped"] == 0

@@ -12,7 +12,7 @@ from dsmath.rl.losses import (AGGREGATIONS, GRADIENT_COEFFICIENTS, POLICY_LOSSES
                               dpo_loss, dr_grpo_loss, grpo_loss, gspo_loss, kl_k3, ppo_policy_loss, ppo_value_loss,
                               sft_loss, surrogate_objective)
 from dsmath.rl.loop import run
-from dsmath.rl.methods import METHODS, Method, RLRun, resolve_rl_config
+from dsmath.rl.methods import DATA_SOURCES, METHODS, DataSource, Method, RLRun, resolve_rl_config
 from dsmath.rl.policy import completion_logprobs, completion_scalars
 from dsmath.rl.rewards import REWARDS, RuleReward, overlong_penalty
 from dsmath.rl.step import RLStep

@@ -39,7 +39,7 @@ from dsmath.rl.checkpoint import RLCheckpointer
 from dsmath.rl.methods import RLRun, resolve_rl_config
 from dsmath.rl.reward_model import RewardModelTrainer
 from dsmath.rl.rollout_log import RolloutLog
-from dsmath.rl.sources import OfflineData, gold_experience
+from dsmath.rl.sources import STEPS, OfflineData, gold_experience
 from dsmath.rl.step import RLStep
 from dsmath.runs import load_run, write_run
 from dsmath.train import distributed
@@ -158,8 +158,7 @@ class RLLoop:
     self.rm = RewardModelTrainer(self.rl, cfg.rl.iterations) if run.needs_reward_model else None
     if self.rm is not None and cfg.reward_model.init_from:  # the reward model's body came from that run
       self.parents = self.parents + (self.rm.body_run(),)
-    self.offline = OfflineData(self.rl, str(self.workdir / "offline_data.npz")) \
-        if run.method.data.startswith("offline") else None
+    self.offline = OfflineData(self.rl, str(self.workdir / "offline_data.npz")) if run.method.source.offline else None
     self.held_out = HeldOut(self.rl, cfg.seed) if cfg.eval.num_questions else None
     self.checkpointer = RLCheckpointer(self.workdir / "checkpoints", keep=cfg.checkpoint.keep,
                                        async_save=cfg.checkpoint.async_save)
@@ -304,15 +303,8 @@ class RLLoop:
     cfg, rl = self.cfg, self.rl
     it = host.step // cfg.rl.steps
     t0 = time.perf_counter()
-    data = self.run.method.data
-    if data == "policy":
-      questions = self._draw(host, cfg.rollout.prompts_per_step)
-      state, m = rl(state, questions, refill=lambda n: self._draw(host, n))
-    elif data == "gold":
-      exp = gold_experience(rl, self._draw(host, cfg.rollout.prompts_per_step))
-      state, m = rl.train_on(state, rl.finish(exp), t0)
-    else:
-      state, m = rl.train_on(state, self.offline.batch(host.step), t0)
+    state, m = STEPS[self.run.method.source.step](rl, state, draw=lambda n: self._draw(host, n), offline=self.offline,
+                                                  index=host.step, t0=t0)
     host.step += 1
     if m.get("skipped"):
       host.consecutive_nonfinite += 1

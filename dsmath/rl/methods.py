@@ -1,5 +1,6 @@
 """Methods as data: every method of the unified paradigm (paper sec. 5.2.1, Table 10) and the variants beyond it is
-one registry entry naming its data source, reward, advantage estimator, policy loss and the models it needs.
+one registry entry naming its data source (a key of DATA_SOURCES), reward, advantage estimator, policy loss and the
+models it needs.
 
   method      data source                       reward        estimator (GC)       policy loss   models
   sft         gold solutions (P_sft)            -             one (GC = 1)         sft           -
@@ -23,7 +24,7 @@ method's entry fills what the config left to it (-1 / ""), and the result holds 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 from dsmath import config as config_lib
 from dsmath.config import ConfigError
@@ -32,8 +33,37 @@ from dsmath.rl.config import RLStageConfig
 
 
 @dataclasses.dataclass(frozen=True)
+class DataSource:
+  """What a method trains on (Table 10's data source column) and what follows from it; the config checks and the
+  loop read these properties, never the source's name."""
+  description: str
+  step: str  # how the loop takes a step on it: a key of dsmath.rl.sources.STEPS
+  online: bool = False  # samples the current policy every step: dynamic sampling, the overlong penalty, the verifier
+  #                       term, tool rounds and a kept reference model (pi_ref read each step) apply to it
+  offline: bool = False  # sampled once from the initial policy before step 0 (<run>/offline_data.npz)
+  pairs: bool = False  # (chosen, rejected) pairs of outputs of one question: needs >= 2 samples a question
+  reads_reward: bool = False  # the run's reward scores its outputs (offline sources select with the rule grader)
+
+  @property
+  def sampled(self) -> bool:
+    """Trains on outputs a policy wrote (online or offline); False: written gold solutions, nothing sampled."""
+    return self.online or self.offline
+
+
+DATA_SOURCES: dict[str, DataSource] = {
+    "gold": DataSource("the questions' gold solutions (q, o ~ P_sft), nothing sampled", "gold"),
+    "offline_samples": DataSource("samples of the initial (SFT) policy drawn once, the correct ones kept by the rule "
+                                  "grader", "offline", offline=True),
+    "offline_pairs": DataSource("(correct, incorrect) pairs of samples of the initial (SFT) policy drawn once, split "
+                                "by the rule grader", "offline", offline=True, pairs=True),
+    "policy": DataSource("samples of the current policy drawn every step, scored by the run's reward", "rollout",
+                         online=True, reads_reward=True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
-  data: Literal["gold", "offline_samples", "offline_pairs", "policy"]
+  data: str  # a key of DATA_SOURCES (the name configs and logs show; the code reads `source`)
   reward: str  # a key of rewards.REWARDS ("" = none)
   estimator: str  # a key of advantages.ESTIMATORS ("" = none, DPO)
   process_estimator: str  # the estimator under a process reward ("" = the method takes none)
@@ -43,6 +73,10 @@ class Method:
   dynamic_sampling: bool = False
   loss: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # deviations from losses.LossConfig's defaults
   overlong_buffer_fraction: float = 0.0  # DAPO: the shaping buffer as a fraction of max_new_tokens
+
+  @property
+  def source(self) -> DataSource:
+    return DATA_SOURCES[self.data]
 
 
 METHODS: dict[str, Method] = {
@@ -123,9 +157,10 @@ def resolve_rl_config(config: Any) -> RLRun:
   if estimator and advantages.ESTIMATORS[estimator].values != method.value_model:
     raise ConfigError(f"config.rl.estimator={estimator!r} {'needs' if not method.value_model else 'has no use for'} "
                       f"a value model, which rl.method={rl.method!r} {'does not keep' if not method.value_model else 'trains'}")
-  if method.data != "policy" and (rl.reward and rl.reward != method.reward):
-    raise ConfigError(f"config.rl.reward={rl.reward!r}: rl.method={rl.method!r} selects its {method.data} data with the "
-                      f"rule grader; a reward has no effect on it")
+  source = method.source
+  if not source.reads_reward and (rl.reward and rl.reward != method.reward):
+    raise ConfigError(f"config.rl.reward={rl.reward!r}: rl.method={rl.method!r} trains on its {method.data} data, "
+                      f"{source.description}; a reward has no effect on it")
   policy_loss = _choose(rl.policy_loss, method.policy_loss, losses.POLICY_LOSSES, "config.rl.policy_loss")
   if losses.LOSS_DATA.get(policy_loss, "policy") != losses.LOSS_DATA.get(method.policy_loss, "policy"):
     raise ConfigError(f"config.rl.policy_loss={policy_loss!r} trains on {losses.LOSS_DATA.get(policy_loss, 'policy')} "
@@ -149,12 +184,12 @@ def resolve_rl_config(config: Any) -> RLRun:
     samples = getattr(getattr(cfg, section), key)
     if samples < 1:
       raise ConfigError(f"config.{method.samples} must be >= 1, got {samples}")
-  if method.data == "offline_pairs" and samples < 2:
+  if source.pairs and samples < 2:
     raise ConfigError(f"config.{method.samples} must be >= 2 for DPO pairs, got {samples}")
   if estimator in _GROUP_ESTIMATORS and samples < 2:
     raise ConfigError(f"config.{method.samples}={samples}: a group-relative advantage needs >= 2 samples a question")
   dynamic = {"method": method.dynamic_sampling, "on": True, "off": False}[cfg.rollout.dynamic_sampling]
-  if dynamic and method.data != "policy":
+  if dynamic and not source.online:
     raise ConfigError(f"config.rollout.dynamic_sampling='on' needs an online method, not rl.method={rl.method!r}")
   if dynamic and (samples < 2 or process):
     raise ConfigError("config.rollout.dynamic_sampling keeps groups whose outcome rewards differ: it needs >= 2 "
@@ -165,12 +200,11 @@ def resolve_rl_config(config: Any) -> RLRun:
   if buffer >= cfg.rollout.max_new_tokens:
     raise ConfigError(f"config.reward.overlong_buffer={buffer} must be < rollout.max_new_tokens="
                       f"{cfg.rollout.max_new_tokens}")
-  if buffer and (process or method.data != "policy"):
+  if buffer and (process or not source.online):
     raise ConfigError(f"config.reward.overlong_buffer={buffer}: the overlong penalty shapes outcome rewards of "
                       f"sampled outputs; rl.method={rl.method!r} with reward {reward!r} has none to shape "
                       f"(set reward.overlong_buffer=0)")
-  if cfg.reward.verifier_weight and (method.data != "policy" or not (process or (reward and
-                                                                            rewards.REWARDS[reward].learned))):
+  if cfg.reward.verifier_weight and not (source.online and (process or (reward and rewards.REWARDS[reward].learned))):
     raise ConfigError(f"config.reward.verifier_weight={cfg.reward.verifier_weight}: the verifier term adds the rule "
                       f"outcome to a learned or process reward of sampled outputs; rl.method={rl.method!r} with "
                       f"reward {reward!r} has none (set reward.verifier_weight=0)")
@@ -192,8 +226,8 @@ def resolve_rl_config(config: Any) -> RLRun:
                       f"grpo / dapo / dr_grpo (has {policy_loss!r})")
   _check_tools(cfg, rl.method, method, reward)
   # pi_ref is kept only where the step reads it: DPO's reference log-probs are computed once, offline.
-  needs_ref = method.data == "policy" and (losses.reads_reference(policy_loss, loss) or
-                                           (method.value_model and cfg.ppo.kl_beta > 0))
+  needs_ref = source.online and (losses.reads_reference(policy_loss, loss) or
+                                 (method.value_model and cfg.ppo.kl_beta > 0))
   return RLRun(config=cfg, method=method, reward=reward, estimator=estimator, policy_loss=policy_loss, loss=loss,
                samples_per_question=samples, dynamic_sampling=dynamic, overlong_buffer=buffer,
                needs_reference=needs_ref, needs_value=method.value_model,
@@ -207,16 +241,17 @@ def _check_tools(cfg: RLStageConfig, name: str, method: Method, reward: str) -> 
   paradigm's SFT, e.g. rl.sft_warmup_steps) sample nothing: tool rounds only reach their held-out evaluation."""
   rounds = cfg.rollout.tool_rounds
   r = rewards.REWARDS[reward] if reward else None
-  runs_tools = method.data == "policy" and not method.value_model and r is not None and not (r.process or r.learned)
+  source = method.source
+  runs_tools = source.online and not method.value_model and r is not None and not (r.process or r.learned)
   if cfg.task.prompt == "tool" and not rounds:
-    if runs_tools or method.data == "gold":
+    if runs_tools or not source.sampled:
       raise ConfigError("config.task.prompt='tool' asks the model to write python blocks whose outputs it then reads: "
                         "set config.rollout.tool_rounds >= 1 so rollouts and held-out evaluation run them in the "
                         "sandbox, or choose another prompt format")
     raise ConfigError(f"config.task.prompt='tool': rl.method={name!r} with reward {reward!r} samples without running "
                       "the model's programs (tool rounds train online methods without a value model on rule outcome "
                       "rewards): choose another prompt format, or such a method with config.rollout.tool_rounds >= 1")
-  if rounds and not runs_tools and method.data != "gold":
+  if rounds and not runs_tools and source.sampled:
     raise ConfigError(f"config.rollout.tool_rounds={rounds}: tool-integrated rollouts train online methods without a "
                       f"value model on rule outcome rewards; rl.method={name!r} with reward {reward!r} is not one "
                       f"(set rollout.tool_rounds=0, or use e.g. grpo, dr_grpo, dapo, gspo, rloo, online_rft)")

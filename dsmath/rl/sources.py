@@ -1,5 +1,6 @@
 """The paradigm's data sources besides the current policy's samples (dsmath.rl.rollout): gold SFT solutions, and the
-offline samples of the initial (SFT) policy that RFT and DPO train on.
+offline samples of the initial (SFT) policy that RFT and DPO train on; and `STEPS`, one RL step on each kind of data,
+which the data-source registry (dsmath.rl.methods.DATA_SOURCES) names and the loop calls.
 
   gold              P_sft: the question's worked solution (GC = 1), for the SFT entry of the registry. The recipe's
                     SFT stage is the train job's (dsmath.train, packed and resumable); this entry is for the paradigm's
@@ -10,6 +11,8 @@ The offline dataset is built once before step 0 and written once, atomically, to
 changes, so checkpoints do not carry it); a resumed run reads it back.
 """
 from __future__ import annotations
+
+from typing import Callable, Optional
 
 import jax
 import numpy as np
@@ -59,7 +62,7 @@ class OfflineData:
 
   def __init__(self, rl: RLStep, path):
     self.rl, self.path = rl, path
-    self.pairs = rl.run.method.data == "offline_pairs"
+    self.pairs = rl.run.method.source.pairs
     self.per_batch = rl.cfg.rollout.prompts_per_step  # questions (RFT) or pairs (DPO) a batch
     self.metrics: dict = {}
     self.data: dict = {}
@@ -148,3 +151,29 @@ class OfflineData:
                      rewards=np.ones(r, np.float32), correct=np.ones(r, np.float32),
                      lengths=rows["mask"].sum(1).astype(np.int32), truncated=np.zeros(r, bool), sampled=False)
     return rl.finish(exp)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One step on each kind of data: STEPS[source.step](rl, state, draw, offline, index, t0) -> (state, metrics), where
+# draw(n) -> the next n question indices of the run's stream, offline the run's OfflineData (offline sources only) and
+# index the step.
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _rollout_step(rl: RLStep, state: dict, draw: Callable[[int], np.ndarray], offline: Optional[OfflineData],
+                  index: int, t0: float) -> tuple[dict, dict]:
+  """Rollouts of the current policy on the next questions (dynamic sampling draws more), rewards, advantages."""
+  return rl(state, draw(rl.cfg.rollout.prompts_per_step), refill=draw)
+
+
+def _gold_step(rl: RLStep, state: dict, draw: Callable[[int], np.ndarray], offline: Optional[OfflineData],
+               index: int, t0: float) -> tuple[dict, dict]:
+  return rl.train_on(state, rl.finish(gold_experience(rl, draw(rl.cfg.rollout.prompts_per_step))), t0)
+
+
+def _offline_step(rl: RLStep, state: dict, draw: Callable[[int], np.ndarray], offline: Optional[OfflineData],
+                  index: int, t0: float) -> tuple[dict, dict]:
+  return rl.train_on(state, offline.batch(index), t0)
+
+
+STEPS: dict[str, Callable] = {"rollout": _rollout_step, "gold": _gold_step, "offline": _offline_step}

@@ -75,7 +75,7 @@ class RLStep:
     self.completion_len = cfg.rollout.max_new_tokens  # tokens the model writes
     rows = cfg.rollout.prompts_per_step * self.group
     dp = self.layout.dp
-    if rows % (dp * cfg.rl.grad_accum_steps) and run.method.data == "policy":
+    if rows % (dp * cfg.rl.grad_accum_steps) and run.method.source.online:
       raise ValueError(f"a step's {rows} completions (rollout.prompts_per_step x {self.group} samples) do not split "
                        f"into rl.grad_accum_steps={cfg.rl.grad_accum_steps} micro-batches over {dp} data-parallel "
                        f"devices")
