@@ -15,7 +15,7 @@ import pytest
 
 from dsmath import rl
 from dsmath.config import ConfigError
-from dsmath.rl.checkpoint import RLCheckpointer
+from dsmath.rl.checkpoint import rl_checkpointer
 from dsmath.runs import load_run
 from tests.rl_configs import METRIC_KEYS, config, first_round_scores, grpo_learning_config, rollout_accuracy_gain
 
@@ -129,7 +129,7 @@ def test_iterative_rl_resets_ref_and_replays_reward_model_data(tmp_path, sft_run
   assert rm[0]["rm_rows_replay"] == 0 and rm[1]["rm_rows_replay"] > 0
   assert abs(rm[1]["rm_replay_share"] - 0.1) < 0.02, rm[1]
   # the checkpoint keeps every round's rows as replay data, the first round's first
-  ckpt = RLCheckpointer(tmp_path / "checkpoints")
+  ckpt = rl_checkpointer(tmp_path / "checkpoints")
   _, arrays = ckpt.restore_host(4)
   ckpt.close()
   n_new = int(rm[0]["rm_rows_new"])

@@ -22,10 +22,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from dsmath.runs import PARAMS
-from dsmath.train.checkpoint import HostFilesHandler, check_finite_params
+from dsmath.train.checkpoint import Checkpointer, HostFilesHandler, HostItem
 
-TRAIN, HOST = "train", "host"
+HOST = "host"
 
 
 class HostStateHandler(HostFilesHandler):
@@ -39,11 +38,11 @@ class HostStateHandler(HostFilesHandler):
     np.savez(buf, **args.arrays)
     (directory / "arrays.npz").write_bytes(buf.getvalue())
 
-  def restore(self, directory: epath.Path, args: Optional["HostRestore"] = None) -> dict:
+  def restore(self, directory: epath.Path, args: Optional["HostRestore"] = None) -> tuple[dict, dict]:
     state = json.loads((directory / "state.json").read_text())
     with np.load(io.BytesIO((directory / "arrays.npz").read_bytes()), allow_pickle=False) as z:
       arrays = {k: z[k] for k in z.files}
-    return {"state": state, "arrays": arrays}
+    return state, arrays
 
 
 @ocp.args.register_with_handler(HostStateHandler, for_save=True)
@@ -52,6 +51,9 @@ class HostSave(ocp.args.CheckpointArgs):
   state: dict
   arrays: dict
 
+  def __post_init__(self):  # host copies now, when the save starts (the writes may run later)
+    self.arrays = {k: np.asarray(v) for k, v in self.arrays.items()}
+
 
 @ocp.args.register_with_handler(HostStateHandler, for_restore=True)
 @dataclasses.dataclass
@@ -59,52 +61,10 @@ class HostRestore(ocp.args.CheckpointArgs):
   pass
 
 
-def _split(device_state: dict) -> tuple[dict, dict]:
-  policy = dict(device_state["policy"])
-  params = policy.pop("params")
-  return params, {**{k: v for k, v in device_state.items() if k != "policy"}, "policy": policy}
+HOST_ITEM = HostItem(HOST, HostStateHandler, HostSave, HostRestore)
 
 
-def _join(params: dict, train: dict) -> dict:
-  return {**{k: v for k, v in train.items() if k != "policy"}, "policy": {**train["policy"], "params": params}}
-
-
-class RLCheckpointer:
-  """A run's RL checkpoints: save (async, keep the last N), latest step, restore host state then device state."""
-
-  def __init__(self, directory, *, keep: int = 2, async_save: bool = True):
-    self.directory = epath.Path(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True,
-                                           cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=(PARAMS, TRAIN, HOST),
-                                         item_handlers={PARAMS: ocp.StandardCheckpointHandler(),
-                                                        TRAIN: ocp.StandardCheckpointHandler(),
-                                                        HOST: HostStateHandler()})
-
-  def save(self, step: int, device_state: dict, host_state: dict, arrays: dict) -> None:
-    params, train = _split(device_state)
-    check_finite_params(step, params)
-    self.manager.save(step, args=ocp.args.Composite(**{
-        PARAMS: ocp.args.StandardSave(params), TRAIN: ocp.args.StandardSave(train),
-        HOST: HostSave(host_state, {k: np.asarray(v) for k, v in arrays.items()})}), force=True)
-
-  def latest_step(self) -> Optional[int]:
-    return self.manager.latest_step()
-
-  def restore_host(self, step: int) -> tuple[dict, dict]:
-    out = self.manager.restore(step, args=ocp.args.Composite(**{HOST: HostRestore()}))
-    return out[HOST]["state"], out[HOST]["arrays"]
-
-  def restore(self, step: int, abstract_device_state: dict) -> dict:
-    """The device state of `step`; abstract_device_state's ShapeDtypeStructs carry the target shardings."""
-    params, train = _split(abstract_device_state)
-    out = self.manager.restore(step, args=ocp.args.Composite(**{
-        PARAMS: ocp.args.StandardRestore(params), TRAIN: ocp.args.StandardRestore(train)}))
-    return _join(out[PARAMS], out[TRAIN])
-
-  def wait(self):
-    self.manager.wait_until_finished()
-
-  def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+def rl_checkpointer(directory, *, keep: int = 2, async_save: bool = True) -> Checkpointer:
+  """A run's RL checkpoints: the shared Checkpointer with host/ as its host item and the policy's params (at
+  state["policy"]["params"]) in params/. `restore_host` (state, arrays) comes first, then `restore` (device state)."""
+  return Checkpointer(directory, keep=keep, async_save=async_save, host=HOST_ITEM, params_at=("policy", "params"))

@@ -35,7 +35,7 @@ from dsmath.eval.evaluate import evaluate
 from dsmath.report import read_jsonl, write_rl_report
 from dsmath.rl import overoptimisation
 from dsmath.rl import tasks as task_lib
-from dsmath.rl.checkpoint import RLCheckpointer
+from dsmath.rl.checkpoint import rl_checkpointer
 from dsmath.rl.methods import RLRun, resolve_rl_config
 from dsmath.rl.reward_model import RewardModelTrainer
 from dsmath.rl.rollout_log import RolloutLog
@@ -160,8 +160,8 @@ class RLLoop:
       self.parents = self.parents + (self.rm.body_run(),)
     self.offline = OfflineData(self.rl, str(self.workdir / "offline_data.npz")) if run.method.source.offline else None
     self.held_out = HeldOut(self.rl, cfg.seed) if cfg.eval.num_questions else None
-    self.checkpointer = RLCheckpointer(self.workdir / "checkpoints", keep=cfg.checkpoint.keep,
-                                       async_save=cfg.checkpoint.async_save)
+    self.checkpointer = rl_checkpointer(self.workdir / "checkpoints", keep=cfg.checkpoint.keep,
+                                        async_save=cfg.checkpoint.async_save)
     self.last_heldout: dict = {}
 
   # -- state ----------------------------------------------------------------------------------------------------------

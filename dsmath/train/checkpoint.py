@@ -4,6 +4,8 @@ Layout (any path orbax/etils supports, gs:// included):
   <dir>/<step>/params/        the model params (StandardSave): what init_from and other stages load
   <dir>/<step>/train/         {opt_state, step, rng, num_skipped}
   <dir>/<step>/data/          process_<i>-of-<n>.json: the Grain iterator's get_state() of each process
+`Checkpointer` writes this layout for the train loop and, with another item of host files in place of data/ and the
+params found elsewhere in the state, the RL's (dsmath.rl.checkpoint: params/, train/, host/).
 Saves are asynchronous (the device->host copy happens before `save` returns, the writes run in the background) and
 atomic: orbax writes into a temporary directory and renames it to <step> when every item is written, so a kill during
 a save leaves only a tmp directory that is never restored, and the previous step stays the latest. Params with a NaN
@@ -74,8 +76,33 @@ class DataStateRestore(ocp.args.CheckpointArgs):
   pass
 
 
-def _split(state: dict) -> tuple[dict, dict]:
-  return state["params"], {k: v for k, v in state.items() if k != "params"}
+@dataclasses.dataclass(frozen=True)
+class HostItem:
+  """The checkpoint item of host files beside params/ and train/: its directory in each step, its handler, and the
+  args that save it (built from what `Checkpointer.save` gets after the state) and restore it."""
+  name: str
+  handler: type[HostFilesHandler]
+  save_args: type[ocp.args.CheckpointArgs]
+  restore_args: type[ocp.args.CheckpointArgs]
+
+
+DATA_ITEM = HostItem(DATA, DataStateHandler, DataStateSave, DataStateRestore)
+
+
+def _split(state: dict, path: tuple[str, ...]) -> tuple[Any, dict]:
+  """(the params at `path` in state, the rest of state without them)."""
+  head, tail = path[0], path[1:]
+  rest = {k: v for k, v in state.items() if k != head}
+  if not tail:
+    return state[head], rest
+  params, rest[head] = _split(state[head], tail)
+  return params, rest
+
+
+def _join(params, rest: dict, path: tuple[str, ...]) -> dict:
+  """The inverse of _split: rest with params put back at `path`."""
+  head, tail = path[0], path[1:]
+  return {**rest, head: _join(params, rest[head], tail) if tail else params}
 
 
 # One bool per leaf, reduced where the params live: only len(leaves) bools come to the host, never the params.
@@ -100,30 +127,35 @@ def _path_name(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
-def _manager(directory, *, keep: Optional[int], async_save: bool, read_only: bool = False) -> ocp.CheckpointManager:
+def _manager(directory, *, keep: Optional[int], async_save: bool, read_only: bool = False,
+             host: HostItem = DATA_ITEM) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
                                          create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only)
-  return ocp.CheckpointManager(epath.Path(directory), options=options, item_names=(PARAMS, TRAIN, DATA),
+  return ocp.CheckpointManager(epath.Path(directory), options=options, item_names=(PARAMS, TRAIN, host.name),
                                item_handlers={PARAMS: ocp.StandardCheckpointHandler(),
-                                              TRAIN: ocp.StandardCheckpointHandler(), DATA: DataStateHandler()})
+                                              TRAIN: ocp.StandardCheckpointHandler(), host.name: host.handler()})
 
 
 class Checkpointer:
-  """A run's checkpoint directory: save (async, keep last N), latest step, restore."""
+  """A run's checkpoint directory: save (async, keep the last N), latest step, restore the host item, restore the
+  device state. `host` is the item of host files (the train loop's data/ by default, the RL's host/), `params_at`
+  the path of the params in the state: params/ holds them, train/ the rest of the state."""
 
-  def __init__(self, directory, *, keep: int = 3, async_save: bool = True):
-    self.directory = epath.Path(directory)
-    self.manager = _manager(self.directory, keep=keep, async_save=async_save)
+  def __init__(self, directory, *, keep: int = 3, async_save: bool = True, host: HostItem = DATA_ITEM,
+               params_at: tuple[str, ...] = ("params",)):
+    self.directory, self.host, self.params_at = epath.Path(directory), host, params_at
+    self.manager = _manager(self.directory, keep=keep, async_save=async_save, host=host)
 
-  def save(self, step: int, state: dict, data_state: dict) -> bool:
-    """Starts saving `state` (and the iterator state) as `step`; returns once the arrays are copied off device.
+  def save(self, step: int, state: dict, *host) -> bool:
+    """Starts saving `state` and the host item (`host`: the fields of its save args, e.g. the data-iterator state) as
+    `step`; returns once the arrays are copied off device.
 
     Non-finite params raise FloatingPointError before the save starts (the previous checkpoint stays the latest)."""
-    params, train = _split(state)
+    params, train = _split(state, self.params_at)
     check_finite_params(step, params)
     return self.manager.save(step, args=ocp.args.Composite(**{
         PARAMS: ocp.args.StandardSave(params), TRAIN: ocp.args.StandardSave(train),
-        DATA: DataStateSave(data_state)}), force=True)
+        self.host.name: self.host.save_args(*host)}), force=True)
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -131,12 +163,17 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
 
-  def restore(self, step: int, abstract_state: dict) -> tuple[dict, dict]:
-    """(state, data_state) of `step`; abstract_state's ShapeDtypeStructs carry the target shardings."""
-    params, train = _split(abstract_state)
+  def restore_host(self, step: int):
+    """What the host item's handler restores of `step` (the data-iterator state of this process, ...)."""
+    name = self.host.name
+    return self.manager.restore(step, args=ocp.args.Composite(**{name: self.host.restore_args()}))[name]
+
+  def restore(self, step: int, abstract_state: dict) -> dict:
+    """The device state of `step`; abstract_state's ShapeDtypeStructs carry the target shardings."""
+    params, train = _split(abstract_state, self.params_at)
     out = self.manager.restore(step, args=ocp.args.Composite(**{
-        PARAMS: ocp.args.StandardRestore(params), TRAIN: ocp.args.StandardRestore(train), DATA: DataStateRestore()}))
-    return {"params": out[PARAMS], **out[TRAIN]}, out[DATA]
+        PARAMS: ocp.args.StandardRestore(params), TRAIN: ocp.args.StandardRestore(train)}))
+    return _join(out[PARAMS], out[TRAIN], self.params_at)
 
   def wait(self):
     """Blocks until pending asynchronous saves are committed."""

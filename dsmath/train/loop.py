@@ -240,8 +240,8 @@ def run(config, workdir: str) -> dict:
                           abstract_state(model_cfg, optimizer), train_step.state_shardings)
   latest = checkpointer.latest_step()
   if latest is not None:
-    state, data_state = checkpointer.restore(latest, abstract)
-    iterator.set_state(data_state)
+    iterator.set_state(checkpointer.restore_host(latest))
+    state = checkpointer.restore(latest, abstract)
     origin = f"resumed from step {latest}"
   elif parent is not None:
     state = new_state(train_step, model_cfg, optimizer, cfg.seed, params=parent.load_params(abstract["params"]))
