@@ -38,6 +38,27 @@ def pytest_unconfigure(config):
   shutil.rmtree(cache, ignore_errors=True)
 
 
+def _data_skip(hook_name: str):
+  """A test that needs the benchmark folder (dsmath.paths.shared_data_dir) and finds none skips with DataNotFound's
+  message (which says what to run), so a bare clone's suite says what it could not test instead of failing; where
+  DSMATH_REQUIRE_DATA is set (.ci/run sets it) the missing folder stays a failure."""
+  @pytest.hookimpl(wrapper=True)
+  def hook(item):
+    from dsmath.paths import DataNotFound
+    try:
+      return (yield)
+    except DataNotFound as e:
+      if os.environ.get("DSMATH_REQUIRE_DATA"):
+        raise
+      pytest.skip(f"no benchmark data: {e}")
+  hook.__name__ = hook_name
+  return hook
+
+
+pytest_runtest_setup = _data_skip("pytest_runtest_setup")
+pytest_runtest_call = _data_skip("pytest_runtest_call")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
   """Drops each test module's compiled programs when it ends. The suite is one long process, and each program XLA's CPU

@@ -71,18 +71,21 @@ def test_math_verify_alarm_timeouts_are_counted():
 
 
 def test_submit_returns_a_future_at_once_and_batches_overlap():
-  # The first batch's answer takes at least math-verify's 2 s alarm (timeout_s // 3) on its worker, so a submit that
+  # The first batch's answer takes at least math-verify's 4 s alarm (timeout_s // 3) on its worker, so a submit that
   # waited for the grading could not return it unfinished; the second batch, on the other (idle, warm) worker, ends
-  # while the first is still running.
-  with Grader(num_workers=2, timeout_s=6) as g:
+  # first: the order the futures finish in, not a wall-clock bound (three easy answers against a 4 s alarm).
+  with Grader(num_workers=2, timeout_s=12) as g:
     assert list(g.grade_many([r"$\frac12$", r"$\frac14$"], ["0.5", "0.25"])) == [True, True]  # both workers warm
+    finished = []
     f1 = g.submit([r"\boxed{9^{9^{9^{9}}}}"], ["2"])
     assert isinstance(f1, concurrent.futures.Future) and not f1.done()  # the caller was not blocked
+    f1.add_done_callback(lambda _: finished.append("first"))
     f2 = g.submit([r"$\frac13$", "So 7.", r"$[0,1)$"], [r"\frac{1}{3}", "8", "[0,1)"], "math_verify")
+    f2.add_done_callback(lambda _: finished.append("second"))
     assert list(f2.result(timeout=120)) == [True, False, True]
-    assert not f1.done()  # batches overlap: the second did not wait for the first
     v = f1.result(timeout=120)
     assert list(v) == [False] and v.timed_out == [True]
+  assert finished == ["second", "first"]  # batches overlap: the second did not wait for the first
 
 
 def test_submit_from_many_threads():
