@@ -3,9 +3,11 @@
   python -m experiments.sweep --config configs/sweep_recipe.py                            # seeds 0-7, this machine
   taskset -c 0 python -m experiments.sweep --config configs/sweep_recipe.py:one_core       # seeds 0-2, one core
   python -m experiments.sweep --config configs/sweep_recipe.py:avx2                       # seeds 0-2, AVX2 only
-  python -m experiments.sweep --config configs/sweep_recipe.py:,slip=0.8                  # the slip-0.8 candidate
+  python -m experiments.sweep --config configs/sweep_recipe.py:,slip=0.9                  # the recipe before slip 0.8
 The float rounding of XLA's CPU kernels depends on the instruction set and the number of cores, and the recipe's SFT
 amplifies rounding differences into a different model: each machine configuration is its own set of trajectories.
+Directories are named by the machine and the SFT teacher's slip rate (configs/toy.py TEACHER_SLIP unless ",slip=<s>"
+says otherwise): results/recipe_slip0.8, results/recipe_one_core_slip0.8, ...
 "one_core" only names its own directories: the affinity comes from taskset, which every stage process inherits;
 "avx2" sets XLA_FLAGS=--xla_cpu_max_isa=AVX2 for every stage (an emulation of a CPU without AVX-512).
 Each cell runs the whole recipe with its pre-training, SFT and GRPO stages seeded by the cell's seed (the task, the
@@ -15,6 +17,7 @@ and the recipe's wall time. Curves over RL steps: the reward, the fraction of gr
 reward variance), the policy's entropy, the KL to the reference, held-out accuracy.
 """
 from configs.sweep_fig5 import accuracy_metrics
+from configs.toy import TEACHER_SLIP
 from dsmath.config import config_dict
 from dsmath.sweep import SweepConfig
 
@@ -30,16 +33,16 @@ def _curve(key: str, title: str) -> dict:
 
 def get_config(arg: str = ""):
   """arg: the machine ('', 'one_core' or 'avx2'), optionally followed by ",slip=<s>": the recipe with the SFT teacher's
-  slip rate s (a candidate recipe, EXPERIMENTS.md; its own directories)."""
+  slip rate s instead of configs/toy.py's (EXPERIMENTS.md; its own directories)."""
   machine, *options = arg.split(",")
   if machine not in MACHINES or any(not o.startswith("slip=") for o in options):
     raise ValueError(f"configs/sweep_recipe.py takes '', 'one_core' or 'avx2', then optionally ',slip=<s>'; got {arg!r}")
   suffix, env = MACHINES[machine]
-  overrides = {}
+  overrides, slip = {}, TEACHER_SLIP
   for o in options:
     slip = float(o[len("slip="):])
     overrides["stages.sources.synthetic.teacher.slip"] = slip
-    suffix += f"_slip{slip:g}"
+  suffix += f"_slip{slip:g}"
   c = config_dict(SweepConfig)
   c.name = "The toy recipe over seeds (README's numbers)" + (f", {arg}" if arg else "")
   c.sweep_dir = f"runs/sweep_recipe{suffix}"

@@ -83,22 +83,22 @@ def test_reward_model_round_keeps_the_state_that_orders_pairs_best(tmp_path, sft
 
 def test_reward_model_rows_include_gold_solutions_labelled_right(tmp_path, sft_run):
   """reward_model.gold_solutions: after the policy's samples, one row per training question holding its worked
-  solution as the SFT entry tokenizes it (+ EOS), labelled right, every step good; the samples keep their labels."""
+  solution as the SFT entry tokenizes it (+ EOS), labelled right, every step good; the samples keep their labels.
+  The first round's rows, made from the run's initial state (no RL step needed: the round's wiring into a run is
+  test_iterative_rl_resets_ref_and_replays_reward_model_data's)."""
   from dsmath.rl.loop import RLLoop
   over = {"reward_model.gold_solutions": True, "reward_model.questions": 6, "rollout.max_new_tokens": 24}
-  cfg = config("grpo_prm_toy", sft_run, **over)
-  rl.run(cfg, tmp_path)
-  rm = [r for r in metric_rows(tmp_path) if "rm_loss" in r][0]
-  assert rm["rm_rows_new"] == 12 and rm["rm_rows_gold"] + rm["rm_gold_too_long"] == 6 and rm["rm_rows_gold"] > 0
-  loop = RLLoop(rl.resolve_rl_config(cfg), tmp_path)
+  loop = RLLoop(rl.resolve_rl_config(config("grpo_prm_toy", sft_run, **over)), tmp_path)
   try:
-    state = loop.checkpointer.restore(0, loop._abstract_state())
+    state = loop._fresh_state(loop._initial_params())
     rows, metrics = loop.rm.new_rows(state, 0, loop.cfg.seed)
     train_q = loop.rm._questions(0, loop.cfg.seed)["train"]
     tok, task = loop.rl.tokenizer, loop.rl.task
   finally:
     loop.checkpointer.close()
     loop.rl.close()
+  assert metrics["rows_new"] == 12 and metrics["rows_gold"] + metrics["gold_too_long"] == 6, metrics
+  assert metrics["rows_gold"] > 0, metrics
   n_gold = int(metrics["rows_gold"])
   assert len(rows["label"]) == 12 + n_gold
   gold = {k: v[12:] for k, v in rows.items()}

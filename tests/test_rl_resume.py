@@ -1,8 +1,8 @@
 """Exact resume of the RL stage: a SIGKILL, then the same command, writes the same per-step metrics as a run that was
 never interrupted, through `python -m experiments.run` in real subprocesses. GRPO with a learned PRM over 2
-iterations (the kill lands while a checkpoint is being written: the half-written one is ignored), and PPO (value
-model, reference model; the kill lands between checkpoints), and the learned PRM killed halfway through its second
-training round (the round is redone from the last checkpoint). Each kill lands at a named hold point (dsmath.holds:
+iterations, killed halfway through its second training round (the round is redone from the last checkpoint) and its
+resume killed while a checkpoint is being written (the half-written one is ignored), and PPO (value model, reference
+model; the kill lands between checkpoints). Each kill lands at a named hold point (dsmath.holds:
 the process is held there until the test kills it), never by racing the run."""
 import json
 import os
@@ -47,18 +47,16 @@ def _in_flight(ckpt: Path) -> bool:
 
 
 CASES = {
-    # case: (config, overrides, (hold phase, step) where the kill lands (dsmath.holds), the checkpoint a resume
-    # starts from)
-    # 2 iterations x 2 steps, a PRM round before each iteration; killed while the checkpoint of step 3 is being
-    # written (every item written, nothing committed): the half-written one is ignored
+    # case: (config, overrides, the kills in turn: ((hold phase, step) where the kill lands (dsmath.holds), the
+    # checkpoint the next command resumes from)); each command after the first is the resume of the one before
+    # 2 iterations x 2 steps, a PRM round before each iteration. First killed halfway through the reward model's
+    # second round (the second iteration's start, after step 2's rollouts and update, before checkpoint 2): the
+    # resume redoes step 2 and the whole round; that resume killed while the checkpoint of step 3 is being written
+    # (every item written, nothing committed): the half-written one is ignored. One run for both kills.
     "grpo_prm_toy": ("grpo_prm_toy", {"rl.iterations": 2, "rl.steps": 2, "checkpoint.every": 1},
-                     ("checkpoint_commit", 3), 2),
-    # the same run killed halfway through the reward model's second round (the second iteration's start, after
-    # step 2's rollouts and update, before checkpoint 2): the resume redoes step 2 and the whole round
-    "grpo_prm_toy_rm_round": ("grpo_prm_toy", {"rl.iterations": 2, "rl.steps": 2, "checkpoint.every": 1},
-                              ("reward_model_round", 1), 1),
+                     [(("reward_model_round", 1), 1), (("checkpoint_commit", 3), 2)]),
     # 4 PPO steps, checkpoints every 2; killed just after step 3's metrics row (between checkpoints 2 and 4)
-    "ppo_toy": ("ppo_toy", {"rl.steps": 4, "checkpoint.every": 2}, ("metrics_row", 3), 2),
+    "ppo_toy": ("ppo_toy", {"rl.steps": 4, "checkpoint.every": 2}, [(("metrics_row", 3), 2)]),
 }
 
 
@@ -73,41 +71,29 @@ def _settled(ckpt: Path, step: int, proc, timeout_s: float = 120.0) -> bool:
   return False
 
 
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory, rl_parent_run):
-  """The uninterrupted run of a (config, overrides): its summary and metric rows, run once for the cases that share
-  it (the two PRM kills)."""
-  done = {}
-
-  def get(name: str, overrides: dict):
-    key = (name, json.dumps(overrides, sort_keys=True))
-    if key not in done:
-      workdir = tmp_path_factory.mktemp("straight")
-      done[key] = (_run(_args(name, workdir, rl_parent_run, **overrides)), _rows(workdir))
-    return done[key]
-  return get
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_sigkill_then_same_command_gives_the_same_metrics(tmp_path, rl_parent_run, straight_run, case):
-  name, overrides, (phase, step), last_good = CASES[case]
-  straight, reference = straight_run(name, overrides)
+def test_sigkill_then_same_command_gives_the_same_metrics(tmp_path, rl_parent_run, case):
+  name, overrides, kills = CASES[case]
+  straight = tmp_path / "straight"
+  summary = _run(_args(name, straight, rl_parent_run, **overrides))
   workdir, ckpt, held = tmp_path / "killed", tmp_path / "killed" / "checkpoints", tmp_path / "held.json"
-  proc = subprocess.Popen(_args(name, workdir, rl_parent_run, **overrides), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu",
-                                                       **hold_env(phase, step, held)})
-  try:
-    assert wait_held(proc, held, timeout_s=300)["step"] == step
-    if phase == "checkpoint_commit":
-      assert _committed(ckpt)[-1] == last_good and _in_flight(ckpt)  # the save of `step` is in flight right now
-    else:
-      assert _settled(ckpt, last_good, proc)
-  finally:
-    proc.kill()
-    proc.wait()
-  assert proc.returncode == -signal.SIGKILL
-  assert _committed(ckpt)[-1] == last_good and 0 < last_good < straight["steps"]
+  for (phase, step), last_good in kills:
+    held.unlink(missing_ok=True)
+    proc = subprocess.Popen(_args(name, workdir, rl_parent_run, **overrides), cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu", **hold_env(phase, step, held)})
+    try:
+      assert wait_held(proc, held, timeout_s=300)["step"] == step
+      if phase == "checkpoint_commit":
+        assert _committed(ckpt)[-1] == last_good and _in_flight(ckpt)  # the save of `step` is in flight right now
+      else:
+        assert _settled(ckpt, last_good, proc)
+    finally:
+      proc.kill()
+      proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (phase, step)
+    assert _committed(ckpt)[-1] == last_good and 0 < last_good < summary["steps"], (phase, step)
   resumed = _run(_args(name, workdir, rl_parent_run, **overrides))
-  assert resumed["origin"] == f"resumed from step {last_good}", resumed["origin"]
+  assert resumed["origin"] == f"resumed from step {kills[-1][1]}", resumed["origin"]
   assert resumed["status"] == "completed" and not _in_flight(ckpt)
-  assert _rows(workdir) == reference  # every row, every float: rollouts, rewards, reward-model rounds, losses
+  assert _rows(workdir) == _rows(straight)  # every row, every float: rollouts, rewards, reward-model rounds, losses
