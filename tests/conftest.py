@@ -22,6 +22,23 @@ def pytest_xdist_auto_num_workers(config):
   return 2 if len(os.sched_getaffinity(0)) >= 2 else 0
 
 
+# The test files that take longest (seconds of tests, measured: README's suite times), in that order. With a whole file
+# per worker (--dist loadfile) the files that start last set when the suite ends, and xdist by default starts the files
+# with the most tests first, which put these few-but-long ones last (one worker alone for minutes at the end).
+# pyproject's addopts turn that reordering off (--no-loadscope-reorder) and this order starts them first; a file
+# missing here only runs later, in collection order.
+SLOW_FIRST = ("test_rl_loop.py", "test_rl_resume.py", "test_rl_mesh.py", "test_model_family_stages.py",
+              "test_model_sharding.py", "test_rl_reward_hacking.py", "test_recipe_smoke.py", "test_rl_plan.py",
+              "test_model_core.py", "test_runs.py", "test_sample_continuous.py", "test_rl_tools.py",
+              "test_train_fused_loss.py", "test_sample_sharding.py", "test_rl_tasks.py", "test_sample_tools.py",
+              "test_model_families.py", "test_train_run.py", "test_eval_slips.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: the rest keep their order
+
+
 def pytest_configure(config):
   # The subprocesses the tests start (RL and train runs, resumes, sweeps) share one persistent compilation cache: the
   # same programs compile once. This process does not write to it (jax was imported above, before these variables):
