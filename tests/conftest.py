@@ -67,7 +67,7 @@ def _data_skip(hook_name: str):
     except DataNotFound as e:
       if os.environ.get("DSMATH_REQUIRE_DATA"):
         raise
-      pytest.skip(f"no benchmark data: {e}")
+      pytest.skip(str(e))  # DataNotFound says what is missing and what to run
   hook.__name__ = hook_name
   return hook
 
