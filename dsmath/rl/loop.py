@@ -103,7 +103,7 @@ class HeldOut:
       return {}
     rl, out = self.rl, {}
     # evaluated as it was trained: tools run, chat template
-    common = dict(max_new_tokens=rl.completion_len, batch_rows=self.cfg.batch_rows, mesh=rl.mesh, rules=rl.rules,
+    common = dict(max_new_tokens=rl.rollout.completion_len, batch_rows=self.cfg.batch_rows, mesh=rl.mesh, rules=rl.rules,
                   tools=rl.rollout.tools, chat=rl.cfg.task.chat)
     runs = []
     if self.cfg.greedy:

@@ -91,17 +91,17 @@ class RewardModelTrainer:
     out: list = [None] * len(order)
     for start in range(0, len(order), 64):
       chunk = order[start:start + 64]
-      budget = rl.completion_len - len(prefix_tokens[chunk[0]])  # the shortest prefix's: the largest budget
+      budget = rl.rollout.completion_len - len(prefix_tokens[chunk[0]])  # the shortest prefix's: the largest budget
       if budget < 1:  # every prefix of the chunk fills the whole budget: nothing can follow
         for i in chunk:
           out[i] = [tok.decode(prefix_tokens[i])] * n
         continue
       rows = [prompt_rows[i] + prefix_tokens[i] for i in chunk]
-      res = engine.generate(rl.model_cfg, params, rows, max_new_tokens=budget, strategy=Temperature(rl.temperature),
+      res = engine.generate(rl.model_cfg, params, rows, max_new_tokens=budget, strategy=Temperature(rl.rollout.temperature),
                             num_samples=n, eos_id=tok.stop_ids, tokenizer=tok, rng=key, pad_id=tok.pad_id, mesh=rl.mesh,
                             rules=rl.rules, row_offset=start * n)
       for j, i in enumerate(chunk):
-        room = rl.completion_len - len(prefix_tokens[i])
+        room = rl.rollout.completion_len - len(prefix_tokens[i])
         out[i] = [tok.decode(prefix_tokens[i] + res.tokens[j * n + s, :min(res.lengths[j * n + s], room)].tolist())
                   for s in range(n)]
     return out

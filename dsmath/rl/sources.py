@@ -29,7 +29,7 @@ def gold_experience(rl: RLStep, indices: np.ndarray) -> Experience:
   """Rows of the questions' gold solutions (+ EOS; with task.chat, the chat template's assistant turn of the
   solution). A solution longer than rollout.max_new_tokens is masked out of the batch and counted
   (`gold_too_long`), never truncated."""
-  tok, width = rl.tokenizer, rl.completion_len
+  tok, width = rl.tokenizer, rl.rollout.completion_len
   questions = [rl.task.train[i] for i in indices]
   missing = [q.origin for q in questions if not q.solution]
   if missing:

@@ -71,8 +71,6 @@ class RLStep:
     self.layout = engine.Layout(self.mesh, self.rules)
     self.tokenizer = task.tokenizer
     self.group = run.samples_per_question
-    self.temperature = cfg.rollout.temperature
-    self.completion_len = cfg.rollout.max_new_tokens  # tokens the model writes
     rows = cfg.rollout.prompts_per_step * self.group
     dp = self.layout.dp
     if rows % (dp * cfg.rl.grad_accum_steps) and run.method.source.online:
@@ -83,7 +81,7 @@ class RLStep:
     self.estimator = adv_lib.ESTIMATORS[run.estimator] if run.estimator else None
     self.reward = rewards.REWARDS[run.reward] if run.reward else None
     self.optimizer, self.schedule = make_optimizer(cfg.optimizer, max(total_updates, 1))
-    temperature, loss_cfg, loss = self.temperature, run.loss, losses.POLICY_LOSSES[run.policy_loss]
+    temperature, loss_cfg, loss = cfg.rollout.temperature, run.loss, losses.POLICY_LOSSES[run.policy_loss]
 
     def policy_loss(params, batch, rng):
       m = batch["mask"]
@@ -267,7 +265,7 @@ class RLStep:
     if self.run.overlong_buffer:  # on the tokens the model wrote (max_new_tokens counts those)
       written = lengths if self.rollout.tools is None else \
           msharding.host_array(jnp.sum(rows["mask"], axis=1)).astype(int)
-      reward = reward + rewards.overlong_penalty(written, truncated, self.completion_len, self.run.overlong_buffer,
+      reward = reward + rewards.overlong_penalty(written, truncated, self.rollout.completion_len, self.run.overlong_buffer,
                                                  self.cfg.reward.overlong_penalty)
     batch["rewards"] = self.to_rows(reward[:, None])
     batch["correct"] = self.to_rows(correct[:, None])
