@@ -4,8 +4,11 @@ and the reward model retrained on the current policy's samples with 10% replay o
 paper-faithful arms that collapse, 5 seeds.
 
   python -m experiments.sweep --config configs/sweep_fig6.py      # after configs/sweep_fig5.py (its setup)
+  python -m experiments.sweep --config configs/sweep_fig6.py:recipe   # after configs/sweep_recipe.py
 Every cell of seed s starts from the Figure 5 sweep's SFT model of that seed (runs/sweep_fig5/_setup/base_s<s>/sft),
-the recipe's SFT model for that seed, so the arms of a seed share one SFT policy. The learned reward is the only
+the recipe's SFT model for that seed, so the arms of a seed share one SFT policy. With "recipe" the cells start from
+the recipe sweep's SFT models instead (runs/sweep_recipe_slip<s>/seed=<seed>/recipe/sft, the slip of configs/toy.py;
+results/fig6_recipe_slip<s>): the recipe as it stands, without re-running its first stages. The learned reward is the only
 training reward; the rule grader measures the rollouts (rule accuracy beside the proxy) and the held-out test split.
   prm_paper / orm_paper   configs/grpo_{prm,orm}_paper_toy.py: the paper's estimators, reward models of 64 samples
   prm_one / orm_one       configs/grpo_{prm,orm}_toy.py: the settings chosen on the validation split, 1 x 200 steps
@@ -22,6 +25,7 @@ import os
 
 from configs.sweep_fig5 import CURVES, SEEDS, accuracy_metrics
 from configs.sweep_rm_diagnosis import window_metrics
+from configs.toy import TEACHER_SLIP
 from dsmath.config import config_dict
 from dsmath.paths import REPO_ROOT
 from dsmath.sweep import SweepConfig
@@ -52,11 +56,21 @@ ARMS["orm_two_rm800"] = {**ARMS["orm_two"], **RM800}
 ARMS["step_check"] = {"rl:config": "configs/toy.py:rl:grpo_ps_toy", "rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}
 
 
-def get_config():
+def _sft_model(source: str, seed: int) -> str:
+  if source == "recipe":
+    return os.path.join(str(REPO_ROOT), "runs", f"sweep_recipe_slip{TEACHER_SLIP:g}", f"seed={seed}", "recipe", "sft")
+  return os.path.join(FIG5_SETUP, f"base_s{seed}", "sft")
+
+
+def get_config(arg: str = ""):
+  """arg: '' (SFT models of configs/sweep_fig5.py's setup) or 'recipe' (those of configs/sweep_recipe.py)."""
+  if arg not in ("", "recipe"):
+    raise ValueError(f"configs/sweep_fig6.py takes '' or 'recipe'; got {arg!r}")
   c = config_dict(SweepConfig)
   c.name = "Figure 6 (toy): GRPO with learned reward models, 2 iterations vs 1, and the paper-faithful arms"
-  c.sweep_dir = "runs/sweep_fig6"
-  c.results_dir = "results/fig6"
+  suffix = f"_recipe_slip{TEACHER_SLIP:g}" if arg else ""
+  c.sweep_dir = f"runs/sweep_fig6{suffix}"
+  c.results_dir = f"results/fig6{suffix}"
   c.parallel = 1
   c.stage_timeout_s = 3600
   c.stages = [{"name": "rl", "config": "configs/toy.py:rl:grpo_prm_toy",
@@ -64,8 +78,7 @@ def get_config():
   c.axes = [
       {"name": "arm", "levels": [{"name": n, "set": s} for n, s in ARMS.items()]},
       {"name": "seed", "levels": [{"name": str(s), "set": {"rl/seed": s,
-                                                            "rl/init_from": os.path.join(FIG5_SETUP, f"base_s{s}",
-                                                                                         "sft")}} for s in SEEDS]},
+                                                            "rl/init_from": _sft_model(arg, s)}} for s in SEEDS]},
   ]
   c.aggregate = {
       "group_by": ["arm"],
