@@ -52,6 +52,14 @@ for _name in ("orm_one", "orm_two"):
 RM800 = {"rl/reward_model.lr": 3e-4, "rl/reward_model.steps": 800, "rl/reward_model.select_every": 50}
 ARMS["orm_one_rm800"] = {**ARMS["orm_one"], **RM800}
 ARMS["orm_two_rm800"] = {**ARMS["orm_two"], **RM800}
+# Reward models as a noisy-AND over tokens (reward_model.pool = "product", dsmath.rl.rewards.pooled_logits): trained
+# on the answer's rule label, the loss reaches the token of the wrong step. The ORM reads P(right) at the last token;
+# the PRM reads P(the prefix is right) at each step end, trained on the ORM's data without Math-Shepherd labels.
+PRODUCT = {"rl/reward_model.pool": "product"}
+ARMS["orm_product"] = {**ARMS["orm_one_rm800"], **PRODUCT}
+ARMS["orm_product_two"] = {**ARMS["orm_two_rm800"], **PRODUCT}
+ARMS["prm_product"] = {**ARMS["prm_one"], **PRODUCT, **RM800, "rl/reward_model.label": "outcome", "rl/reward_model.questions": 1000,
+                       "rl/reward_model.heldout_questions": 256}
 # Figure 5's GRPO+PS with the rule step checker, beside the learned PRM (prm_one) on the same SFT models
 ARMS["step_check"] = {"rl:config": "configs/toy.py:rl:grpo_ps_toy", "rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}
 

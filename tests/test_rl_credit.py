@@ -168,6 +168,11 @@ def test_learned_reward_settings_fail_naming_the_key():
     resolve_rl_config(config("grpo_toy", **{"reward.verifier_weight": 1.0}))
   with pytest.raises(ConfigError, match=r"config\.reward\.step_drift"):
     resolve_rl_config(config("grpo_orm_toy", **{"reward.step_drift": -0.02, "rl.estimator": ""}))
+  with pytest.raises(ConfigError, match=r"config\.reward_model\.label='outcome'.*pool='product'"):
+    resolve_rl_config(config("grpo_prm_toy", **{"reward_model.label": "outcome"}))
+  resolve_rl_config(config("grpo_prm_toy", **{"reward_model.label": "outcome", "reward_model.pool": "product"}))
+  with pytest.raises(ConfigError, match=r"config\.reward_model\.pool"):
+    resolve_rl_config(config("grpo_orm_toy", **{"reward_model.pool": "mean"}))
   with pytest.raises(ConfigError, match=r"zero_unanimous_groups"):
     resolve_rl_config(config("ppo_toy", **{"advantage.zero_unanimous_groups": True}))
   run = resolve_rl_config(config("grpo_prm_toy", **{"reward.verifier_weight": 0.5, "rl.estimator":

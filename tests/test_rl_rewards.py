@@ -103,3 +103,68 @@ def test_reward_model_losses_train_a_scalar_head():
     assert float(loss_fn(prm, batch)[0]) < 0.5 * l0, kind
   with pytest.raises(ValueError, match="orm"):
     rewards.reward_model_loss(cfg, "xrm")
+
+
+def test_product_pool_is_a_noisy_and_over_tokens():
+  # P(right so far) at token t = prod_{s <= t} sigmoid(z_s + prior), computed here in float64 numpy; padding -> 0
+  rng = np.random.default_rng(1)
+  z = rng.normal(0, 3, (3, 6)).astype(np.float32)
+  z[1, 2] = -30.0  # one token judged an error: P drops to ~0 from there on
+  z[2, :] = 30.0  # every token judged fine: P ~ 1, a finite logit
+  mask = np.array([[1, 1, 1, 1, 0, 0], [1] * 6, [1] * 6], np.float32)
+  probs = np.asarray(jax.nn.sigmoid(rewards.pooled_logits(jnp.asarray(z), jnp.asarray(mask), "product"))) * mask
+  per_token = 1.0 / (1.0 + np.exp(-(z.astype(np.float64) + rewards.PRODUCT_PRIOR)))
+  expected = np.cumprod(np.where(mask > 0, per_token, 1.0), axis=1) * mask
+  np.testing.assert_allclose(probs, expected, rtol=2e-5, atol=1e-6)
+  assert np.isfinite(np.asarray(rewards.pooled_logits(jnp.asarray(z), jnp.asarray(mask), "product"))).all()
+  assert np.all(np.diff(expected[1]) <= 0) and probs[1, 5] < 1e-9 and probs[2, 5] > 0.999
+  np.testing.assert_array_equal(rewards.pooled_logits(jnp.asarray(z), jnp.asarray(mask), "last"), z)  # the paper's
+  with pytest.raises(ValueError, match="pool"):
+    rewards.pooled_logits(jnp.asarray(z), jnp.asarray(mask), "mean")
+
+
+def test_product_pool_outcome_loss_is_the_bce_of_the_product_and_reaches_the_wrong_token():
+  from dsmath.rl import policy
+  cfg = model.ModelConfig.preset("tiny", num_layers=1, vocab_size=32, hidden_size=16, intermediate_size=32,
+                                 num_heads=2, num_kv_heads=1)
+  params = policy.init_scalar_head(cfg, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = {"prompt": jnp.asarray(rng.integers(1, 32, (4, 3))), "prompt_mask": jnp.ones((4, 3)),
+           "completion": jnp.asarray(rng.integers(1, 32, (4, 5))),
+           "mask": jnp.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0.0]]),
+           "label": jnp.array([[1.0], [0.0], [1.0], [0.0]])}
+  loss = float(rewards.reward_model_loss(cfg, "orm", pool="product")(params, batch)[0])
+  z = np.asarray(policy.completion_scalars(cfg, params, batch["prompt"], batch["prompt_mask"], batch["completion"],
+                                           batch["mask"]), np.float64)
+  m, y = np.asarray(batch["mask"]), np.asarray(batch["label"])[:, 0]
+  p = np.prod(np.where(m > 0, 1 / (1 + np.exp(-(z + rewards.PRODUCT_PRIOR))), 1.0), axis=1)
+  np.testing.assert_allclose(loss, np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))), rtol=1e-5)
+
+
+def test_product_pool_trained_on_outcomes_finds_the_wrong_token():
+  # Multiple-instance learning: outputs are wrong exactly when they hold token 7 somewhere; trained on the outcome
+  # label alone, the pooled probability must fall at that token, not before it
+  from dsmath.rl import policy
+  cfg = model.ModelConfig.preset("tiny", num_layers=1, vocab_size=32, hidden_size=32, intermediate_size=64,
+                                 num_heads=2, num_kv_heads=1)
+  rng = np.random.default_rng(0)
+  n, c = 64, 8
+  completion = rng.integers(8, 32, (n, c))
+  where = rng.integers(1, c, n)
+  wrong = np.arange(n) % 2 == 1
+  completion[wrong, where[wrong]] = 7
+  batch = {"prompt": jnp.asarray(rng.integers(8, 32, (n, 2))), "prompt_mask": jnp.ones((n, 2)),
+           "completion": jnp.asarray(completion), "mask": jnp.ones((n, c)),
+           "label": jnp.asarray((~wrong).astype(np.float32)[:, None])}
+  loss_fn = rewards.reward_model_loss(cfg, "orm", pool="product")
+  step = jax.jit(lambda prm: jax.tree.map(lambda p, g: p - 0.3 * g, prm, jax.grad(lambda q: loss_fn(q, batch)[0])(prm)))
+  params = policy.init_scalar_head(cfg, jax.random.key(0))
+  for _ in range(150):
+    params = step(params)
+  probs = np.asarray(rewards.reward_model_scores(cfg, params, batch["prompt"], batch["prompt_mask"],
+                                                 batch["completion"], batch["mask"], pool="product"))
+  rows = np.flatnonzero(wrong)
+  before = probs[rows, where[rows] - 1]
+  at = probs[rows, where[rows]]
+  assert np.mean(before > 0.5) > 0.9 and np.mean(at < 0.5) > 0.9, (before, at)
+  assert np.mean(probs[~wrong, -1] > 0.5) > 0.9

@@ -201,7 +201,9 @@ class RewardModelConfig:
   batch: int = 32
   lr: float = 2e-5  # the paper's initial reward-model lr
   replay_fraction: float = 0.1  # iterative RL: share of historical rows in each new round
-  label: Literal["hard", "soft"] = "hard"  # Math-Shepherd's hard (any completion correct) or soft estimate
+  # A PRM's step labels: Math-Shepherd's hard (any completion correct) or soft estimate; or "outcome": no step labels,
+  # the answer's rule label at the last token only, read at step ends through pool="product" (P(the prefix is right))
+  label: Literal["hard", "soft", "outcome"] = "hard"
   questions: int = 32  # training questions sampled per round
   heldout_questions: int = 0  # other training questions whose samples measure the label accuracy; 0 = `questions`
   # Each training question's worked gold solution as one more row labelled right (a PRM: every step good) beside the
@@ -223,6 +225,10 @@ class RewardModelConfig:
   # with cross-entropy alone a model can score labels well by judging the question (hard or easy) instead of the
   # output. 0 = the paper's loss. Batches are then whole questions (samples_per_question rows each).
   pairwise_weight: float = 0.0
+  # How the head's per-token logits become the judged probability (dsmath.rl.rewards.pooled_logits): "last" (the paper:
+  # the head at the last token for an ORM, at each step end for a PRM) or "product" (a noisy-AND over tokens: right
+  # when no token is an error; trained on outcome labels, the loss reaches the token of the wrong step)
+  pool: Literal["last", "product"] = "last"
   # The reward model's body: "" = a copy of the policy's; "base" = the run the policy's init_from run started from
   # (the pre-trained model an SFT policy was fine-tuned from: it has seen right solutions, the SFT policy has learned
   # a careless teacher's); or any run directory with the policy's model config

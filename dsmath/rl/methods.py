@@ -208,6 +208,10 @@ def resolve_rl_config(config: Any) -> RLRun:
     raise ConfigError(f"config.reward.verifier_weight={cfg.reward.verifier_weight}: the verifier term adds the rule "
                       f"outcome to a learned or process reward of sampled outputs; rl.method={rl.method!r} with "
                       f"reward {reward!r} has none (set reward.verifier_weight=0)")
+  if reward == "prm" and cfg.reward_model.label == "outcome" and cfg.reward_model.pool != "product":
+    raise ConfigError(f"config.reward_model.label='outcome' trains a PRM on the answer's label at its last token; its "
+                      f"step scores mean P(the prefix is right) only with config.reward_model.pool='product', got "
+                      f"{cfg.reward_model.pool!r}")
   if cfg.reward.step_drift and not process:
     raise ConfigError(f"config.reward.step_drift={cfg.reward.step_drift} shifts process (step) rewards; the reward "
                       f"{reward!r} gives one reward per output")

@@ -37,9 +37,12 @@ class RewardModelTrainer:
   def __init__(self, rl: RLStep, rounds: int):
     self.rl, self.kind = rl, rl.run.reward
     self.cfg = rl.cfg.reward_model
+    # trained on the answer's label at the last token (an ORM; a PRM with label "outcome"), or on step labels
+    self.outcome = self.kind == "orm" or self.cfg.label == "outcome"
     self.optimizer, _ = make_optimizer(dataclasses.replace(rl.cfg.optimizer, peak_lr=self.cfg.lr),
                                        max(self.cfg.steps * rounds, 1))
-    loss = rewards.reward_model_loss(rl.model_cfg, self.kind, self.cfg.pairwise_weight)
+    loss = rewards.reward_model_loss(rl.model_cfg, "orm" if self.outcome else "prm", self.cfg.pairwise_weight,
+                                     self.cfg.pool)
     self.step = make_train_step(rl.model_cfg, self.optimizer, loss, mesh=rl.mesh, rules=rl.rules,
                                 params_like=rl.head_layout)
     if self.cfg.batch % rl.data_parallel:
@@ -122,7 +125,8 @@ class RewardModelTrainer:
     return {k: np.sort(v) for k, v in out.items()}
 
   def new_rows(self, state: dict, round_index: int, seed: int, split: str = "train") -> tuple[dict, dict]:
-    """Rows sampled from the current policy, labelled: ORM by the rule reward, PRM by Math-Shepherd. split: "train",
+    """Rows sampled from the current policy, labelled by the rule reward, and a PRM's steps (unless its label is
+    "outcome") by Math-Shepherd. split: "train",
     or rows of questions the round does not train on ("heldout": to measure the reward model; "select": to choose
     among its states)."""
     rl, cfg = self.rl, self.cfg
@@ -153,7 +157,7 @@ class RewardModelTrainer:
     out = {**host, "label": correct[:, None].astype(np.float32), "question": qidx[:, None].astype(np.int32),
            "step_label": np.zeros((len(texts), width), np.float32), "step_mask": np.zeros((len(texts), width),
                                                                                           np.float32)}
-    if self.kind == "prm":
+    if not self.outcome:
       ends = rewards.step_ends(texts, tokens, lengths, rl.tokenizer.decode, rl.cfg.rl.step_separator)
       prompt_rows = [[int(t) for t, m in zip(p, pm) if m > 0] for p, pm in zip(host["prompt"], host["prompt_mask"])]
 
@@ -189,7 +193,7 @@ class RewardModelTrainer:
     select = self.new_rows(state, round_index, seed, split="select")[0] if cfg.select_every else None
     best, curve = (-np.inf, rm, 0), []
     bar = progress_bar(cfg.steps, 0, self.rl.cfg.progress, desc=f"reward model round {round_index}")
-    keys = ("prompt", "prompt_mask", "completion", "mask") + (("label",) if self.kind == "orm" else (
+    keys = ("prompt", "prompt_mask", "completion", "mask") + (("label",) if self.outcome else (
         "step_label", "step_mask")) + (("question",) if cfg.pairwise_weight else ())
     for s in range(cfg.steps):
       idx = self._batch_rows(data["question"][:, 0], np.random.default_rng([seed, 9, round_index, s]))
@@ -237,14 +241,15 @@ class RewardModelTrainer:
 
   def label_accuracy(self, params, rows: dict) -> tuple[float, float]:
     """(label accuracy, pair accuracy) of the model on `rows`: agreement of its scores (> 0.5) with the labels
-    (> 0.5), per step for a PRM (at step ends), per completion (its last token) for an ORM; and the fraction of pairs
+    (> 0.5), per step for a PRM on step labels (at step ends), per completion (its last token) for a model trained on
+    the answer's label; and the fraction of pairs
     of outputs of one question with different labels (a PRM: of their k-th steps) that the scores order right, what
     GRPO's group comparison reads (nan where no question has such a pair)."""
     rl = self.rl
     batch = {k: rl.to_rows(rows[k]) for k in ("prompt", "prompt_mask", "completion", "mask")}
     with rl.scope():
       scores = host_array(rl.reward_scores(params, batch))
-    if self.kind == "prm":
+    if not self.outcome:
       right = ((scores > 0.5) == (rows["step_label"] > 0.5)) * rows["step_mask"]
       accuracy = float(right.sum() / max(rows["step_mask"].sum(), 1.0))
       z, has = (np.asarray(a) for a in rewards.per_step_values(scores, rows["step_mask"]))

@@ -234,7 +234,36 @@ def pair_accuracy(score: np.ndarray, label: np.ndarray, valid: np.ndarray, quest
   return float(right / total) if total else float("nan")
 
 
-def reward_model_loss(model_cfg, kind: str, pairwise_weight: float = 0.0):
+# How a reward model's per-token head logits z_t become P(the output is right so far) at each token t
+RM_POOLS = ("last", "product")
+# "product": a fresh head's per-token odds that a token is not an error, sigmoid(0 + 4) = 0.982, so a fresh model's
+# P(right) over a ~25-token output starts near 0.6 (not 0.5 ** 25) and the first steps do not just raise every z_t.
+PRODUCT_PRIOR = 4.0
+
+
+def pooled_logits(logits: jax.Array, completion_mask: jax.Array, pool: str) -> jax.Array:
+  """[B, C] head logits -> [B, C] logits of P(the completion so far is right); an ORM reads the last token's.
+
+  "last": the head's own logit at each token (the paper's ORM: one judgement read at the last token, which must gather
+  every step's errors through attention).
+  "product": a noisy-AND over tokens, P_t = prod_{s <= t} sigmoid(z_s + PRODUCT_PRIOR): the output is right when no
+  token of it is an error. Trained on outcome labels this is multiple-instance learning (Dietterich et al. 1997; the
+  noisy-OR of Maron & Lozano-Perez 1998): the loss reaches the token that holds a wrong step, so the model learns to
+  judge each equation where it is written. P_t along a solution is also a process score (the prefix is still right),
+  non-increasing, learned without step labels (cf. implicit PRMs, Yuan et al. 2024, "Free Process Rewards without
+  Process Labels").
+  """
+  if pool == "last":
+    return logits
+  if pool != "product":
+    raise ValueError(f"reward_model.pool must be one of {RM_POOLS}, got {pool!r}")
+  m = completion_mask.astype(jnp.float32)
+  log_p = jnp.cumsum(jax.nn.log_sigmoid(logits.astype(jnp.float32) + PRODUCT_PRIOR) * m, axis=1)
+  log_p = jnp.minimum(log_p, -1e-7)  # P = 1 exactly has no finite logit
+  return (log_p - jnp.log(-jnp.expm1(log_p))) * m  # log P - log(1 - P)
+
+
+def reward_model_loss(model_cfg, kind: str, pairwise_weight: float = 0.0, pool: str = "last"):
   """loss_fn(params, batch, rng) -> (loss, metrics) for an outcome ("orm") or process ("prm") reward model.
 
   batch: prompt, prompt_mask [B, P]; completion, mask [B, C]; and
@@ -242,14 +271,15 @@ def reward_model_loss(model_cfg, kind: str, pairwise_weight: float = 0.0):
     prm: step_label [B, C] in [0, 1] (Math-Shepherd hard or soft estimate), step_mask [B, C] at step end tokens;
     question [B, 1] (with pairwise_weight > 0): the question each row answers.
   Binary cross-entropy on the scalar head's logit (the paper's), plus pairwise_weight x the within-question ranking
-  term (within_question_pairs: right over wrong outputs of a question, or good over bad k-th steps).
+  term (within_question_pairs: right over wrong outputs of a question, or good over bad k-th steps). pool: how the
+  head's per-token logits become the judged probability (pooled_logits).
   """
   if kind not in ("orm", "prm"):
     raise ValueError(f"reward model kind must be 'orm' or 'prm', got {kind!r}")
 
   def loss_fn(params, batch, rng=None):
-    scores = policy.completion_scalars(model_cfg, params, batch["prompt"], batch["prompt_mask"], batch["completion"],
-                                       batch["mask"])
+    scores = pooled_logits(policy.completion_scalars(model_cfg, params, batch["prompt"], batch["prompt_mask"],
+                                                     batch["completion"], batch["mask"]), batch["mask"], pool)
     if kind == "orm":
       logit = policy.last_token_scalar(scores, batch["mask"])
       label, weight = batch["label"][:, 0].astype(jnp.float32), jnp.ones_like(logit)
@@ -288,10 +318,11 @@ def learned_reward(probability: np.ndarray, score: str) -> np.ndarray:
   raise ValueError(f"reward_model.score must be one of {LEARNED_SCORES}, got {score!r}")
 
 
-def reward_model_scores(model_cfg, params, prompt, prompt_mask, completion, completion_mask) -> jax.Array:
-  """sigmoid of the scalar head at every completion token [B, C]: a probability that the answer will be right."""
-  return jax.nn.sigmoid(policy.completion_scalars(model_cfg, params, prompt, prompt_mask, completion,
-                                                  completion_mask)) * completion_mask
+def reward_model_scores(model_cfg, params, prompt, prompt_mask, completion, completion_mask,
+                        pool: str = "last") -> jax.Array:
+  """[B, C] the probability, at every completion token, that the answer is right (pooled_logits)."""
+  logits = policy.completion_scalars(model_cfg, params, prompt, prompt_mask, completion, completion_mask)
+  return jax.nn.sigmoid(pooled_logits(logits, completion_mask, pool)) * completion_mask
 
 
 @dataclasses.dataclass(frozen=True)

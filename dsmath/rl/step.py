@@ -121,7 +121,8 @@ class RLStep:
     self.values = scored(lambda p, b: policy.completion_scalars(model_cfg, p, b["prompt"], b["prompt_mask"],
                                                                  b["completion"], attended(b), before_token=True), head_sh)
     self.reward_scores = scored(lambda p, b: rewards.reward_model_scores(model_cfg, p, b["prompt"], b["prompt_mask"],
-                                                                      b["completion"], attended(b)), head_sh)
+                                                                      b["completion"], attended(b),
+                                                                      cfg.reward_model.pool), head_sh)
     self.rule = rewards.RuleReward(cfg.rl.grade_mode, cfg.reward.unformatted_reward)
     self.log_rollouts = {"learned": run.needs_reward_model, "on": True, "off": False}[cfg.rollout.log_rollouts]
     self._batch_sh = batch_sh
