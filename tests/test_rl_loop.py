@@ -17,6 +17,7 @@ from dsmath import rl
 from dsmath.config import ConfigError
 from dsmath.rl.checkpoint import rl_checkpointer
 from dsmath.runs import load_run
+from dsmath.sample import continuous, engine
 from tests.rl_configs import METRIC_KEYS, config, first_round_scores, grpo_learning_config, rollout_accuracy_gain
 
 def metric_rows(workdir) -> list:
@@ -94,6 +95,17 @@ def test_reward_model_rows_include_gold_solutions_labelled_right(tmp_path, sft_r
     rows, metrics = loop.rm.new_rows(state, 0, loop.cfg.seed)
     train_q = loop.rm._questions(0, loop.cfg.seed)["train"]
     tok, task = loop.rl.tokenizer, loop.rl.task
+    # Math-Shepherd's completions of step prefixes: every chunk (other counts, other budgets) runs one program
+    prompt = rows["prompt"][0][rows["prompt_mask"][0] > 0].tolist()
+    prefixes = {"a": [rows["completion"][0, :k].tolist() for k in (1, 4, 6)],
+                "b": [rows["completion"][0, :k].tolist() for k in (2, 3, 5, 6, 6)]}
+    done = {}
+    for name, pre in prefixes.items():
+      compiled = continuous.rollout._cache_size(), engine.prefill._cache_size()
+      done[name] = loop.rm._complete(state["policy"]["params"], [prompt] * len(pre), pre, 2, jax.random.key(3))
+      assert [len(texts) for texts in done[name]] == [2] * len(pre)
+      assert all(t.startswith(tok.decode(p)) for texts, p in zip(done[name], pre) for t in texts)
+    assert (continuous.rollout._cache_size(), engine.prefill._cache_size()) == compiled  # "b" compiled nothing
   finally:
     loop.checkpointer.close()
     loop.rl.close()

@@ -27,14 +27,15 @@ def prompts():
 
 @pytest.fixture(scope="module")
 def ends(params, prompts):
-  """Per strategy: EOS ids and a stop sequence that end the static engine's rows at different lengths (tokens the
-  first sample of each prompt draws at steps 3, 9, 15 and 21)."""
+  """Per strategy: EOS ids and a stop sequence (as an array, and as the list it was made from) that end the static
+  engine's rows at different lengths (tokens the first sample of each prompt draws at steps 3, 9, 15 and 21)."""
   out = {}
   for strategy in (SAMPLER, Greedy()):
     tokens = np.asarray(engine.sample_arrays(CFG, params, *prompts, max_new_tokens=MAX_NEW, strategy=strategy,
                                              num_samples=N, rng=jax.random.key(7))["tokens"])
-    out[strategy] = ([int(tokens[N * b, 3 + 6 * b]) for b in range(len(PROMPTS))],
-                     engine.stop_sequence_array([tokens[1, 5:7].tolist()]))
+    stops = [tokens[1, 5:7].tolist()]
+    out[strategy] = ([int(tokens[N * b, 3 + 6 * b]) for b in range(len(PROMPTS))], engine.stop_sequence_array(stops),
+                     stops)
   return out
 
 
@@ -43,7 +44,7 @@ def _host(out):
 
 
 def _sample(fn, params, prompts, ends, strategy, **kw):
-  eos, stops = ends[strategy]
+  eos, stops, _ = ends[strategy]
   return _host(fn(CFG, params, *prompts, max_new_tokens=MAX_NEW, strategy=strategy, num_samples=N,
                   rng=jax.random.key(7), eos_id=eos, stop_seqs=stops, **kw))
 
@@ -87,6 +88,13 @@ def test_a_completion_draws_the_same_whatever_its_refill_order(params, prompts, 
                                  else engine.LENGTH)
   static_cut = _sample(engine.sample_arrays, params, prompts, ends, SAMPLER, budgets=budgets)
   _assert_same(cut, static_cut)
+  # generate passes the budgets on (the reward model's Math-Shepherd completions: one program for every chunk); the
+  # static engine's programs above, run again
+  eos, _, stop_list = ends[SAMPLER]
+  gen = generate(CFG, params, PROMPTS, max_new_tokens=MAX_NEW, strategy=SAMPLER, num_samples=N, rng=jax.random.key(7),
+                 eos_id=eos, stop_sequences=stop_list, batching="static", budgets=budgets)
+  np.testing.assert_array_equal(gen.lengths, static_cut["lengths"])
+  np.testing.assert_array_equal(gen.tokens, static_cut["tokens"])
   shifted = _continuous(params, prompts, ends, SAMPLER, slots=5, row_offset=N)
   _assert_same(shifted, _sample(engine.sample_arrays, params, prompts, ends, SAMPLER, row_offset=N))
 

@@ -84,27 +84,38 @@ class RewardModelTrainer:
 
   # -- labelled rows of one round ------------------------------------------------------------------------------------
 
+  COMPLETE_CHUNK = 64  # (prompt, prefix) pairs per sampler call
+
   def _complete(self, params, prompt_rows: list[list[int]], prefix_tokens: list[list[int]], n: int,
                 key: jax.Array) -> list[list[str]]:
     """n sampled continuations of each (prompt, completion prefix): texts of prefix + continuation, each within the
     budget the policy had (rollout.max_new_tokens in all, the prefix included), as the policy would have finished.
-    Prefixes go in order of length, so one call's new-token budget fits all of its rows."""
+    Prefixes go in order of length, COMPLETE_CHUNK to a sampler call; each row stops at its own budget (per-row
+    budgets), so the calls share their shapes (the chunk padded with one-token rows, max_new_tokens the budgets' power
+    of two bucket): one compiled program for all the chunks of a round and the rounds after, not one per chunk size and
+    budget."""
     tok, rl = self.rl.tokenizer, self.rl
+    size, width = self.COMPLETE_CHUNK, rl.rollout.completion_len
     order = sorted(range(len(prefix_tokens)), key=lambda i: len(prefix_tokens[i]))
     out: list = [None] * len(order)
-    for start in range(0, len(order), 64):
-      chunk = order[start:start + 64]
-      budget = rl.rollout.completion_len - len(prefix_tokens[chunk[0]])  # the shortest prefix's: the largest budget
-      if budget < 1:  # every prefix of the chunk fills the whole budget: nothing can follow
+    for start in range(0, len(order), size):
+      chunk = order[start:start + size]
+      rooms = [width - len(prefix_tokens[i]) for i in chunk]  # the shortest prefix first: the largest budget first
+      if rooms[0] < 1:  # every prefix of the chunk fills the whole budget: nothing can follow
         for i in chunk:
           out[i] = [tok.decode(prefix_tokens[i])] * n
         continue
       rows = [prompt_rows[i] + prefix_tokens[i] for i in chunk]
-      res = engine.generate(rl.model_cfg, params, rows, max_new_tokens=budget, strategy=Temperature(rl.rollout.temperature),
-                            num_samples=n, eos_id=tok.stop_ids, tokenizer=tok, rng=key, pad_id=tok.pad_id, mesh=rl.mesh,
-                            rules=rl.rules, row_offset=start * n)
-      for j, i in enumerate(chunk):
-        room = rl.rollout.completion_len - len(prefix_tokens[i])
+      budgets = [max(r, 1) for r in rooms] + [1] * (size - len(chunk))  # padding rows: one token, dropped
+      rows += [rows[-1]] * (size - len(chunk))
+      # the largest budget's bucket, within the model's positions (as far as the largest budget allows)
+      max_new = max(rooms[0], min(engine.bucket_length(rooms[0]), width,
+                                  rl.model_cfg.max_positions - max(len(r) for r in rows)))
+      res = engine.generate(rl.model_cfg, params, rows, max_new_tokens=max_new, budgets=np.repeat(budgets, n),
+                            strategy=Temperature(rl.rollout.temperature), num_samples=n, eos_id=tok.stop_ids,
+                            tokenizer=tok, rng=key, pad_id=tok.pad_id, mesh=rl.mesh, rules=rl.rules,
+                            row_offset=start * n)
+      for j, (i, room) in enumerate(zip(chunk, rooms)):
         out[i] = [tok.decode(prefix_tokens[i] + res.tokens[j * n + s, :min(res.lengths[j * n + s], room)].tolist())
                   for s in range(n)]
     return out

@@ -542,7 +542,7 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
              prompt_lengths=None, pad_id: int = 0, mesh=None, rules=None, min_bucket: int = 16,
              row_offset: int = 0, unroll_layers: Optional[bool] = None, decode_segments: Optional[int] = None,
              batching: str = "auto", slots: Optional[int] = None,
-             compute_dtype: Optional[str] = None) -> SampleOutput:
+             compute_dtype: Optional[str] = None, budgets=None) -> SampleOutput:
   """Samples `num_samples` completions for each prompt.
 
   prompts: list of token-id lists, or an int array [B, T] (with prompt_lengths [B] when right-padded).
@@ -556,7 +556,9 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
   batching: "continuous" (`dsmath.sample.continuous`: `slots` cache rows, refilled as rows finish), "static" (every
   row decodes until the longest ends; decode_segments: how many cache windows it grows through, `decode_windows`), or
   "auto" (`choose_batching`). Both sample the same tokens for the same rng (log-probs equal to float rounding).
-  compute_dtype: "bfloat16" decodes with bfloat16 params and cache (`rollout_params`).
+  compute_dtype: "bfloat16" decodes with bfloat16 params and cache (`rollout_params`). budgets [B * N] (prompt-major
+  rows): tokens each completion may generate, each in [1, max_new_tokens] (default max_new_tokens for every row), so
+  calls with different budgets can share one max_new_tokens, and one compiled program.
   """
   rng = check_sampling_args(max_new_tokens, num_samples, strategy, rng)
   if stop_strings and tokenizer is None:
@@ -567,14 +569,19 @@ def generate(cfg: model.ModelConfig, params: dict, prompts, *, max_new_tokens: i
   tokens, lengths, num_prompts = prepare_prompts(cfg, prompts, prompt_lengths, max_new_tokens, layout,
                                                  min_bucket=min_bucket, pad_id=pad_id)
   keep = num_prompts * num_samples
+  if budgets is not None:
+    budgets = check_budgets(budgets, keep, max_new_tokens)
   common = dict(max_new_tokens=max_new_tokens, strategy=strategy, num_samples=num_samples, rng=rng, eos_id=eos_id,
                 pad_id=pad_id, stop_seqs=stops, layout=layout, row_offset=row_offset, unroll_layers=unroll_layers,
                 compute_dtype=compute_dtype)
   if choose_batching(batching, keep, slots, eos_id is not None or bool(stop_list)) == "continuous":
     from dsmath.sample import continuous  # it builds on this module
-    out = continuous.sample_arrays(cfg, params, tokens[:num_prompts], lengths[:num_prompts], slots=slots, **common)
-  else:
-    out = sample_arrays(cfg, params, tokens, lengths, decode_segments=decode_segments, **common)
+    out = continuous.sample_arrays(cfg, params, tokens[:num_prompts], lengths[:num_prompts], slots=slots,
+                                   budgets=budgets, **common)
+  else:  # the dummy prompts that even out the data axes: one token each
+    if budgets is not None:
+      budgets = np.concatenate([budgets, np.ones((tokens.shape[0] * num_samples - keep,), np.int32)])
+    out = sample_arrays(cfg, params, tokens, lengths, decode_segments=decode_segments, budgets=budgets, **common)
   host = {k: sharding.host_array(out[k])[:keep].copy() for k in ("tokens", "logprobs", "model_logprobs", "lengths",
                                                                  "reasons")}
   texts = None
