@@ -90,10 +90,11 @@ def first_round_scores(cfg, workdir, split: str):
 
 def heldout_label_accuracy(cfg, workdir) -> float:
   """The first reward-model round's held-out label accuracy, recomputed from what the run left: the agreement of the
-  step-0 reward model's scores > 0.5 with the labels > 0.5 (at step ends for a PRM, at the last token for an ORM)."""
+  step-0 reward model's scores > 0.5 with the labels > 0.5 (at step ends for a PRM on step labels, at the last token
+  for a model trained on the answer's label)."""
   import numpy as np
   rows, scores, reward = first_round_scores(cfg, workdir, "heldout")
-  if reward == "prm":
+  if reward == "prm" and cfg.reward_model.label != "outcome":
     at = rows["step_mask"] > 0
     return float(np.mean((scores[at] > 0.5) == (rows["step_label"][at] > 0.5)))
   last = rows["mask"].sum(1).astype(int) - 1

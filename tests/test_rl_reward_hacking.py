@@ -101,9 +101,14 @@ def grader():
   g.close()
 
 
-@pytest.mark.parametrize("name", ["grpo_orm_toy", "grpo_prm_toy"])
-def test_learned_reward_stage_logs_verdicts_beside_scores(tmp_path, rl_parent_run, grader, name):
-  over = {"rl.steps": 3, "rollout.prompts_per_step": 4}
+# the PRM trained on outcome labels as a noisy-AND over tokens (no Math-Shepherd completions)
+NOISY_AND_PRM = {"reward_model.label": "outcome", "reward_model.pool": "product"}
+
+
+@pytest.mark.parametrize("name,extra_over", [("grpo_orm_toy", {}), ("grpo_prm_toy", {}),
+                                             ("grpo_prm_toy", NOISY_AND_PRM)], ids=["orm", "prm", "prm_noisy_and"])
+def test_learned_reward_stage_logs_verdicts_beside_scores(tmp_path, rl_parent_run, grader, name, extra_over):
+  over = {"rl.steps": 3, "rollout.prompts_per_step": 4, **extra_over}
   summary = rl.run(config(name, rl_parent_run, **over), tmp_path)
   rows = read_rollouts(tmp_path)
   metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -138,6 +143,9 @@ def test_learned_reward_stage_logs_verdicts_beside_scores(tmp_path, rl_parent_ru
     for r in rows:
       assert len(r["step_scores"]) == max(len(synthetic.split_steps(r["text"])[0]), 1)
       assert r["rm_score"] == pytest.approx(np.mean(r["step_scores"]), abs=1e-5)
+      if extra_over:  # P(the prefix is right) can only fall along a solution
+        assert np.all(np.diff(r["step_scores"]) <= 1e-6), r["step_scores"]
+    assert ("rm_step_label_mean" in rm[0]) == (not extra_over)  # Math-Shepherd labels only without label "outcome"
     m = steps[0]
     mine = [r for r in rows if r["step"] == 1]
     assert m["step_reward_pos1"] == pytest.approx(np.mean([r["step_scores"][0] for r in mine]), abs=1e-5)
