@@ -8,8 +8,9 @@ paper-faithful arms that collapse, 5 seeds.
 Every cell of seed s starts from the Figure 5 sweep's SFT model of that seed (runs/sweep_fig5/_setup/base_s<s>/sft),
 the recipe's SFT model for that seed, so the arms of a seed share one SFT policy. With "recipe" the cells start from
 the recipe sweep's SFT models instead (runs/sweep_recipe_slip<s>/seed=<seed>/recipe/sft, the slip of configs/toy.py;
-results/fig6_recipe_slip<s>): the recipe as it stands, without re-running its first stages. The learned reward is the only
-training reward; the rule grader measures the rollouts (rule accuracy beside the proxy) and the held-out test split.
+results/fig6_recipe_slip<s>): the recipe as it stands, without re-running its first stages. The learned reward is the
+only training reward; the rule grader measures the rollouts (rule accuracy beside the proxy) and the held-out test
+split.
   prm_paper / orm_paper   configs/grpo_{prm,orm}_paper_toy.py: the paper's estimators, reward models of 64 samples
   prm_one / orm_one       configs/grpo_{prm,orm}_toy.py: the settings chosen on the validation split, 1 x 200 steps
                           (orm_one with the earlier reward model: lr 1e-3, 400 steps, the last state)
@@ -58,8 +59,8 @@ ARMS["orm_two_rm800"] = {**ARMS["orm_two"], **RM800}
 PRODUCT = {"rl/reward_model.pool": "product"}
 ARMS["orm_product"] = {**ARMS["orm_one_rm800"], **PRODUCT}
 ARMS["orm_product_two"] = {**ARMS["orm_two_rm800"], **PRODUCT}
-ARMS["prm_product"] = {**ARMS["prm_one"], **PRODUCT, **RM800, "rl/reward_model.label": "outcome", "rl/reward_model.questions": 1000,
-                       "rl/reward_model.heldout_questions": 256}
+ARMS["prm_product"] = {**ARMS["prm_one"], **PRODUCT, **RM800, "rl/reward_model.label": "outcome",
+                       "rl/reward_model.questions": 1000, "rl/reward_model.heldout_questions": 256}
 # Figure 5's GRPO+PS with the rule step checker, beside the learned PRM (prm_one) on the same SFT models
 ARMS["step_check"] = {"rl:config": "configs/toy.py:rl:grpo_ps_toy", "rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}
 

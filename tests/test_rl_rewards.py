@@ -82,14 +82,23 @@ def test_math_shepherd_hard_and_soft_labels():
   assert labels[1].hard == (0.0, 0.0, 0.0)  # 11 - 2 = 9 never reaches 8
 
 
-def test_reward_model_losses_train_a_scalar_head():
+def _tiny_scalar_head(hidden: int = 16):
+  """A one-layer model with a fresh scalar head (a reward model's shape): (model config, params)."""
   from dsmath.rl import policy
-  cfg = model.ModelConfig.preset("tiny", num_layers=1, vocab_size=32, hidden_size=16, intermediate_size=32,
-                                 num_heads=2, num_kv_heads=1)
-  params = policy.init_scalar_head(cfg, jax.random.key(0))
-  rng = np.random.default_rng(0)
-  batch = {"prompt": jnp.asarray(rng.integers(1, 32, (4, 3))), "prompt_mask": jnp.ones((4, 3)),
-           "completion": jnp.asarray(rng.integers(1, 32, (4, 5))), "mask": jnp.ones((4, 5)),
+  cfg = model.ModelConfig.preset("tiny", num_layers=1, vocab_size=32, hidden_size=hidden,
+                                 intermediate_size=2 * hidden, num_heads=2, num_kv_heads=1)
+  return cfg, policy.init_scalar_head(cfg, jax.random.key(0))
+
+
+def _random_rows(rng, mask):
+  """4 rows of random prompt (3 tokens) and completion (5 tokens) ids under `mask` [4, 5]."""
+  return {"prompt": jnp.asarray(rng.integers(1, 32, (4, 3))), "prompt_mask": jnp.ones((4, 3)),
+          "completion": jnp.asarray(rng.integers(1, 32, (4, 5))), "mask": jnp.asarray(mask, jnp.float32)}
+
+
+def test_reward_model_losses_train_a_scalar_head():
+  cfg, params = _tiny_scalar_head()
+  batch = {**_random_rows(np.random.default_rng(0), np.ones((4, 5))),
            "label": jnp.array([[1.0], [0.0], [1.0], [0.0]]),
            "step_label": jnp.array([[0, 1, 0, 0, 1.0]] * 4), "step_mask": jnp.array([[0, 1, 0, 0, 1.0]] * 4)}
   for kind in ("orm", "prm"):
@@ -125,13 +134,9 @@ def test_product_pool_is_a_noisy_and_over_tokens():
 
 def test_product_pool_outcome_loss_is_the_bce_of_the_product_and_reaches_the_wrong_token():
   from dsmath.rl import policy
-  cfg = model.ModelConfig.preset("tiny", num_layers=1, vocab_size=32, hidden_size=16, intermediate_size=32,
-                                 num_heads=2, num_kv_heads=1)
-  params = policy.init_scalar_head(cfg, jax.random.key(0))
-  rng = np.random.default_rng(0)
-  batch = {"prompt": jnp.asarray(rng.integers(1, 32, (4, 3))), "prompt_mask": jnp.ones((4, 3)),
-           "completion": jnp.asarray(rng.integers(1, 32, (4, 5))),
-           "mask": jnp.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0.0]]),
+  cfg, params = _tiny_scalar_head()
+  mask = [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+  batch = {**_random_rows(np.random.default_rng(0), mask),
            "label": jnp.array([[1.0], [0.0], [1.0], [0.0]])}
   loss = float(rewards.reward_model_loss(cfg, "orm", pool="product")(params, batch)[0])
   z = np.asarray(policy.completion_scalars(cfg, params, batch["prompt"], batch["prompt_mask"], batch["completion"],
@@ -144,9 +149,7 @@ def test_product_pool_outcome_loss_is_the_bce_of_the_product_and_reaches_the_wro
 def test_product_pool_trained_on_outcomes_finds_the_wrong_token():
   # Multiple-instance learning: outputs are wrong exactly when they hold token 7 somewhere; trained on the outcome
   # label alone, the pooled probability must fall at that token, not before it
-  from dsmath.rl import policy
-  cfg = model.ModelConfig.preset("tiny", num_layers=1, vocab_size=32, hidden_size=32, intermediate_size=64,
-                                 num_heads=2, num_kv_heads=1)
+  cfg, params = _tiny_scalar_head(hidden=32)
   rng = np.random.default_rng(0)
   n, c = 64, 8
   completion = rng.integers(8, 32, (n, c))
@@ -158,7 +161,6 @@ def test_product_pool_trained_on_outcomes_finds_the_wrong_token():
            "label": jnp.asarray((~wrong).astype(np.float32)[:, None])}
   loss_fn = rewards.reward_model_loss(cfg, "orm", pool="product")
   step = jax.jit(lambda prm: jax.tree.map(lambda p, g: p - 0.3 * g, prm, jax.grad(lambda q: loss_fn(q, batch)[0])(prm)))
-  params = policy.init_scalar_head(cfg, jax.random.key(0))
   for _ in range(150):
     params = step(params)
   probs = np.asarray(rewards.reward_model_scores(cfg, params, batch["prompt"], batch["prompt_mask"],
