@@ -18,6 +18,8 @@ split.
   orm_one_rm800 / orm_two_rm800   orm_one / orm_two with grpo_orm_toy's reward model as it stands (lr 3e-4, 800
                           steps, the state that orders held-out pairs best; configs/sweep_rm_selection.py)
   step_check              GRPO+PS with the synthetic task's rule step checker (Figure 5's row), beside prm_one
+  orm_product, orm_product_two, prm_product   reward models as a noisy-AND over tokens (reward_model.pool="product")
+  prm_corrupt, prm_product_corrupt            prm_one / prm_product with corrupted copies of half the samples
 Reported beside accuracy: the reward model's label and within-question pair accuracy on samples of questions it did
 not train on, after its first and last round, and the rollouts' rule accuracy and learned reward over the last 20
 steps.
@@ -61,6 +63,11 @@ ARMS["orm_product"] = {**ARMS["orm_one_rm800"], **PRODUCT}
 ARMS["orm_product_two"] = {**ARMS["orm_two_rm800"], **PRODUCT}
 ARMS["prm_product"] = {**ARMS["prm_one"], **PRODUCT, **RM800, "rl/reward_model.label": "outcome",
                        "rl/reward_model.questions": 1000, "rl/reward_model.heldout_questions": 256}
+# PRMs trained with corrupted copies of half the policy's samples beside them (dsmath.rl.corruptions: a step dropped,
+# the start cut off, stopped early; graded by the rule grader): the outputs RL drove the PRM arms to (a bare "7}")
+CORRUPT = {"rl/reward_model.corrupted_fraction": 0.5}
+ARMS["prm_corrupt"] = {**ARMS["prm_one"], **CORRUPT}
+ARMS["prm_product_corrupt"] = {**ARMS["prm_product"], **CORRUPT}
 # Figure 5's GRPO+PS with the rule step checker, beside the learned PRM (prm_one) on the same SFT models
 ARMS["step_check"] = {"rl:config": "configs/toy.py:rl:grpo_ps_toy", "rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}
 

@@ -26,6 +26,7 @@ from typing import Literal, Mapping
 from dsmath import config as config_lib
 from dsmath.data.synthetic import Difficulty
 from dsmath.model import ModelConfig
+from dsmath.rl.corruptions import CORRUPTIONS
 from dsmath.train.config import DistributedConfig, MeshConfig, OptimizerConfig, ShardingConfig
 
 
@@ -229,6 +230,12 @@ class RewardModelConfig:
   # the head at the last token for an ORM, at each step end for a PRM) or "product" (a noisy-AND over tokens: right
   # when no token is an error; trained on outcome labels, the loss reaches the token of the wrong step)
   pool: Literal["last", "product"] = "last"
+  # Corrupted copies of this share of each round's sampled training rows (dsmath.rl.corruptions: a step dropped, the
+  # output's start cut off, the output stopped early), graded by the rule grader like the rest: outputs the policy can
+  # drift to under RL and the model would otherwise never see (the toy PRM scored a bare "7}" 0.98). 0 = the paper's
+  # data (the policy's samples only).
+  corrupted_fraction: float = 0.0
+  corruptions: tuple[str, ...] = ("drop_step", "suffix", "prefix")
   # The reward model's body: "" = a copy of the policy's; "base" = the run the policy's init_from run started from
   # (the pre-trained model an SFT policy was fine-tuned from: it has seen right solutions, the SFT policy has learned
   # a careless teacher's); or any run directory with the policy's model config
@@ -237,6 +244,10 @@ class RewardModelConfig:
   def __post_init__(self):
     if not 0.0 <= self.replay_fraction < 1.0:
       raise ValueError(f"replay_fraction must be in [0, 1), got {self.replay_fraction}")
+    if not 0.0 <= self.corrupted_fraction <= 1.0:
+      raise ValueError(f"corrupted_fraction must be in [0, 1], got {self.corrupted_fraction}")
+    if not self.corruptions or set(self.corruptions) - set(CORRUPTIONS):
+      raise ValueError(f"corruptions must name some of {sorted(CORRUPTIONS)}, got {self.corruptions}")
     if self.select_every < 0 or (self.select_every and self.select_questions < 1):
       raise ValueError(f"select_every must be >= 0 and select_questions >= 1 when selecting, got {self.select_every} "
                        f"and {self.select_questions}")

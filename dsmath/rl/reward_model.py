@@ -20,7 +20,7 @@ from dsmath.holds import hold_point
 
 from dsmath.model.sharding import host_array
 from dsmath.runs import load_run
-from dsmath.rl import rewards, sources
+from dsmath.rl import corruptions, rewards, sources
 from dsmath.rl.step import RLStep
 from dsmath.sample import engine
 from dsmath.sample.strategies import Temperature
@@ -153,6 +153,18 @@ class RewardModelTrainer:
     host = {k: host_array(rows[k]) for k in ("prompt", "prompt_mask", "mask")}
     host["completion"] = tokens
     metrics = {"rows_new": float(len(texts)), "label_mean": float(correct.mean())}
+    if split == "train" and cfg.corrupted_fraction > 0:  # outputs the policy can drift to, graded like the rest
+      extra = self._corrupted_rows(texts, tokens, lengths, round_index, seed)
+      extra_golds = [golds[r] for r in extra["source"]]
+      verdicts = rl.grade(extra["texts"], extra_golds).correct
+      texts, golds = texts + extra["texts"], golds + extra_golds
+      tokens, lengths = np.concatenate([tokens, extra["completion"]]), np.concatenate([lengths, extra["lengths"]])
+      host = {**{k: np.concatenate([host[k], host[k][extra["source"]]]) for k in ("prompt", "prompt_mask")},
+              "mask": np.concatenate([host["mask"], extra["mask"]]), "completion": tokens}
+      correct, qidx = np.concatenate([correct, verdicts]), np.concatenate([qidx, qidx[extra["source"]]])
+      metrics.update(rows_corrupted=float(len(extra["texts"])),
+                     corrupted_label_mean=float(verdicts.mean()) if len(verdicts) else 0.0,
+                     **{f"rows_corrupted_{k}": float(extra["kinds"].count(k)) for k in cfg.corruptions})
     if split == "train" and cfg.gold_solutions:  # each question's worked solution, labelled right (every step good)
       gold = sources.gold_experience(rl, indices)
       keep = np.flatnonzero(gold.lengths > 0)  # a solution longer than the policy's budget is left out (counted)
@@ -184,6 +196,22 @@ class RewardModelTrainer:
       out["step_label"], out["step_mask"] = rewards.place_step_values(vals, ends, width)
       metrics["step_label_mean"] = float(np.sum(out["step_label"]) / max(np.sum(out["step_mask"]), 1.0))
     return out, metrics
+
+  def _corrupted_rows(self, texts: list[str], tokens: np.ndarray, lengths: np.ndarray, round_index: int,
+                      seed: int) -> dict:
+    """Corrupted copies of some of a round's sampled rows (dsmath.rl.corruptions), drawn from keys of the round:
+    "source" (the sampled row each copies), "completion" [n, width] and "mask" (its tokens, padded), "lengths",
+    "texts", "kinds"."""
+    rl, cfg = self.rl, self.cfg
+    ends = rewards.step_ends(texts, tokens, lengths, rl.tokenizer.decode, rl.cfg.rl.step_separator)
+    source, new, kinds = corruptions.corrupt(tokens, lengths, ends, cfg.corrupted_fraction, cfg.corruptions,
+                                             rl.tokenizer.eos_id, np.random.default_rng([seed, 10, round_index]))
+    comp = np.full((len(new), tokens.shape[1]), rl.tokenizer.pad_id, tokens.dtype)
+    mask = np.zeros(comp.shape, np.float32)
+    for i, t in enumerate(new):
+      comp[i, :len(t)], mask[i, :len(t)] = t, 1.0
+    return {"source": source, "completion": comp, "mask": mask, "lengths": np.asarray([len(t) for t in new], np.int32),
+            "texts": [rl.tokenizer.decode(t) for t in new], "kinds": kinds}
 
   # -- a round --------------------------------------------------------------------------------------------------------
 
