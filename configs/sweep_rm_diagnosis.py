@@ -62,7 +62,8 @@ def window_metrics() -> list:
   out = []
   for key, label in (("accuracy", "rollout rule accuracy"), ("proxy_reward_mean", "rollout learned reward"),
                      ("kl_ref", "KL to pi_ref"), ("adv_share_unanimous", "|A| share in unanimous groups"),
-                     ("steps_mean", "steps per output")):
+                     ("steps_mean", "steps per output"),
+                     ("unformatted_fraction", "outputs without a boxed answer")):
     for part, when in WINDOW:
       out.append({"name": f"{label}, {when}", "stage": "rl", "path": f"{part}.{key}", "paired": False,
                   "optional": True})  # a rule-reward run has no learned reward

@@ -139,6 +139,7 @@ def test_learned_reward_stage_logs_verdicts_beside_scores(tmp_path, rl_parent_ru
     unanimous = (c.max(1) == c.min(1))[:, None]
     assert m["adv_share_unanimous"] == pytest.approx((a * unanimous).sum() / max(a.sum(), 1e-30), abs=1e-5)
     assert m["steps_mean"] == pytest.approx(np.mean([len(synthetic.split_steps(r["text"])[0]) for r in mine]))
+    assert m["unformatted_fraction"] == pytest.approx(np.mean([extract_last_boxed(r["text"]) is None for r in mine]))
   if name == "grpo_prm_toy":
     for r in rows:
       assert len(r["step_scores"]) == max(len(synthetic.split_steps(r["text"])[0]), 1)

@@ -49,7 +49,8 @@ from dsmath.train.metrics import MetricWriter
 log = logging.getLogger(__name__)
 # per-step metrics whose first- and last-window means the summary keeps (tables of sweeps read them)
 WINDOW_METRICS = ("reward_mean", "accuracy", "proxy_reward_mean", "step_reward_mean", "kl_ref", "entropy",
-                  "adv_share_unanimous", "steps_mean", "completion_len_mean", "zero_std_group_fraction")
+                  "adv_share_unanimous", "steps_mean", "unformatted_fraction", "completion_len_mean",
+                  "zero_std_group_fraction")
 EVAL_KEY_OFFSET = 7919  # held-out sampling keys: fold_in(key(seed + this), step), never the training stream's
 
 

@@ -36,6 +36,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from dsmath import model
 from dsmath.data import synthetic
+from dsmath.grading.answers import extract_last_boxed
 from dsmath.model import sharding as msharding
 from dsmath.rl import advantages as adv_lib
 from dsmath.rl import losses, policy, rewards
@@ -234,6 +235,8 @@ class RLStep:
       scores = self.reward_scores(state["reward_model"]["params"], rows) if self.run.needs_reward_model else None
     sep = self.cfg.rl.step_separator
     metrics["steps_mean"] = float(np.mean([len(synthetic.split_steps(t, sep)[0]) for t in texts])) if texts else 0.0
+    # outputs with no \boxed{} answer: where a policy exploits a learned reward with outputs it never saw (a bare "7}")
+    metrics["unformatted_fraction"] = float(np.mean([extract_last_boxed(t) is None for t in texts])) if texts else 0.0
     process = self.reward is not None and self.reward.process
     ends = rewards.step_ends(texts, tokens, lengths, self.tokenizer.decode, sep) if process else None
     graded = pending.result()
