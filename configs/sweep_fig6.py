@@ -113,5 +113,6 @@ def get_config(arg: str = ""):
                      [f"arm={k}_one vs arm={k}_paper" for k in ("prm", "orm")] +
                      ["arm=prm_one vs arm=orm_one", "arm=prm_one vs arm=step_check",
                       "arm=orm_one_rm800 vs arm=orm_one", "arm=orm_two_rm800 vs arm=orm_one_rm800",
-                      "arm=orm_two_rm800 vs arm=orm_two"]}
+                      "arm=orm_two_rm800 vs arm=orm_two", "arm=prm_product_corrupt vs arm=prm_one",
+                      "arm=prm_corrupt vs arm=prm_one", "arm=prm_product_corrupt vs arm=prm_product"]}
   return c
