@@ -19,7 +19,8 @@ split.
                           steps, the state that orders held-out pairs best; configs/sweep_rm_selection.py)
   step_check              GRPO+PS with the synthetic task's rule step checker (Figure 5's row), beside prm_one
   orm_product, orm_product_two, prm_product   reward models as a noisy-AND over tokens (reward_model.pool="product")
-  prm_corrupt, prm_product_corrupt            prm_one / prm_product with corrupted copies of half the samples
+  prm_corrupt, prm_product_corrupt, prm_two_corrupt   prm_one / prm_product / prm_two with corrupted copies of half
+                                                       the samples
 Reported beside accuracy: the reward model's label and within-question pair accuracy on samples of questions it did
 not train on, after its first and last round, and the rollouts' rule accuracy and learned reward over the last 20
 steps.
@@ -68,6 +69,7 @@ ARMS["prm_product"] = {**ARMS["prm_one"], **PRODUCT, **RM800, "rl/reward_model.l
 CORRUPT = {"rl/reward_model.corrupted_fraction": 0.5}
 ARMS["prm_corrupt"] = {**ARMS["prm_one"], **CORRUPT}
 ARMS["prm_product_corrupt"] = {**ARMS["prm_product"], **CORRUPT}
+ARMS["prm_two_corrupt"] = {**ARMS["prm_two"], **CORRUPT}  # both fixes: iterated and corrupted copies
 # Figure 5's GRPO+PS with the rule step checker, beside the learned PRM (prm_one) on the same SFT models
 ARMS["step_check"] = {"rl:config": "configs/toy.py:rl:grpo_ps_toy", "rl/rl.iterations": 1, "rl/rl.steps": TOTAL_STEPS}
 
