@@ -53,8 +53,8 @@ def corrupt(tokens: np.ndarray, lengths: np.ndarray, ends: Sequence[Sequence[int
   if unknown:
     raise ValueError(f"unknown corruption(s) {unknown}; known: {sorted(CORRUPTIONS)}")
   n = min(int(round(fraction * len(lengths))), len(lengths))
-  rows = np.sort(rng.choice(len(lengths), n, replace=False)) if n else np.zeros(0, np.int64)
-  picked = [kinds[int(i)] for i in rng.integers(len(kinds), size=n)] if n else []
+  rows = np.sort(rng.choice(len(lengths), n, replace=False))
+  picked = [kinds[int(i)] for i in rng.integers(len(kinds), size=n)]
   src, out, used = [], [], []
   for r, kind in zip(rows, picked):
     new = CORRUPTIONS[kind](tokens[r, :lengths[r]].tolist(), list(ends[r]), eos_id, rng)
